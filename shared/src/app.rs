@@ -1,0 +1,85 @@
+//! The state both lambdas share: configuration and AWS clients, built once per
+//! cold start and lent to every invocation.
+
+use std::sync::Arc;
+
+use crate::cache::TtlCache;
+use crate::config::Config;
+use crate::domain::{Endpoint, Offer, Partner};
+use crate::metrics::RequestCounter;
+use crate::queue::Queue;
+use crate::store::Store;
+
+/// Clients and caches of one process.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub queue: Queue,
+    /// AWS requests sent by this process, by operation.
+    pub requests: RequestCounter,
+    pub offers: TtlCache<Option<Offer>>,
+    pub partners: TtlCache<Option<Partner>>,
+    /// A partner's endpoints, by partner id.
+    pub endpoints: TtlCache<Vec<Endpoint>>,
+}
+
+impl App {
+    /// Reads the environment and builds the clients.
+    pub async fn from_env() -> anyhow::Result<Arc<Self>> {
+        let config = Config::from_env()?;
+        Ok(Self::new(config).await)
+    }
+
+    /// Builds the clients for `config` from the standard AWS SDK environment.
+    pub async fn new(config: Config) -> Arc<Self> {
+        let sdk = aws_config::load_from_env().await;
+        let requests = RequestCounter::default();
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let ttl = config.config_cache_ttl;
+        Arc::new(App {
+            store: Store::new(dynamo, config.table_name.clone()),
+            queue: Queue::new(sqs),
+            config,
+            requests,
+            offers: TtlCache::new(ttl),
+            partners: TtlCache::new(ttl),
+            endpoints: TtlCache::new(ttl),
+        })
+    }
+
+    /// The offer, from the cache or the store.
+    pub async fn offer(&self, id: &str) -> crate::Result<Arc<Option<Offer>>> {
+        if let Some(hit) = self.offers.get(id) {
+            return Ok(hit);
+        }
+        let offer = self.store.get_offer(id).await?;
+        Ok(self.offers.put(id, offer))
+    }
+
+    /// The partner, from the cache or the store.
+    pub async fn partner(&self, id: &str) -> crate::Result<Arc<Option<Partner>>> {
+        if let Some(hit) = self.partners.get(id) {
+            return Ok(hit);
+        }
+        let partner = self.store.get_partner(id).await?;
+        Ok(self.partners.put(id, partner))
+    }
+
+    /// The partner's endpoints, from the cache or the store.
+    pub async fn partner_endpoints(&self, partner_id: &str) -> crate::Result<Arc<Vec<Endpoint>>> {
+        if let Some(hit) = self.endpoints.get(partner_id) {
+            return Ok(hit);
+        }
+        let endpoints = self.store.list_endpoints(partner_id).await?;
+        Ok(self.endpoints.put(partner_id, endpoints))
+    }
+}

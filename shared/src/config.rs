@@ -1,0 +1,156 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! AWS endpoints, region and credentials come from the standard SDK
+//! environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the same binary runs
+//! on AWS and against the local stand-ins without knowing which.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value itself; call only where it is compared or sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Everything the lambdas and the local runner read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the single DynamoDB table (template.yaml `Table`).
+    pub table_name: String,
+    /// `DELIVERY_QUEUE_URL`: one message per delivery (template.yaml `DeliveryQueue`).
+    pub delivery_queue_url: String,
+    /// `DELIVERY_DLQ_URL`: where the deliver lambda moves messages it cannot parse.
+    pub delivery_dlq_url: Option<String>,
+    /// `EVENTS_QUEUE_URL`: pipeline events, one per message (template.yaml `EventsQueue`).
+    pub events_queue_url: Option<String>,
+    /// `EVENTS_DLQ_URL`: where malformed pipeline messages are moved.
+    pub events_dlq_url: Option<String>,
+    /// `ADMIN_API_KEY`: bearer key of the admin, at least 16 characters.
+    pub admin_api_key: Secret,
+    /// `ALLOW_PRIVATE_TARGETS` (default false): let postbacks reach loopback and
+    /// private addresses. Only the local runner and tests turn it on.
+    pub allow_private_targets: bool,
+    /// `CONFIG_CACHE_SECONDS` (default 30): how long a warm process reuses offers,
+    /// partners and endpoints it has read. Writes made by the same process are
+    /// seen at once; writes made elsewhere within this many seconds.
+    pub config_cache_ttl: Duration,
+}
+
+/// Minimum length of the admin key, so that a placeholder cannot go live.
+pub const MIN_ADMIN_KEY_LEN: usize = 16;
+
+impl Config {
+    /// Reads and checks the configuration; the error names the variable at fault.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Same as [`Config::from_env`] over any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let required = |k: &str| {
+            get(k)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("environment variable {k} is required"))
+        };
+        let optional = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let admin = required("ADMIN_API_KEY")?;
+        if admin.len() < MIN_ADMIN_KEY_LEN {
+            anyhow::bail!("ADMIN_API_KEY must be at least {MIN_ADMIN_KEY_LEN} characters");
+        }
+        let allow_private_targets = match optional("ALLOW_PRIVATE_TARGETS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                anyhow::bail!("ALLOW_PRIVATE_TARGETS must be true or false, not {other:?}")
+            }
+        };
+        let config_cache_ttl = match optional("CONFIG_CACHE_SECONDS") {
+            None => Duration::from_secs(30),
+            Some(v) => Duration::from_secs(v.parse().map_err(|_| {
+                anyhow::anyhow!("CONFIG_CACHE_SECONDS must be a whole number of seconds")
+            })?),
+        };
+        Ok(Config {
+            table_name: required("TABLE_NAME")?,
+            delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
+            delivery_dlq_url: optional("DELIVERY_DLQ_URL"),
+            events_queue_url: optional("EVENTS_QUEUE_URL"),
+            events_dlq_url: optional("EVENTS_DLQ_URL"),
+            admin_api_key: Secret::new(admin),
+            allow_private_targets,
+            config_cache_ttl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("TABLE_NAME", "t"),
+        ("DELIVERY_QUEUE_URL", "http://q"),
+        ("ADMIN_API_KEY", "0123456789abcdef"),
+    ];
+
+    #[test]
+    fn a_complete_environment_is_read_with_defaults() {
+        let c = Config::from_lookup(env(&BASE)).unwrap();
+        assert_eq!(c.table_name, "t");
+        assert!(!c.allow_private_targets);
+        assert_eq!(c.config_cache_ttl, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = Config::from_lookup(env(&BASE[..2]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ADMIN_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn a_short_admin_key_is_refused() {
+        let err = Config::from_lookup(env(&[BASE[0], BASE[1], ("ADMIN_API_KEY", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::from_lookup(env(&BASE)).unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+}

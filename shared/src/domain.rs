@@ -1,0 +1,327 @@
+//! Domain types: what is stored and what the API shows. Validation of input
+//! lives with the parsers (`ingest`, the API's request types); these types only
+//! hold values that already passed it.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Status of a conversion or payout, as the contract spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl Status {
+    /// Parses `pending`, `approved` or `rejected` (case-insensitive).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "pending" => Some(Status::Pending),
+            "approved" => Some(Status::Approved),
+            "rejected" => Some(Status::Rejected),
+            _ => None,
+        }
+    }
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+        }
+    }
+}
+
+/// An advertiser's offer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Offer {
+    pub id: String,
+    pub name: String,
+    pub advertiser: String,
+    pub landing_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_payout: Option<Decimal>,
+    pub currency: String,
+    /// SHA-256 of the advertiser's security token; the token itself is not kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_token_sha256: Option<String>,
+    pub attribution_window_days: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A partner (publisher, affiliate). API keys are stored as SHA-256 hashes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Partner {
+    pub id: String,
+    pub name: String,
+    pub api_key_sha256: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A click: what a partner's traffic carried when it reached the offer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Click {
+    pub click_id: String,
+    pub offer_id: String,
+    pub partner_id: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    /// End of the offer's attribution window; later postbacks answer 410.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// An advertiser's S2S postback.
+    Postback,
+    /// Our own pipelines, by `POST /events` or the events queue.
+    Internal,
+}
+
+/// The immutable record of a conversion, payout, invalidation or status change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub source: Source,
+    /// Free name: `conversion`, `purchase`, `payout`, `reward.created`, `invalidation`, ...
+    pub event: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    pub partner_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub click_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertiser: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
+    pub payout: Decimal,
+    pub currency: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// Set on invalidations: when the original payout was reversed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Click attributes (sub ids), then the event's own attributes on top.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    /// The deliveries this event fanned out to, one per matching endpoint.
+    #[serde(default)]
+    pub delivery_ids: Vec<String>,
+}
+
+impl Event {
+    /// Whether this event reverses an earlier payout.
+    pub fn is_invalidation(&self) -> bool {
+        self.event == INVALIDATION
+    }
+}
+
+/// The event name that reverses an earlier payout.
+pub const INVALIDATION: &str = "invalidation";
+
+/// How a postback is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST_FORM")]
+    PostForm,
+    #[serde(rename = "POST_JSON")]
+    PostJson,
+}
+
+/// HTTP basic credentials of an endpoint; the password is write-only.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// The default retry schedule: attempts at 0 s, +60, +90, +120, +150, then `failed`.
+pub const DEFAULT_RETRY_SCHEDULE: [u32; 5] = [0, 60, 90, 120, 150];
+/// Default time allowed for one attempt.
+pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+
+/// A partner's postback subscription.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct Endpoint {
+    pub id: String,
+    pub partner_id: String,
+    pub name: String,
+    pub url: String,
+    pub method: Method,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Event names this endpoint receives; `*` for all.
+    pub events: Vec<String>,
+    /// Statuses it receives; empty for all.
+    #[serde(default)]
+    pub statuses: Vec<Status>,
+    /// Offer ids it receives; empty for all.
+    #[serde(default)]
+    pub offers: Vec<String>,
+    /// Goals it receives; empty for all.
+    #[serde(default)]
+    pub goals: Vec<String>,
+    /// Whether invalidations are sent (off by default: they are opt-in).
+    #[serde(default)]
+    pub invalidations: bool,
+    pub retry_schedule: Vec<u32>,
+    pub timeout_ms: u32,
+    pub active: bool,
+    /// Why the endpoint was paused automatically (e.g. it answered 410 Gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("partner_id", &self.partner_id)
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("basic_auth", &self.basic_auth)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Whether this endpoint subscribes to `event` (its filters match). Paused
+    /// endpoints still match: their deliveries wait until they are re-activated.
+    pub fn matches(&self, event: &Event) -> bool {
+        if event.is_invalidation() {
+            if !self.invalidations {
+                return false;
+            }
+        } else if !self
+            .events
+            .iter()
+            .any(|e| e == "*" || e.eq_ignore_ascii_case(&event.event))
+        {
+            return false;
+        }
+        if !self.statuses.is_empty() && !self.statuses.contains(&event.status) {
+            return false;
+        }
+        if !self.offers.is_empty()
+            && !event
+                .offer_id
+                .as_ref()
+                .is_some_and(|o| self.offers.contains(o))
+        {
+            return false;
+        }
+        if !self.goals.is_empty() && !event.goal.as_ref().is_some_and(|g| self.goals.contains(g)) {
+            return false;
+        }
+        true
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// One try at sending a postback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub n: u32,
+    pub at: DateTime<Utc>,
+    pub ms: u64,
+    /// HTTP status, when the partner answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// Error kind when the attempt failed: `http_status`, `timeout`, `connect`, `redirect`, `blocked`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The start of the partner's answer, truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// When the next attempt is due, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<DateTime<Utc>>,
+    /// Whether the round was started by hand (`POST /deliveries/{id}/retry`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
+}
+
+/// One event × one endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub partner_id: String,
+    pub status: DeliveryStatus,
+    /// The event as it was recorded, so that a delivery renders without another read.
+    pub event: Event,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The latest known state of one of our pipelines' transactions, so that a
+/// status change or an invalidation can refer to it by `transaction_id` alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Transaction {
+    pub transaction_id: String,
+    pub partner_id: String,
+    pub event: String,
+    pub status: Status,
+    pub payout: Decimal,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub click_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    pub last_event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalidated_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}

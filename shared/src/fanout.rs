@@ -1,0 +1,180 @@
+//! Fan-out: one delivery per endpoint whose filters match an event, and the
+//! message that carries each delivery on the delivery queue.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Delivery, DeliveryStatus, Endpoint, Event};
+use crate::ids;
+
+/// Most deliveries one event may fan out to: event + transaction + deliveries
+/// must fit one 100-item DynamoDB transaction.
+pub const MAX_DELIVERIES_PER_EVENT: usize = 98;
+
+/// The body of a delivery-queue message. Version 1.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryMessage {
+    pub delivery_id: String,
+    pub partner_id: String,
+    pub endpoint_id: String,
+}
+
+/// The id of the delivery of `event_id` to `endpoint_id`: derived, so that a
+/// retried fan-out writes the same delivery rather than a second one.
+pub fn delivery_id(event_id: &str, endpoint_id: &str) -> String {
+    ids::derived_id("dlv", &[event_id, endpoint_id])
+}
+
+/// The deliveries `event` fans out to among `endpoints`, in endpoint order.
+/// Paused endpoints are included: their deliveries wait, pending, until the
+/// endpoint is re-activated.
+pub fn plan(event: &Event, endpoints: &[Endpoint], now: DateTime<Utc>) -> Vec<Delivery> {
+    endpoints
+        .iter()
+        .filter(|e| e.matches(event))
+        .take(MAX_DELIVERIES_PER_EVENT)
+        .map(|endpoint| Delivery {
+            id: delivery_id(&event.id, &endpoint.id),
+            event_id: event.id.clone(),
+            endpoint_id: endpoint.id.clone(),
+            partner_id: endpoint.partner_id.clone(),
+            status: DeliveryStatus::Pending,
+            event: Event {
+                delivery_ids: Vec::new(),
+                ..event.clone()
+            },
+            attempts: Vec::new(),
+            next_attempt_at: Some(now),
+            created_at: now,
+            updated_at: now,
+        })
+        .collect()
+}
+
+/// The queue message of a delivery.
+pub fn message(d: &Delivery) -> String {
+    let m = DeliveryMessage {
+        delivery_id: d.id.clone(),
+        partner_id: d.partner_id.clone(),
+        endpoint_id: d.endpoint_id.clone(),
+    };
+    serde_json::to_string(&m).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Method, Source, Status};
+    use rust_decimal::Decimal;
+    use std::collections::BTreeMap;
+
+    fn event(name: &str, status: Status) -> Event {
+        let now = Utc::now();
+        Event {
+            id: "evt_1".into(),
+            source: Source::Postback,
+            event: name.into(),
+            status,
+            transaction_id: None,
+            partner_id: "p".into(),
+            click_id: Some("c".into()),
+            lead_id: None,
+            offer_id: Some("off_1".into()),
+            advertiser: None,
+            goal: Some("signup".into()),
+            payout: Decimal::new(1000, 2),
+            currency: "USD".into(),
+            occurred_at: now,
+            recorded_at: now,
+            deleted_at: None,
+            attributes: BTreeMap::new(),
+            delivery_ids: vec![],
+        }
+    }
+
+    fn endpoint(id: &str) -> Endpoint {
+        let now = Utc::now();
+        Endpoint {
+            id: id.into(),
+            partner_id: "p".into(),
+            name: id.into(),
+            url: "https://example.com/pb".into(),
+            method: Method::Get,
+            body: None,
+            headers: BTreeMap::new(),
+            basic_auth: None,
+            secret: None,
+            events: vec!["*".into()],
+            statuses: vec![],
+            offers: vec![],
+            goals: vec![],
+            invalidations: false,
+            retry_schedule: vec![0, 60],
+            timeout_ms: 1000,
+            active: true,
+            paused_reason: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn every_matching_endpoint_gets_one_delivery_with_a_stable_id() {
+        let e = event("purchase", Status::Approved);
+        let mut only_signup = endpoint("ep_b");
+        only_signup.events = vec!["signup".into()];
+        let plan1 = plan(
+            &e,
+            &[endpoint("ep_a"), only_signup, endpoint("ep_c")],
+            Utc::now(),
+        );
+        let ids: Vec<_> = plan1.iter().map(|d| d.endpoint_id.as_str()).collect();
+        assert_eq!(ids, ["ep_a", "ep_c"]);
+        assert_eq!(plan1[0].id, delivery_id("evt_1", "ep_a"));
+        assert_eq!(plan1[0].status, DeliveryStatus::Pending);
+    }
+
+    #[test]
+    fn filters_on_status_offer_and_goal_apply() {
+        let e = event("purchase", Status::Pending);
+        let mut approved_only = endpoint("a");
+        approved_only.statuses = vec![Status::Approved];
+        let mut other_offer = endpoint("b");
+        other_offer.offers = vec!["off_2".into()];
+        let mut other_goal = endpoint("c");
+        other_goal.goals = vec!["deposit".into()];
+        let mut same_goal = endpoint("d");
+        same_goal.goals = vec!["signup".into()];
+        let ids: Vec<_> = plan(
+            &e,
+            &[approved_only, other_offer, other_goal, same_goal],
+            Utc::now(),
+        )
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
+        assert_eq!(ids, ["d"]);
+    }
+
+    #[test]
+    fn invalidations_are_opt_in() {
+        let e = event("invalidation", Status::Approved);
+        let mut opted_in = endpoint("in");
+        opted_in.invalidations = true;
+        let ids: Vec<_> = plan(&e, &[endpoint("out"), opted_in], Utc::now())
+            .into_iter()
+            .map(|d| d.endpoint_id)
+            .collect();
+        assert_eq!(ids, ["in"]);
+    }
+
+    #[test]
+    fn paused_endpoints_still_get_a_pending_delivery() {
+        let mut paused = endpoint("p");
+        paused.active = false;
+        assert_eq!(
+            plan(&event("x", Status::Approved), &[paused], Utc::now()).len(),
+            1
+        );
+    }
+}

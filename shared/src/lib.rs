@@ -1,0 +1,22 @@
+//! The library both lambdas and the local runner are thin wrappers around:
+//! domain types and validation, macro templates, the DynamoDB store, the SQS
+//! queue, the HTTP sender, the retry schedule and configuration.
+
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod fanout;
+pub mod ids;
+pub mod ingest;
+pub mod metrics;
+pub mod money;
+pub mod provision;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+
+pub use app::App;
+pub use error::{Error, Result};

@@ -1,0 +1,145 @@
+//! Payouts and currencies. Money is a decimal, never a float: a payout is
+//! parsed from its decimal text and kept as `rust_decimal::Decimal`.
+
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// Most fraction digits a payout may carry (1/10,000 of a currency unit).
+pub const MAX_FRACTION_DIGITS: usize = 4;
+/// Largest magnitude accepted, a guard against typos and overflow downstream.
+pub const MAX_PAYOUT: i64 = 1_000_000_000;
+
+/// Parses a payout such as `49.99`. Refuses exponents (`1e3`), signs other than
+/// a leading `-`, more than four fraction digits and anything that is not a
+/// plain decimal. `allow_negative` is false for conversions.
+pub fn parse_payout(field: &str, raw: &str, allow_negative: bool) -> Result<Decimal, Error> {
+    let bad = |why: &str| Error::invalid(field, format!("`{field}` {why}"));
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
+        return Err(bad("must be a decimal number such as 12.50"));
+    }
+    if frac.is_some_and(|f| f.len() > MAX_FRACTION_DIGITS) {
+        return Err(bad("has more than 4 fraction digits"));
+    }
+    if int.len() > 12 {
+        return Err(bad("is too large"));
+    }
+    let value = Decimal::from_str(s).map_err(|_| bad("must be a decimal number such as 12.50"))?;
+    if value.abs() > Decimal::from(MAX_PAYOUT) {
+        return Err(bad("is too large"));
+    }
+    if negative && !value.is_zero() && !allow_negative {
+        return Err(bad("must not be negative"));
+    }
+    Ok(value.normalize_to_scale())
+}
+
+trait NormalizeToScale {
+    fn normalize_to_scale(self) -> Self;
+}
+
+impl NormalizeToScale for Decimal {
+    /// `-0` becomes `0`; the scale the sender wrote is otherwise kept (`10.50` stays `10.50`).
+    fn normalize_to_scale(self) -> Self {
+        if self.is_zero() {
+            Decimal::ZERO
+        } else {
+            self
+        }
+    }
+}
+
+/// Parses an ISO 4217-shaped currency code: three ASCII letters, upper-cased.
+pub fn parse_currency(field: &str, raw: &str) -> Result<String, Error> {
+    let s = raw.trim();
+    if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(s.to_ascii_uppercase())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("`{field}` must be a three-letter currency code such as USD"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> String {
+        parse_payout("payout", s, false).unwrap().to_string()
+    }
+
+    fn rejected(s: &str, allow_negative: bool) -> String {
+        match parse_payout("payout", s, allow_negative) {
+            Err(e) => e.to_string(),
+            Ok(v) => panic!("{s} was accepted as {v}"),
+        }
+    }
+
+    #[test]
+    fn plain_decimals_are_accepted_exactly() {
+        assert_eq!(ok("49.99"), "49.99");
+        assert_eq!(ok("0"), "0");
+        assert_eq!(ok("10.50"), "10.50");
+        assert_eq!(ok("1.2345"), "1.2345");
+        assert_eq!(ok(" 7 "), "7");
+    }
+
+    #[test]
+    fn text_is_rejected() {
+        assert!(rejected("abc", false).contains("decimal number"));
+        assert!(rejected("", false).contains("empty"));
+        assert!(rejected("NaN", false).contains("decimal"));
+    }
+
+    #[test]
+    fn exponents_and_odd_signs_are_rejected() {
+        assert!(rejected("1e3", false).contains("decimal"));
+        assert!(rejected("+5", false).contains("decimal"));
+        assert!(rejected("5.", false).contains("decimal"));
+        assert!(rejected(".5", false).contains("decimal"));
+        assert!(rejected("1,5", false).contains("decimal"));
+    }
+
+    #[test]
+    fn more_than_four_fraction_digits_are_rejected() {
+        assert!(rejected("1.23456", false).contains("4 fraction digits"));
+    }
+
+    #[test]
+    fn negative_payouts_are_rejected_for_conversions_only() {
+        assert!(rejected("-1", false).contains("negative"));
+        assert_eq!(
+            parse_payout("payout", "-12.5", true).unwrap().to_string(),
+            "-12.5"
+        );
+        assert_eq!(ok("-0"), "0");
+    }
+
+    #[test]
+    fn absurd_magnitudes_are_rejected() {
+        assert!(rejected("99999999999999", false).contains("too large"));
+    }
+
+    #[test]
+    fn currencies_are_three_letters() {
+        assert_eq!(parse_currency("currency", "usd").unwrap(), "USD");
+        assert!(parse_currency("currency", "US").is_err());
+        assert!(parse_currency("currency", "U$D").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! Creates the table and queues that `template.yaml` declares, on whatever
+//! endpoint the SDK environment points at (the local stand-ins). The template
+//! is the only definition: attributes, keys, GSIs, TTL, visibility timeouts,
+//! retention and redrive policies are read from it, and the lambdas'
+//! environment variables (`TABLE_NAME: !Ref Table`, ...) are resolved to the
+//! names and URLs created, so the local runner is configured exactly like the
+//! functions in AWS.
+
+use anyhow::{anyhow, bail, Context};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_yaml::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// Names and addresses of what was created, by logical id, and the resolved
+/// environment of the functions.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    /// Logical id → physical table name.
+    pub tables: BTreeMap<String, String>,
+    /// Logical id → queue URL.
+    pub queue_urls: BTreeMap<String, String>,
+    /// Logical id → queue ARN.
+    pub queue_arns: BTreeMap<String, String>,
+    /// The functions' environment variables whose values reference these resources.
+    pub env: BTreeMap<String, String>,
+}
+
+fn tag_name(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_string(),
+            &t.value,
+        )),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, inner) = m.iter().next()?;
+            let k = k.as_str()?;
+            match k {
+                "Ref" => Some(("Ref".into(), inner)),
+                _ if k.starts_with("Fn::") => {
+                    Some((k.trim_start_matches("Fn::").to_string(), inner))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> anyhow::Result<&'a str> {
+    v.as_str().ok_or_else(|| anyhow!("{what} must be a string"))
+}
+
+fn int_of(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+impl Provisioned {
+    /// Resolves `!Ref X` and `!GetAtt X.Arn|QueueUrl|QueueName` against what was created.
+    fn resolve(&self, v: &Value) -> Option<String> {
+        if let Some(s) = v.as_str() {
+            return Some(s.to_string());
+        }
+        let (tag, inner) = tag_name(v)?;
+        match tag.as_str() {
+            "Ref" => {
+                let id = inner.as_str()?;
+                self.tables
+                    .get(id)
+                    .or_else(|| self.queue_urls.get(id))
+                    .cloned()
+            }
+            "GetAtt" => {
+                let (id, attr) = match inner {
+                    Value::String(s) => s
+                        .split_once('.')
+                        .map(|(a, b)| (a.to_string(), b.to_string()))?,
+                    Value::Sequence(parts) if parts.len() == 2 => (
+                        parts[0].as_str()?.to_string(),
+                        parts[1].as_str()?.to_string(),
+                    ),
+                    _ => return None,
+                };
+                match attr.as_str() {
+                    "Arn" => self.queue_arns.get(&id).cloned(),
+                    "QueueUrl" => self.queue_urls.get(&id).cloned(),
+                    "QueueName" => self
+                        .queue_urls
+                        .get(&id)
+                        .and_then(|u| u.rsplit('/').next().map(str::to_string)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Creates (if missing) every `AWS::DynamoDB::Table` and `AWS::SQS::Queue` of
+/// the template, named `<prefix>-<LogicalId>`.
+pub async fn provision(
+    template_yaml: &str,
+    prefix: &str,
+    dynamo: &aws_sdk_dynamodb::Client,
+    sqs: &aws_sdk_sqs::Client,
+) -> anyhow::Result<Provisioned> {
+    let template: Value = serde_yaml::from_str(template_yaml).context("parsing template.yaml")?;
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| anyhow!("template.yaml has no Resources"))?;
+    let mut out = Provisioned::default();
+
+    let mut queues: Vec<(String, &Value)> = Vec::new();
+    for (id, res) in resources {
+        let id = str_of(id, "a logical id")?.to_string();
+        let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+        match res.get("Type").and_then(Value::as_str) {
+            Some("AWS::DynamoDB::Table") => {
+                let name = format!("{prefix}-{id}");
+                create_table(dynamo, &name, &props)
+                    .await
+                    .with_context(|| format!("creating table {id}"))?;
+                out.tables.insert(id, name);
+            }
+            Some("AWS::SQS::Queue") => queues.push((id, res)),
+            _ => {}
+        }
+    }
+    // Dead-letter queues first, so that the redrive policies can name their ARNs.
+    queues.sort_by_key(|(_, res)| {
+        res.get("Properties")
+            .and_then(|p| p.get("RedrivePolicy"))
+            .is_some()
+    });
+    for (id, res) in queues {
+        let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+        let name = format!("{prefix}-{id}");
+        let mut attrs: HashMap<QueueAttributeName, String> = HashMap::new();
+        for (key, attr) in [
+            ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+            (
+                "MessageRetentionPeriod",
+                QueueAttributeName::MessageRetentionPeriod,
+            ),
+            ("DelaySeconds", QueueAttributeName::DelaySeconds),
+            (
+                "ReceiveMessageWaitTimeSeconds",
+                QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+            ),
+        ] {
+            if let Some(v) = props.get(key).and_then(int_of) {
+                attrs.insert(attr, v.to_string());
+            }
+        }
+        if let Some(redrive) = props.get("RedrivePolicy") {
+            let target = redrive
+                .get("deadLetterTargetArn")
+                .and_then(|v| out.resolve(v))
+                .ok_or_else(|| anyhow!("queue {id}: deadLetterTargetArn does not resolve"))?;
+            let max = redrive
+                .get("maxReceiveCount")
+                .and_then(int_of)
+                .ok_or_else(|| anyhow!("queue {id}: maxReceiveCount missing"))?;
+            attrs.insert(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max})
+                    .to_string(),
+            );
+        }
+        let url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .set_attributes(Some(attrs))
+            .send()
+            .await
+            .with_context(|| format!("creating queue {id}"))?
+            .queue_url
+            .ok_or_else(|| anyhow!("queue {id}: no URL returned"))?;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .with_context(|| format!("reading queue {id}'s ARN"))?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .ok_or_else(|| anyhow!("queue {id}: no ARN"))?;
+        out.queue_urls.insert(id.clone(), url);
+        out.queue_arns.insert(id, arn);
+    }
+
+    // The functions' environment: Globals first, then each function's own.
+    let mut env_maps: Vec<&Value> = Vec::new();
+    if let Some(v) = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("Environment"))
+    {
+        env_maps.push(v);
+    }
+    for (_, res) in resources {
+        if res.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function") {
+            if let Some(v) = res.get("Properties").and_then(|p| p.get("Environment")) {
+                env_maps.push(v);
+            }
+        }
+    }
+    for env in env_maps {
+        if let Some(vars) = env.get("Variables").and_then(Value::as_mapping) {
+            for (k, v) in vars {
+                if let (Some(k), Some(v)) = (k.as_str(), out.resolve(v)) {
+                    if tag_name(vars.get(k).unwrap_or(&Value::Null)).is_some() {
+                        out.env.insert(k.to_string(), v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    props: &Value,
+) -> anyhow::Result<()> {
+    let key_schema = |v: &Value| -> anyhow::Result<Vec<KeySchemaElement>> {
+        v.as_sequence()
+            .ok_or_else(|| anyhow!("KeySchema must be a list"))?
+            .iter()
+            .map(|k| {
+                Ok(KeySchemaElement::builder()
+                    .attribute_name(str_of(
+                        k.get("AttributeName").unwrap_or(&Value::Null),
+                        "AttributeName",
+                    )?)
+                    .key_type(KeyType::from(str_of(
+                        k.get("KeyType").unwrap_or(&Value::Null),
+                        "KeyType",
+                    )?))
+                    .build()?)
+            })
+            .collect()
+    };
+    let mut req = client.create_table().table_name(name);
+    for a in props
+        .get("AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(str_of(
+                    a.get("AttributeName").unwrap_or(&Value::Null),
+                    "AttributeName",
+                )?)
+                .attribute_type(ScalarAttributeType::from(str_of(
+                    a.get("AttributeType").unwrap_or(&Value::Null),
+                    "AttributeType",
+                )?))
+                .build()?,
+        );
+    }
+    req = req.set_key_schema(Some(key_schema(
+        props.get("KeySchema").unwrap_or(&Value::Null),
+    )?));
+    match props.get("BillingMode").and_then(Value::as_str) {
+        Some("PAY_PER_REQUEST") | None => req = req.billing_mode(BillingMode::PayPerRequest),
+        Some(other) => bail!("BillingMode {other} is not supported locally"),
+    }
+    for g in props
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let projection = g.get("Projection").unwrap_or(&Value::Null);
+        let mut p = Projection::builder().projection_type(ProjectionType::from(
+            projection
+                .get("ProjectionType")
+                .and_then(Value::as_str)
+                .unwrap_or("ALL"),
+        ));
+        for attr in projection
+            .get("NonKeyAttributes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            p = p.non_key_attributes(str_of(attr, "NonKeyAttributes")?);
+        }
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(str_of(
+                    g.get("IndexName").unwrap_or(&Value::Null),
+                    "IndexName",
+                )?)
+                .set_key_schema(Some(key_schema(
+                    g.get("KeySchema").unwrap_or(&Value::Null),
+                )?))
+                .projection(p.build())
+                .build()?,
+        );
+    }
+    match req.send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(ttl) = props.get("TimeToLiveSpecification") {
+        if ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(false) {
+            client
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(str_of(
+                            ttl.get("AttributeName").unwrap_or(&Value::Null),
+                            "AttributeName",
+                        )?)
+                        .enabled(true)
+                        .build()?,
+                )
+                .send()
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The SQS adapter: batched sends (10 a request, the SQS limit), visibility
+//! changes for retries, and the receive/delete pair the local runner uses to
+//! emulate the Lambda event-source mapping.
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::Client;
+
+use crate::error::{unavailable, Error, Result};
+
+/// Most entries in one SQS batch request.
+pub const MAX_BATCH: usize = 10;
+
+/// SQS queues, by URL.
+#[derive(Clone)]
+pub struct Queue {
+    client: Client,
+}
+
+impl Queue {
+    /// A queue adapter over `client`.
+    pub fn new(client: Client) -> Self {
+        Queue { client }
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends every body, ten per `SendMessageBatch`; entries SQS reports as
+    /// failed are retried once, then the call fails naming how many were left.
+    pub async fn send_all(&self, queue_url: &str, bodies: &[String]) -> Result<()> {
+        let requests = bodies
+            .chunks(MAX_BATCH)
+            .map(|chunk| self.send_chunk(queue_url, chunk));
+        for result in futures::future::join_all(requests).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn send_chunk(&self, queue_url: &str, chunk: &[String]) -> Result<()> {
+        let mut todo: Vec<usize> = (0..chunk.len()).collect();
+        for _ in 0..2 {
+            let entries = todo
+                .iter()
+                .map(|&i| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&chunk[i])
+                        .build()
+                        .map_err(|e| Error::Internal(e.into()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(unavailable("sending to the delivery queue"))?;
+            todo = out
+                .failed
+                .iter()
+                .filter_map(|f| f.id.parse().ok())
+                .collect();
+            if todo.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(Error::Unavailable(anyhow::anyhow!(
+            "SQS refused {} message(s) twice",
+            todo.len()
+        )))
+    }
+
+    /// Sends one message, optionally delayed (at most 900 s, the SQS limit).
+    pub async fn send(&self, queue_url: &str, body: &str, delay_seconds: i32) -> Result<()> {
+        self.client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .delay_seconds(delay_seconds.clamp(0, 900))
+            .send()
+            .await
+            .map_err(unavailable("sending a message"))?;
+        Ok(())
+    }
+
+    /// Hides a received message for `seconds` more (at most 43,200, the SQS limit).
+    pub async fn change_visibility(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        seconds: i32,
+    ) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds.clamp(0, 43_200))
+            .send()
+            .await
+            .map_err(unavailable("changing a message's visibility"))?;
+        Ok(())
+    }
+
+    /// Long-polls up to 10 messages with their attributes (the event-source mapping's receive).
+    pub async fn receive(&self, queue_url: &str, wait_seconds: i32) -> Result<Vec<Message>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(MAX_BATCH as i32)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(unavailable("receiving messages"))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    /// Deletes received messages by receipt handle, ten per request.
+    pub async fn delete_all(&self, queue_url: &str, receipt_handles: &[String]) -> Result<()> {
+        for chunk in receipt_handles.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .build()
+                        .map_err(|e| Error::Internal(e.into()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.client
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(unavailable("deleting messages"))?;
+        }
+        Ok(())
+    }
+}
