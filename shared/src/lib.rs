@@ -17,6 +17,7 @@ pub mod provision;
 pub mod queue;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 
 pub use app::App;
 pub use error::{Error, Result};

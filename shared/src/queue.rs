@@ -27,6 +27,18 @@ impl Queue {
         &self.client
     }
 
+    /// Cheap reachability check for `/health`.
+    pub async fn ping(&self, queue_url: &str) -> Result<()> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(unavailable("reading the delivery queue"))?;
+        Ok(())
+    }
+
     /// Sends every body, ten per `SendMessageBatch`; entries SQS reports as
     /// failed are retried once, then the call fails naming how many were left.
     pub async fn send_all(&self, queue_url: &str, bodies: &[String]) -> Result<()> {

@@ -1,0 +1,107 @@
+//! Clicks: `GET /click` (public, 302 to the landing page) and `POST /clicks` (admin).
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use shared::domain::{Click, Offer};
+use shared::ingest::{id_field, string_attributes};
+use shared::template::encode_component;
+use shared::{ids, App, Error};
+
+use crate::auth::Auth;
+use crate::body::{query_pairs, RawBody};
+use crate::error::ApiResult;
+
+/// Stores a new click for an existing offer and partner.
+async fn mint(app: &App, offer_id: &str, partner_id: &str, attributes: BTreeMap<String, String>) -> ApiResult<(Click, Offer)> {
+    let offer = app.offer(offer_id).await?;
+    let offer = offer.as_ref().clone().ok_or_else(|| Error::not_found("offer", offer_id))?;
+    if app.partner(partner_id).await?.is_none() {
+        return Err(Error::not_found("partner", partner_id).into());
+    }
+    let now = Utc::now();
+    let click = Click {
+        click_id: ids::click_id(),
+        offer_id: offer.id.clone(),
+        partner_id: partner_id.to_string(),
+        attributes: string_attributes("attributes", attributes)?,
+        created_at: now,
+        expires_at: now + Duration::days(i64::from(offer.attribution_window_days)),
+    };
+    app.store.put_click(&click).await?;
+    Ok((click, offer))
+}
+
+/// The landing URL with the click id: in place of a `{click_id}` macro if the
+/// URL has one, else appended as the `click_id` query parameter.
+pub fn landing_url(landing: &str, click_id: &str) -> String {
+    if landing.contains("{click_id}") {
+        return landing.replace("{click_id}", &encode_component(click_id));
+    }
+    match url::Url::parse(landing) {
+        Ok(mut url) => {
+            url.query_pairs_mut().append_pair("click_id", click_id);
+            url.to_string()
+        }
+        Err(_) => landing.to_string(),
+    }
+}
+
+/// `GET /click?offer_id=&partner_id=&sub1=..`: every other parameter becomes an attribute.
+pub async fn redirect(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> ApiResult<Response> {
+    let mut offer_id = None;
+    let mut partner_id = None;
+    let mut attributes = BTreeMap::new();
+    for (k, v) in query_pairs(query.as_deref()) {
+        match k.as_str() {
+            "offer_id" => offer_id = offer_id.or(Some(v)),
+            "partner_id" => partner_id = partner_id.or(Some(v)),
+            _ => {
+                attributes.entry(k).or_insert(v);
+            }
+        }
+    }
+    let offer_id = id_field("offer_id", &offer_id.ok_or_else(|| Error::missing("offer_id"))?)?;
+    let partner_id = id_field("partner_id", &partner_id.ok_or_else(|| Error::missing("partner_id"))?)?;
+    let (click, offer) = mint(&app, &offer_id, &partner_id, attributes).await?;
+    let location = landing_url(&offer.landing_url, &click.click_id);
+    Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".into())]).into_response())
+}
+
+/// `POST /clicks` `{"offer_id","partner_id","attributes":{..}}` → 201 `{"click_id",..}`.
+pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> ApiResult<(StatusCode, Json<Value>)> {
+    auth.admin_only()?;
+    let f = body.object()?;
+    f.only(&["offer_id", "partner_id", "attributes"])?;
+    let offer_id = id_field("offer_id", &f.str("offer_id", 128)?)?;
+    let partner_id = id_field("partner_id", &f.str("partner_id", 128)?)?;
+    let attributes = f.opt_str_map("attributes")?.unwrap_or_default();
+    let (click, offer) = mint(&app, &offer_id, &partner_id, attributes).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "click_id": click.click_id,
+            "offer_id": click.offer_id,
+            "partner_id": click.partner_id,
+            "expires_at": click.expires_at,
+            "landing_url": landing_url(&offer.landing_url, &click.click_id),
+        })),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_click_id_is_appended_or_substituted() {
+        assert_eq!(landing_url("https://a.example/lp?x=1", "c1"), "https://a.example/lp?x=1&click_id=c1");
+        assert_eq!(landing_url("https://a.example/lp?tid={click_id}", "c1"), "https://a.example/lp?tid=c1");
+    }
+}

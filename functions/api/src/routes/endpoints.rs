@@ -1,0 +1,353 @@
+//! A partner's postback subscriptions: `/partners/{pid}/endpoints[/{eid}]`.
+//! Everything is validated when saved (a template that cannot render a valid
+//! URL or JSON document is refused then, not discovered at delivery time).
+//! Secrets (`secret`, `basic_auth.password`) are write-only.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use shared::domain::{BasicAuth, Endpoint, Method, Status, DEFAULT_RETRY_SCHEDULE, DEFAULT_TIMEOUT_MS};
+use shared::ingest::name_field;
+use shared::template::{SampleValues, Template};
+use shared::{ids, App, Error};
+
+use crate::auth::Auth;
+use crate::body::{http_url, Fields, RawBody};
+use crate::error::{ApiError, ApiResult};
+
+/// Most endpoints one partner may have (an event's deliveries must fit one DynamoDB transaction).
+pub const MAX_ENDPOINTS_PER_PARTNER: usize = 50;
+/// Most attempts in a retry schedule; the delivery queue's `maxReceiveCount` is above it.
+pub const MAX_ATTEMPTS: usize = 20;
+/// Longest single delay: the SQS visibility-timeout limit (12 hours).
+pub const MAX_DELAY_SECONDS: u32 = 43_200;
+/// Longest whole schedule: a day inside the delivery queue's 14-day retention.
+pub const MAX_SCHEDULE_SECONDS: u64 = 13 * 86_400;
+/// Bounds of one attempt's timeout.
+pub const TIMEOUT_MS_RANGE: (u32, u32) = (100, 30_000);
+
+const FIELDS: [&str; 15] = [
+    "name", "url", "method", "body", "headers", "basic_auth", "secret", "events", "statuses", "offers", "goals",
+    "invalidations", "retry_schedule", "timeout_ms", "active",
+];
+const RESERVED_HEADERS: [&str; 8] = [
+    "host", "content-length", "transfer-encoding", "connection", "webhook-id", "webhook-timestamp", "webhook-signature",
+    "idempotency-key",
+];
+
+/// The endpoint as the API shows it: secrets are reported as set, never shown.
+pub fn view(e: &Endpoint) -> Value {
+    json!({
+        "id": e.id, "partner_id": e.partner_id, "name": e.name, "url": e.url, "method": e.method,
+        "body": e.body, "headers": e.headers,
+        "basic_auth": e.basic_auth.as_ref().map(|b| json!({"username": b.username, "password_set": true})),
+        "secret_set": e.secret.is_some(),
+        "events": e.events, "statuses": e.statuses, "offers": e.offers, "goals": e.goals,
+        "invalidations": e.invalidations, "retry_schedule": e.retry_schedule, "timeout_ms": e.timeout_ms,
+        "active": e.active, "paused_reason": e.paused_reason,
+        "created_at": e.created_at, "updated_at": e.updated_at,
+    })
+}
+
+fn template(field: &str, text: &str) -> ApiResult<Template> {
+    Template::parse(text).map_err(|e| ApiError(Error::invalid(field, format!("`{field}` is not a valid template: {e}"))))
+}
+
+/// Builds an endpoint from a request body. On update, `previous` supplies the
+/// id, creation time and the write-only secrets the body leaves out.
+fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiResult<Endpoint> {
+    f.only(&FIELDS)?;
+    let url = f.str("url", 2048)?;
+    let url_template = template("url", &url)?;
+    http_url("url", &url_template.render_url(&SampleValues, &mut BTreeSet::new()))?;
+
+    let method = match f.opt_str("method")?.as_deref() {
+        None | Some("GET") => Method::Get,
+        Some("POST_FORM") => Method::PostForm,
+        Some("POST_JSON") => Method::PostJson,
+        Some(_) => return Err(Error::invalid("method", "`method` must be GET, POST_FORM or POST_JSON").into()),
+    };
+    let body = f.opt_str("body")?.filter(|b| !b.is_empty());
+    if let Some(text) = &body {
+        if text.len() > 16 * 1024 {
+            return Err(Error::invalid("body", "`body` is longer than 16 KiB").into());
+        }
+        let t = template("body", text)?;
+        match method {
+            Method::Get => return Err(Error::invalid("body", "`body` needs method POST_FORM or POST_JSON").into()),
+            Method::PostJson => {
+                let sample = t.render_json(&SampleValues, &mut BTreeSet::new());
+                serde_json::from_str::<Value>(&sample).map_err(|e| {
+                    ApiError(Error::invalid("body", format!("`body` does not render to valid JSON: {e}")))
+                })?;
+            }
+            Method::PostForm => {}
+        }
+    }
+
+    let headers = f.opt_str_map("headers")?.unwrap_or_default();
+    if headers.len() > 20 {
+        return Err(Error::invalid("headers", "`headers` may hold at most 20 entries").into());
+    }
+    for (name, value) in &headers {
+        let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(Error::invalid(format!("headers.{name}"), format!("`{name}` is not a valid header name")).into());
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Error::invalid(format!("headers.{name}"), format!("`{name}` is set by the service")).into());
+        }
+        template(&format!("headers.{name}"), value)?;
+    }
+
+    let basic_auth = match f.opt_object("basic_auth")? {
+        None if f.has("basic_auth") => None,
+        None => previous.and_then(|p| p.basic_auth.clone()),
+        Some(b) => {
+            b.only(&["username", "password"])?;
+            let username = b.str("username", 256).map_err(|_| Error::missing("basic_auth.username"))?;
+            if username.contains(':') {
+                return Err(Error::invalid("basic_auth.username", "`basic_auth.username` must not contain `:`").into());
+            }
+            let password = match b.opt_str("password")? {
+                Some(p) => p,
+                None => previous
+                    .and_then(|p| p.basic_auth.as_ref())
+                    .map(|a| a.password.clone())
+                    .ok_or_else(|| Error::missing("basic_auth.password"))?,
+            };
+            Some(BasicAuth { username, password })
+        }
+    };
+    let secret = match f.opt_str("secret")? {
+        Some(s) if !(16..=256).contains(&s.len()) => {
+            return Err(Error::invalid("secret", "`secret` must be 16 to 256 characters").into())
+        }
+        Some(s) => Some(s),
+        None if f.has("secret") => None,
+        None => previous.and_then(|p| p.secret.clone()),
+    };
+
+    let events = f.opt_str_list("events")?.unwrap_or_else(|| vec!["*".into()]);
+    if events.is_empty() {
+        return Err(Error::invalid("events", "`events` must name at least one event, or `*`").into());
+    }
+    for e in &events {
+        if e != "*" {
+            name_field("events", e)?;
+        }
+    }
+    let statuses = f
+        .opt_str_list("statuses")?
+        .unwrap_or_default()
+        .iter()
+        .map(|s| Status::parse(s).ok_or_else(|| Error::invalid("statuses", "`statuses` may hold pending, approved and rejected")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let goals = f.opt_str_list("goals")?.unwrap_or_default();
+    for g in &goals {
+        name_field("goals", g)?;
+    }
+
+    let retry_schedule = match f.0.get("retry_schedule") {
+        None | Some(Value::Null) => DEFAULT_RETRY_SCHEDULE.to_vec(),
+        Some(v) => retry_schedule(v)?,
+    };
+    let now = Utc::now();
+    Ok(Endpoint {
+        id: previous.map(|p| p.id.clone()).unwrap_or_else(|| ids::resource_id("ep")),
+        partner_id: partner_id.to_string(),
+        name: f.str("name", 200)?,
+        url,
+        method,
+        body,
+        headers,
+        basic_auth,
+        secret,
+        events,
+        statuses,
+        offers: f.opt_str_list("offers")?.unwrap_or_default(),
+        goals,
+        invalidations: f.opt_bool("invalidations")?.unwrap_or(false),
+        retry_schedule,
+        timeout_ms: f.opt_u32("timeout_ms", TIMEOUT_MS_RANGE.0, TIMEOUT_MS_RANGE.1)?.unwrap_or(DEFAULT_TIMEOUT_MS),
+        active: f.opt_bool("active")?.unwrap_or(true),
+        paused_reason: None,
+        created_at: previous.map(|p| p.created_at).unwrap_or(now),
+        updated_at: now,
+    })
+}
+
+/// A retry schedule: 1-20 delays in seconds, each within the SQS visibility
+/// limit, the whole within the queue's retention.
+pub fn retry_schedule(v: &Value) -> Result<Vec<u32>, ApiError> {
+    let bad = |m: String| ApiError(Error::invalid("retry_schedule", m));
+    let items = v.as_array().ok_or_else(|| bad("`retry_schedule` must be a list of delays in seconds".into()))?;
+    if items.is_empty() || items.len() > MAX_ATTEMPTS {
+        return Err(bad(format!("`retry_schedule` must hold 1 to {MAX_ATTEMPTS} delays")));
+    }
+    let delays = items
+        .iter()
+        .map(|d| {
+            d.as_u64()
+                .filter(|&s| s <= u64::from(MAX_DELAY_SECONDS))
+                .map(|s| s as u32)
+                .ok_or_else(|| bad(format!("each delay of `retry_schedule` must be 0 to {MAX_DELAY_SECONDS} seconds")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.iter().map(|&d| u64::from(d)).sum::<u64>() > MAX_SCHEDULE_SECONDS {
+        return Err(bad(format!("`retry_schedule` must fit in {MAX_SCHEDULE_SECONDS} seconds")));
+    }
+    Ok(delays)
+}
+
+async fn partner_exists(app: &App, auth: &Auth, pid: &str) -> ApiResult<()> {
+    auth.require_partner(pid)?;
+    if app.partner(pid).await?.is_none() {
+        return Err(Error::not_found("partner", pid).into());
+    }
+    Ok(())
+}
+
+/// `POST /partners/{pid}/endpoints` → 201 with the endpoint.
+pub async fn create(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(pid): Path<String>,
+    body: RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    partner_exists(&app, &auth, &pid).await?;
+    let endpoint = from_body(&body.object()?, &pid, None)?;
+    if app.store.list_endpoints(&pid).await?.len() >= MAX_ENDPOINTS_PER_PARTNER {
+        return Err(Error::Conflict(format!("a partner may have at most {MAX_ENDPOINTS_PER_PARTNER} endpoints")).into());
+    }
+    app.store.put_endpoint(&endpoint).await?;
+    app.endpoints.invalidate(&pid);
+    tracing::info!(partner_id = %pid, endpoint_id = %endpoint.id, "endpoint created");
+    Ok((StatusCode::CREATED, Json(view(&endpoint))))
+}
+
+/// `GET /partners/{pid}/endpoints` → `{"items":[..]}`.
+pub async fn list(State(app): State<Arc<App>>, auth: Auth, Path(pid): Path<String>) -> ApiResult<Json<Value>> {
+    partner_exists(&app, &auth, &pid).await?;
+    let items: Vec<Value> = app.store.list_endpoints(&pid).await?.iter().map(view).collect();
+    Ok(Json(json!({"items": items})))
+}
+
+async fn load(app: &App, auth: &Auth, pid: &str, eid: &str) -> ApiResult<Endpoint> {
+    auth.require_partner(pid)?;
+    app.store.get_endpoint(pid, eid).await?.ok_or_else(|| Error::not_found("endpoint", eid).into())
+}
+
+/// `GET /partners/{pid}/endpoints/{eid}`.
+pub async fn read(State(app): State<Arc<App>>, auth: Auth, Path((pid, eid)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&load(&app, &auth, &pid, &eid).await?)))
+}
+
+/// `PUT /partners/{pid}/endpoints/{eid}`: replaces every field; omitted secrets are kept.
+pub async fn update(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((pid, eid)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let previous = load(&app, &auth, &pid, &eid).await?;
+    let endpoint = from_body(&body.object()?, &pid, Some(&previous))?;
+    app.store.put_endpoint(&endpoint).await?;
+    app.endpoints.invalidate(&pid);
+    Ok(Json(view(&endpoint)))
+}
+
+/// `DELETE /partners/{pid}/endpoints/{eid}` → 204.
+pub async fn delete(State(app): State<Arc<App>>, auth: Auth, Path((pid, eid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    auth.require_partner(&pid)?;
+    if !app.store.delete_endpoint(&pid, &eid).await? {
+        return Err(Error::not_found("endpoint", &eid).into());
+    }
+    app.endpoints.invalidate(&pid);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn fields(v: Value) -> Fields {
+        match v {
+            Value::Object(m) => Fields(m),
+            _ => unreachable!(),
+        }
+    }
+
+    fn refused_field(v: Value) -> String {
+        match from_body(&fields(v), "p", None) {
+            Err(ApiError(Error::Invalid { field, .. })) => field,
+            Err(other) => panic!("unexpected error {other:?}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_endpoint_gets_the_defaults() {
+        let e = from_body(&fields(json!({"name": "n", "url": "https://p.example/pb?tx={transaction_id}"})), "p", None).unwrap();
+        assert_eq!(e.method, Method::Get);
+        assert_eq!(e.retry_schedule, DEFAULT_RETRY_SCHEDULE);
+        assert_eq!(e.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(e.events, ["*"]);
+        assert!(e.active && !e.invalidations);
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused_naming_the_field() {
+        let base = json!({"name": "n", "url": "https://p.example/pb"});
+        let with = |k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            b
+        };
+        assert_eq!(refused_field(with("url", json!("ftp://x/"))), "url");
+        assert_eq!(refused_field(with("url", json!("https://p.example/?a={payout"))), "url");
+        assert_eq!(refused_field(with("method", json!("PATCH"))), "method");
+        assert_eq!(refused_field(with("body", json!("a={payout}"))), "body");
+        let mut json_body = with("method", json!("POST_JSON"));
+        json_body["body"] = json!("{\"a\": {payout}, ");
+        assert_eq!(refused_field(json_body), "body");
+        assert_eq!(refused_field(with("retry_schedule", json!([0, 43201]))), "retry_schedule");
+        assert_eq!(refused_field(with("retry_schedule", json!([]))), "retry_schedule");
+        assert_eq!(refused_field(with("retry_schedule", json!(vec![0; 21]))), "retry_schedule");
+        assert_eq!(refused_field(with("timeout_ms", json!(60_000))), "timeout_ms");
+        assert_eq!(refused_field(with("statuses", json!(["paid"]))), "statuses");
+        assert_eq!(refused_field(with("headers", json!({"Host": "x"}))), "headers.Host");
+        assert_eq!(refused_field(with("secret", json!("short"))), "secret");
+        assert_eq!(refused_field(with("colour", json!("red"))), "colour");
+    }
+
+    #[test]
+    fn secrets_are_kept_when_an_update_leaves_them_out_and_never_shown() {
+        let first = from_body(
+            &fields(json!({"name": "n", "url": "https://p.example/", "secret": "0123456789abcdef0123",
+                "basic_auth": {"username": "u", "password": "pw-123"}})),
+            "p",
+            None,
+        )
+        .unwrap();
+        let second = from_body(&fields(json!({"name": "n2", "url": "https://p.example/", "basic_auth": {"username": "u2"}})), "p", Some(&first)).unwrap();
+        assert_eq!(second.secret, first.secret);
+        assert_eq!(second.basic_auth.as_ref().unwrap().password, "pw-123");
+        let shown = view(&second).to_string();
+        assert!(!shown.contains("0123456789abcdef0123") && !shown.contains("pw-123"), "{shown}");
+        let cleared = from_body(&fields(json!({"name": "n", "url": "https://p.example/", "secret": null})), "p", Some(&first)).unwrap();
+        assert_eq!(cleared.secret, None);
+    }
+
+    #[test]
+    fn headers_are_a_string_map() {
+        let e = from_body(&fields(json!({"name": "n", "url": "https://p.example/", "headers": {"X-Token": "t-{partner_id}"}})), "p", None).unwrap();
+        assert_eq!(e.headers, BTreeMap::from([("X-Token".to_string(), "t-{partner_id}".to_string())]));
+    }
+}

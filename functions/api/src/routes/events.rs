@@ -1,0 +1,57 @@
+//! `POST /events` (admin, our pipelines): one event object or an array of up
+//! to 100. Each item is validated and recorded on its own, all or nothing per
+//! item; the answer lists each item's outcome.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use shared::ingest::{parse_events_body, record_internal};
+use shared::{App, Error};
+
+use crate::auth::Auth;
+use crate::body::RawBody;
+use crate::error::{ApiError, ApiResult};
+
+fn result_json(index: usize, r: &Result<shared::ingest::Outcome, Error>) -> Value {
+    match r {
+        Ok(o) => json!({"index": index, "status": o.status, "event_id": o.event_id}),
+        Err(e) => json!({"index": index, "status": "error", "error": e.body()["error"]}),
+    }
+}
+
+/// Single object → 200 `{"status","event_id"}` or the item's own error status.
+/// Array → 200 `{"results":[..]}` when every item is recorded or a duplicate,
+/// 207 when some item failed (the others are recorded all the same).
+pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> ApiResult<(StatusCode, Json<Value>)> {
+    auth.admin_only()?;
+    let (single, items) = parse_events_body(&body.json()?)?;
+    let now = Utc::now();
+    let mut results = Vec::with_capacity(items.len());
+    // In order: a payout and its invalidation may arrive in one batch.
+    for item in items {
+        let r = match item {
+            Ok(input) => record_internal(&app, input, now).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &r {
+            if e.is_server_error() {
+                tracing::error!(code = e.code(), error = ?e, "event not recorded");
+            }
+        }
+        results.push(r);
+    }
+    if single {
+        return match results.pop() {
+            Some(Ok(o)) => Ok((StatusCode::OK, Json(json!({"status": o.status, "event_id": o.event_id})))),
+            Some(Err(e)) => Err(ApiError(e)),
+            None => Err(Error::Internal(anyhow::anyhow!("no result for a single event")).into()),
+        };
+    }
+    let all_ok = results.iter().all(Result::is_ok);
+    let body = json!({"results": results.iter().enumerate().map(|(i, r)| result_json(i, r)).collect::<Vec<_>>()});
+    Ok((if all_ok { StatusCode::OK } else { StatusCode::MULTI_STATUS }, Json(body)))
+}

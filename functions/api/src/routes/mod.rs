@@ -1,0 +1,9 @@
+//! Route handlers, one module per resource.
+
+pub mod clicks;
+pub mod endpoints;
+pub mod events;
+pub mod health;
+pub mod offers;
+pub mod partners;
+pub mod postback;

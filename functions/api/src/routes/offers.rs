@@ -1,0 +1,116 @@
+//! Offers (admin): `POST /offers`, `GET|PUT|DELETE /offers/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use shared::domain::Offer;
+use shared::ingest::DEFAULT_CURRENCY;
+use shared::money::{parse_currency, parse_payout};
+use shared::{ids, App, Error};
+
+use crate::auth::Auth;
+use crate::body::{http_url, resource_id, Fields, RawBody};
+use crate::error::ApiResult;
+
+const FIELDS: [&str; 8] =
+    ["id", "name", "advertiser", "landing_url", "default_payout", "currency", "security_token", "attribution_window_days"];
+/// Default attribution window when an offer names none.
+pub const DEFAULT_WINDOW_DAYS: u32 = 30;
+
+/// The offer as the API shows it: the security token is write-only.
+pub fn view(o: &Offer) -> Value {
+    json!({
+        "id": o.id, "name": o.name, "advertiser": o.advertiser, "landing_url": o.landing_url,
+        "default_payout": o.default_payout.map(|d| d.to_string()), "currency": o.currency,
+        "has_security_token": o.security_token_sha256.is_some(),
+        "attribution_window_days": o.attribution_window_days,
+        "created_at": o.created_at, "updated_at": o.updated_at,
+    })
+}
+
+/// Builds an offer from a request body; `previous` keeps the token when a PUT omits it.
+fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offer> {
+    f.only(&FIELDS)?;
+    let landing_url = f.str("landing_url", 2048)?;
+    http_url("landing_url", &landing_url)?;
+    let now = Utc::now();
+    let security_token_sha256 = match f.opt_str("security_token")? {
+        Some(t) if t.trim().len() < 8 || t.len() > 256 => {
+            return Err(Error::invalid("security_token", "`security_token` must be 8 to 256 characters").into())
+        }
+        Some(t) => Some(ids::sha256_hex(t.trim())),
+        // Write-only: absent keeps the current token, an explicit null removes it.
+        None if f.has("security_token") => None,
+        None => previous.and_then(|p| p.security_token_sha256.clone()),
+    };
+    Ok(Offer {
+        id,
+        name: f.str("name", 200)?,
+        advertiser: f.str("advertiser", 200)?,
+        landing_url,
+        default_payout: f.opt_decimal_text("default_payout")?.map(|p| parse_payout("default_payout", &p, false)).transpose()?,
+        currency: f
+            .opt_str("currency")?
+            .map(|c| parse_currency("currency", &c))
+            .transpose()?
+            .unwrap_or_else(|| DEFAULT_CURRENCY.into()),
+        security_token_sha256,
+        attribution_window_days: f.opt_u32("attribution_window_days", 1, 365)?.unwrap_or(DEFAULT_WINDOW_DAYS),
+        created_at: previous.map(|p| p.created_at).unwrap_or(now),
+        updated_at: now,
+    })
+}
+
+/// `POST /offers` → 201 with the offer.
+pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> ApiResult<(StatusCode, Json<Value>)> {
+    auth.admin_only()?;
+    let f = body.object()?;
+    let id = match f.opt_str("id")? {
+        Some(id) => resource_id("id", &id)?,
+        None => ids::resource_id("off"),
+    };
+    let offer = from_body(&f, id, None)?;
+    app.store.create_offer(&offer).await?;
+    app.offers.invalidate(&offer.id);
+    Ok((StatusCode::CREATED, Json(view(&offer))))
+}
+
+/// `GET /offers/{id}`.
+pub async fn read(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    auth.admin_only()?;
+    let offer = app.store.get_offer(&id).await?.ok_or_else(|| Error::not_found("offer", &id))?;
+    Ok(Json(view(&offer)))
+}
+
+/// `PUT /offers/{id}`: replaces the offer; an omitted `security_token` is kept.
+pub async fn update(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    auth.admin_only()?;
+    let f = body.object()?;
+    if f.opt_str("id")?.is_some_and(|given| given != id) {
+        return Err(Error::invalid("id", "`id` cannot be changed").into());
+    }
+    let previous = app.store.get_offer(&id).await?.ok_or_else(|| Error::not_found("offer", &id))?;
+    let offer = from_body(&f, id, Some(&previous))?;
+    app.store.replace_offer(&offer).await?;
+    app.offers.invalidate(&offer.id);
+    Ok(Json(view(&offer)))
+}
+
+/// `DELETE /offers/{id}` → 204. Its clicks then answer 404 at postback time.
+pub async fn delete(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    auth.admin_only()?;
+    if !app.store.delete_offer(&id).await? {
+        return Err(Error::not_found("offer", &id).into());
+    }
+    app.offers.invalidate(&id);
+    Ok(StatusCode::NO_CONTENT)
+}

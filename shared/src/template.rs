@@ -1,0 +1,379 @@
+//! Macro templates: `{payout}`, `{sub1}`, `{payload.user_id}` in a URL, a form
+//! body, a JSON body or a header value.
+//!
+//! A macro is `{` + name + `}`, the name made of letters, digits, `_` and `.`.
+//! Any other brace is literal, so a JSON template keeps its own braces:
+//! `{"amount": {payout}, "user": "{user_id}"}`. A `{` that starts a name but
+//! never closes it is malformed and refused when the endpoint is saved.
+//!
+//! Each value is encoded for where it stands: a URL component, a form field, a
+//! JSON string (or a bare JSON value outside quotes), a header value. Whatever
+//! the values hold, the result stays a valid URL, form or JSON document.
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+use crate::domain::Event;
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Literal(String),
+    Macro(String),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '.'
+}
+
+/// A template error, with the 1-based character position.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message} at character {position}")]
+pub struct TemplateError {
+    pub position: usize,
+    pub message: String,
+}
+
+impl Template {
+    /// Parses `text`; refuses a macro that is opened and never closed, or a
+    /// name with an empty segment (`{a..b}`).
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '{' && chars.get(i + 1).is_some_and(|&n| is_name_char(n)) {
+                let start = i;
+                let mut j = i + 1;
+                while j < chars.len() && is_name_char(chars[j]) {
+                    j += 1;
+                }
+                if chars.get(j) != Some(&'}') {
+                    return Err(TemplateError {
+                        position: start + 1,
+                        message: "macro is not closed with `}`".into(),
+                    });
+                }
+                let name: String = chars[i + 1..j].iter().collect();
+                if name.split('.').any(str::is_empty) {
+                    return Err(TemplateError { position: start + 1, message: format!("macro `{{{name}}}` has an empty part") });
+                }
+                if !literal.is_empty() {
+                    parts.push(Part::Literal(std::mem::take(&mut literal)));
+                }
+                parts.push(Part::Macro(name));
+                i = j + 1;
+            } else {
+                literal.push(c);
+                i += 1;
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The macro names used, in order of first use.
+    pub fn macros(&self) -> Vec<&str> {
+        let mut seen = BTreeSet::new();
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Macro(m) if seen.insert(m.as_str()) => Some(m.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Renders with `encode` applied to each value; records macros that were empty.
+    fn render_with(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>, mut encode: impl FnMut(&str, &str) -> String) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => out.push_str(l),
+                Part::Macro(name) => {
+                    let value = values.lookup(name).unwrap_or_default();
+                    if value.is_empty() {
+                        empty.insert(name.clone());
+                    }
+                    out.push_str(&encode(&out, &value));
+                }
+            }
+        }
+        out
+    }
+
+    /// Renders a URL: each value percent-encoded as a URL component.
+    pub fn render_url(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
+        self.render_with(values, empty, |_, v| encode_component(v))
+    }
+
+    /// Renders a form body: each value form-encoded (`application/x-www-form-urlencoded`).
+    pub fn render_form(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
+        self.render_with(values, empty, |_, v| form_urlencoded::byte_serialize(v.as_bytes()).collect())
+    }
+
+    /// Renders a header value: control characters (CR, LF) are dropped so a
+    /// value can never start a new header.
+    pub fn render_header(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
+        self.render_with(values, empty, |_, v| v.chars().filter(|c| !c.is_control()).collect())
+    }
+
+    /// Renders a JSON body. Inside a string literal a value is JSON-escaped;
+    /// outside one it becomes a JSON number if it is a plain decimal, `null`
+    /// if empty, and a quoted string otherwise.
+    pub fn render_json(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
+        self.render_with(values, empty, |so_far, v| {
+            if in_json_string(so_far) {
+                let quoted = Value::String(v.to_string()).to_string();
+                quoted[1..quoted.len() - 1].to_string()
+            } else if v.is_empty() {
+                "null".into()
+            } else if is_json_number(v) {
+                v.to_string()
+            } else {
+                Value::String(v.to_string()).to_string()
+            }
+        })
+    }
+}
+
+/// Whether the end of `text` lies inside a JSON string literal.
+fn in_json_string(text: &str) -> bool {
+    let mut inside = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if escaped {
+            escaped = false;
+        } else if inside && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            inside = !inside;
+        }
+    }
+    inside
+}
+
+fn is_json_number(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && (int == "0" || !int.starts_with('0'))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode_component(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where macro values come from.
+pub trait Lookup {
+    /// The value of `name`, `None` when it names nothing.
+    fn lookup(&self, name: &str) -> Option<String>;
+}
+
+/// Macro values of an event being delivered.
+pub struct EventValues<'a> {
+    pub event: &'a Event,
+    pub delivery_id: &'a str,
+}
+
+fn json_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn decimal(d: &Decimal) -> String {
+    d.to_string()
+}
+
+impl Lookup for EventValues<'_> {
+    fn lookup(&self, name: &str) -> Option<String> {
+        let e = self.event;
+        let standard = match name {
+            "click_id" => Some(e.click_id.clone()),
+            "transaction_id" => Some(e.transaction_id.clone()),
+            "event_id" => Some(Some(e.id.clone())),
+            "delivery_id" => Some(Some(self.delivery_id.to_string())),
+            "event" => Some(Some(e.event.clone())),
+            "status" => Some(Some(e.status.as_str().to_string())),
+            "payout" => Some(Some(decimal(&e.payout))),
+            "currency" => Some(Some(e.currency.clone())),
+            "offer_id" => Some(e.offer_id.clone()),
+            "advertiser" => Some(e.advertiser.clone()),
+            "goal" => Some(e.goal.clone()),
+            "partner_id" => Some(Some(e.partner_id.clone())),
+            "lead_id" => Some(e.lead_id.clone()),
+            "timestamp" => Some(Some(e.occurred_at.timestamp().to_string())),
+            "occurred_at" => Some(Some(e.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
+            "deleted_at" => Some(e.deleted_at.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
+            _ => None,
+        };
+        if let Some(v) = standard {
+            return v;
+        }
+        // Nested: `payload.user_id`.
+        let mut segments = name.split('.');
+        let first = segments.next()?;
+        if let Some(mut v) = e.attributes.get(first) {
+            for s in segments {
+                v = v.get(s)?;
+            }
+            return json_text(v);
+        }
+        if name.contains('.') {
+            return None;
+        }
+        // Bare: `user_id` found inside an object attribute such as `payload`.
+        e.attributes.values().find_map(|v| v.as_object().and_then(|o| o.get(name)).and_then(json_text))
+    }
+}
+
+/// Every macro a template may use by name, for documentation and the test route.
+pub const STANDARD_MACROS: [&str; 16] = [
+    "click_id",
+    "transaction_id",
+    "event_id",
+    "delivery_id",
+    "event",
+    "status",
+    "payout",
+    "currency",
+    "offer_id",
+    "advertiser",
+    "goal",
+    "partner_id",
+    "lead_id",
+    "timestamp",
+    "occurred_at",
+    "deleted_at",
+];
+
+/// Sample values used to check, when an endpoint is saved, that its templates
+/// render to a valid URL / JSON document.
+pub struct SampleValues;
+
+impl Lookup for SampleValues {
+    fn lookup(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "payout" => "1.5".into(),
+            _ => format!("x\"&# y{name}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<&'static str, &'static str>);
+    impl Lookup for Map {
+        fn lookup(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|s| s.to_string())
+        }
+    }
+
+    fn values() -> Map {
+        Map(HashMap::from([
+            ("payout", "12.50"),
+            ("sub1", "a&b=c #d é\"'"),
+            ("user_id", "u 1"),
+            ("neg", "-3.25"),
+        ]))
+    }
+
+    #[test]
+    fn macros_are_found_and_braces_that_are_not_macros_stay_literal() {
+        let t = Template::parse(r#"{"a": {payout}, "b": "{sub1}", "c": {}}"#).unwrap();
+        assert_eq!(t.macros(), ["payout", "sub1"]);
+    }
+
+    #[test]
+    fn unclosed_and_empty_segment_macros_are_refused() {
+        assert_eq!(Template::parse("https://x/?p={payout&x=1").unwrap_err().position, 14);
+        assert!(Template::parse("{a..b}").is_err());
+        assert!(Template::parse("{payout").is_err());
+    }
+
+    #[test]
+    fn url_values_cannot_break_the_url() {
+        let t = Template::parse("https://p.example/pb?payout={payout}&sub={sub1}&u={user_id}").unwrap();
+        let mut empty = BTreeSet::new();
+        let url = t.render_url(&values(), &mut empty);
+        assert_eq!(url, "https://p.example/pb?payout=12.50&sub=a%26b%3Dc%20%23d%20%C3%A9%22%27&u=u%201");
+        let parsed = url::Url::parse(&url).unwrap();
+        let pairs: HashMap<_, _> = parsed.query_pairs().into_owned().collect();
+        assert_eq!(pairs["sub"], "a&b=c #d é\"'");
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn form_values_are_form_encoded() {
+        let t = Template::parse("sub={sub1}&u={user_id}").unwrap();
+        let body = t.render_form(&values(), &mut BTreeSet::new());
+        let pairs: HashMap<_, _> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        assert_eq!(pairs["sub"], "a&b=c #d é\"'");
+        assert_eq!(pairs["u"], "u 1");
+    }
+
+    #[test]
+    fn json_values_are_escaped_in_strings_and_typed_outside() {
+        let t = Template::parse(r#"{"amount": {payout}, "neg": {neg}, "sub": "{sub1}", "u": {user_id}, "none": {missing}}"#)
+            .unwrap();
+        let mut empty = BTreeSet::new();
+        let body = t.render_json(&values(), &mut empty);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["amount"], serde_json::json!(12.50));
+        assert_eq!(v["neg"], serde_json::json!(-3.25));
+        assert_eq!(v["sub"], "a&b=c #d é\"'");
+        assert_eq!(v["u"], "u 1");
+        assert_eq!(v["none"], Value::Null);
+        assert_eq!(empty.into_iter().collect::<Vec<_>>(), ["missing"]);
+    }
+
+    #[test]
+    fn header_values_cannot_inject_lines() {
+        let t = Template::parse("Bearer {x}").unwrap();
+        let m = Map(HashMap::from([("x", "a\r\nX-Evil: 1")]));
+        assert_eq!(t.render_header(&m, &mut BTreeSet::new()), "Bearer aX-Evil: 1");
+    }
+
+    #[test]
+    fn missing_macros_render_empty_and_are_reported() {
+        let t = Template::parse("?a={nothing}").unwrap();
+        let mut empty = BTreeSet::new();
+        assert_eq!(t.render_url(&values(), &mut empty), "?a=");
+        assert!(empty.contains("nothing"));
+    }
+
+    #[test]
+    fn json_numbers_are_recognised_strictly() {
+        assert!(is_json_number("0.5") && is_json_number("-12") && is_json_number("10.50"));
+        assert!(!is_json_number("01") && !is_json_number("1e3") && !is_json_number("1.") && !is_json_number("abc"));
+    }
+}
