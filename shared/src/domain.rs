@@ -294,6 +294,9 @@ pub struct Delivery {
     pub event: Event,
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// Index in `attempts` where the current round began (a manual retry starts a new one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round_start: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -324,4 +327,8 @@ pub struct Transaction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidated_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

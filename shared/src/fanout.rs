@@ -44,6 +44,7 @@ pub fn plan(event: &Event, endpoints: &[Endpoint], now: DateTime<Utc>) -> Vec<De
                 ..event.clone()
             },
             attempts: Vec::new(),
+            round_start: 0,
             next_attempt_at: Some(now),
             created_at: now,
             updated_at: now,

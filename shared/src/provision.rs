@@ -62,10 +62,10 @@ fn int_of(v: &Value) -> Option<i64> {
 impl Provisioned {
     /// Resolves `!Ref X` and `!GetAtt X.Arn|QueueUrl|QueueName` against what was created.
     fn resolve(&self, v: &Value) -> Option<String> {
-        if let Some(s) = v.as_str() {
-            return Some(s.to_string());
-        }
-        let (tag, inner) = tag_name(v)?;
+        // Tags first: serde_yaml's `as_str` also sees through `!GetAtt X.Arn`.
+        let Some((tag, inner)) = tag_name(v) else {
+            return v.as_str().map(str::to_string);
+        };
         match tag.as_str() {
             "Ref" => {
                 let id = inner.as_str()?;

@@ -100,6 +100,30 @@ impl Queue {
         Ok(())
     }
 
+    /// Moves a message that cannot be processed to a dead-letter queue, with
+    /// the reason as the `reason` message attribute.
+    pub async fn send_dead_letter(&self, queue_url: &str, body: &str, reason: &str) -> Result<()> {
+        let reason: String = reason.chars().take(1000).collect();
+        let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(if reason.is_empty() {
+                "unknown".to_string()
+            } else {
+                reason
+            })
+            .build()
+            .map_err(|e| Error::Internal(e.into()))?;
+        self.client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(if body.is_empty() { "(empty)" } else { body })
+            .message_attributes("reason", attribute)
+            .send()
+            .await
+            .map_err(unavailable("sending to a dead-letter queue"))?;
+        Ok(())
+    }
+
     /// Hides a received message for `seconds` more (at most 43,200, the SQS limit).
     pub async fn change_visibility(
         &self,

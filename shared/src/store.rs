@@ -19,7 +19,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-use crate::domain::{Click, Delivery, Endpoint, Event, Offer, Partner, Transaction};
+use crate::domain::{
+    Click, Delivery, DeliveryStatus, Endpoint, Event, Offer, Partner, Transaction,
+};
 use crate::error::{unavailable, Error, Result};
 
 /// Name of the partner-and-time index of deliveries (template.yaml `GSI1`).
@@ -40,6 +42,12 @@ struct Item<T> {
     gsi1pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gsi1sk: Option<String>,
+    /// Deliveries: epoch ms when the next attempt is due (numeric, for conditions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_ms: Option<i64>,
+    /// Deliveries: epoch ms until which a worker holds the delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_ms: Option<i64>,
     #[serde(flatten)]
     data: T,
 }
@@ -52,6 +60,8 @@ impl<T> Item<T> {
             ttl: None,
             gsi1pk: None,
             gsi1sk: None,
+            due_ms: None,
+            lease_ms: None,
             data,
         }
     }
@@ -476,6 +486,90 @@ impl Store {
         Ok(out)
     }
 
+    /// Claims a due, pending delivery for `lease` with one conditional
+    /// `UpdateItem` that also returns it: two workers handed the same message
+    /// (SQS is at-least-once) cannot both send, and a message that arrives
+    /// before its delivery is due does not bring the attempt forward.
+    pub async fn claim_delivery(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Claim> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let (pk, sk) = keys::delivery(id);
+        let now_ms = now.timestamp_millis();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("SET lease_ms = :lease")
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :pending \
+                 AND (attribute_not_exists(lease_ms) OR lease_ms < :now) \
+                 AND (attribute_not_exists(due_ms) OR due_ms <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(
+                ":lease",
+                AttributeValue::N((now_ms + lease.as_millis() as i64).to_string()),
+            )
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match result {
+            Ok(out) => {
+                let attrs = out
+                    .attributes
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
+                return Ok(Claim::Claimed(from_attrs(attrs)?));
+            }
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                other => return Err(unavailable("claiming a delivery")(other)),
+            },
+        };
+        // Some DynamoDB implementations do not return the old item: read it.
+        let attrs = match old {
+            Some(a) => a,
+            None => {
+                let (pk, sk) = keys::delivery(id);
+                match self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(pk, sk)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                {
+                    Ok(out) => match out.item {
+                        Some(item) => item,
+                        None => return Ok(Claim::Missing),
+                    },
+                    Err(e) => return Err(unavailable("reading a delivery")(e)),
+                }
+            }
+        };
+        let item: Item<Delivery> = serde_dynamo::from_item(attrs).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e).context("reading a stored delivery"))
+        })?;
+        Ok(match item.data.status {
+            DeliveryStatus::Delivered | DeliveryStatus::Failed => Claim::Finished(item.data),
+            DeliveryStatus::Pending => match (item.lease_ms, item.due_ms) {
+                (Some(l), _) if l >= now_ms => Claim::Leased(millis(l)),
+                (_, Some(d)) if d > now_ms => Claim::NotDue(millis(d)),
+                // The condition failed but neither reason holds any more: it just changed.
+                _ => Claim::Leased(now + chrono::Duration::seconds(1)),
+            },
+        })
+    }
+
     /// Writes a delivery as it now stands (no condition: the caller holds its lease).
     pub async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
         self.put(&delivery_item(delivery), PutCondition::None)
@@ -496,7 +590,29 @@ fn delivery_item(d: &Delivery) -> Item<&Delivery> {
     let mut item = Item::new(pk, sk, d);
     item.gsi1pk = Some(gpk);
     item.gsi1sk = Some(gsk);
+    if d.status == DeliveryStatus::Pending {
+        item.due_ms = Some(d.next_attempt_at.map(|t| t.timestamp_millis()).unwrap_or(0));
+    }
     item
+}
+
+/// What a worker's claim on a delivery found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The worker now holds the delivery until its lease ends.
+    Claimed(Delivery),
+    /// Pending, but its next attempt is due later (a duplicate or early message).
+    NotDue(DateTime<Utc>),
+    /// Another worker holds it until this time.
+    Leased(DateTime<Utc>),
+    /// Delivered or failed: nothing to send.
+    Finished(Delivery),
+    /// No such delivery.
+    Missing,
+}
+
+fn millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 /// Whether a cancelled transaction failed because its first item, the event, exists.

@@ -65,7 +65,10 @@ impl Template {
                 }
                 let name: String = chars[i + 1..j].iter().collect();
                 if name.split('.').any(str::is_empty) {
-                    return Err(TemplateError { position: start + 1, message: format!("macro `{{{name}}}` has an empty part") });
+                    return Err(TemplateError {
+                        position: start + 1,
+                        message: format!("macro `{{{name}}}` has an empty part"),
+                    });
                 }
                 if !literal.is_empty() {
                     parts.push(Part::Literal(std::mem::take(&mut literal)));
@@ -96,7 +99,12 @@ impl Template {
     }
 
     /// Renders with `encode` applied to each value; records macros that were empty.
-    fn render_with(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>, mut encode: impl FnMut(&str, &str) -> String) -> String {
+    fn render_with(
+        &self,
+        values: &dyn Lookup,
+        empty: &mut BTreeSet<String>,
+        mut encode: impl FnMut(&str, &str) -> String,
+    ) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -120,13 +128,17 @@ impl Template {
 
     /// Renders a form body: each value form-encoded (`application/x-www-form-urlencoded`).
     pub fn render_form(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
-        self.render_with(values, empty, |_, v| form_urlencoded::byte_serialize(v.as_bytes()).collect())
+        self.render_with(values, empty, |_, v| {
+            form_urlencoded::byte_serialize(v.as_bytes()).collect()
+        })
     }
 
     /// Renders a header value: control characters (CR, LF) are dropped so a
     /// value can never start a new header.
     pub fn render_header(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
-        self.render_with(values, empty, |_, v| v.chars().filter(|c| !c.is_control()).collect())
+        self.render_with(values, empty, |_, v| {
+            v.chars().filter(|c| !c.is_control()).collect()
+        })
     }
 
     /// Renders a JSON body. Inside a string literal a value is JSON-escaped;
@@ -229,8 +241,14 @@ impl Lookup for EventValues<'_> {
             "partner_id" => Some(Some(e.partner_id.clone())),
             "lead_id" => Some(e.lead_id.clone()),
             "timestamp" => Some(Some(e.occurred_at.timestamp().to_string())),
-            "occurred_at" => Some(Some(e.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
-            "deleted_at" => Some(e.deleted_at.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
+            "occurred_at" => Some(Some(
+                e.occurred_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )),
+            "deleted_at" => Some(
+                e.deleted_at
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            ),
             _ => None,
         };
         if let Some(v) = standard {
@@ -249,7 +267,9 @@ impl Lookup for EventValues<'_> {
             return None;
         }
         // Bare: `user_id` found inside an object attribute such as `payload`.
-        e.attributes.values().find_map(|v| v.as_object().and_then(|o| o.get(name)).and_then(json_text))
+        e.attributes
+            .values()
+            .find_map(|v| v.as_object().and_then(|o| o.get(name)).and_then(json_text))
     }
 }
 
@@ -315,17 +335,26 @@ mod tests {
 
     #[test]
     fn unclosed_and_empty_segment_macros_are_refused() {
-        assert_eq!(Template::parse("https://x/?p={payout&x=1").unwrap_err().position, 14);
+        assert_eq!(
+            Template::parse("https://x/?p={payout&x=1")
+                .unwrap_err()
+                .position,
+            14
+        );
         assert!(Template::parse("{a..b}").is_err());
         assert!(Template::parse("{payout").is_err());
     }
 
     #[test]
     fn url_values_cannot_break_the_url() {
-        let t = Template::parse("https://p.example/pb?payout={payout}&sub={sub1}&u={user_id}").unwrap();
+        let t =
+            Template::parse("https://p.example/pb?payout={payout}&sub={sub1}&u={user_id}").unwrap();
         let mut empty = BTreeSet::new();
         let url = t.render_url(&values(), &mut empty);
-        assert_eq!(url, "https://p.example/pb?payout=12.50&sub=a%26b%3Dc%20%23d%20%C3%A9%22%27&u=u%201");
+        assert_eq!(
+            url,
+            "https://p.example/pb?payout=12.50&sub=a%26b%3Dc%20%23d%20%C3%A9%22%27&u=u%201"
+        );
         let parsed = url::Url::parse(&url).unwrap();
         let pairs: HashMap<_, _> = parsed.query_pairs().into_owned().collect();
         assert_eq!(pairs["sub"], "a&b=c #d é\"'");
@@ -336,7 +365,9 @@ mod tests {
     fn form_values_are_form_encoded() {
         let t = Template::parse("sub={sub1}&u={user_id}").unwrap();
         let body = t.render_form(&values(), &mut BTreeSet::new());
-        let pairs: HashMap<_, _> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        let pairs: HashMap<_, _> = form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
         assert_eq!(pairs["sub"], "a&b=c #d é\"'");
         assert_eq!(pairs["u"], "u 1");
     }
@@ -360,7 +391,10 @@ mod tests {
     fn header_values_cannot_inject_lines() {
         let t = Template::parse("Bearer {x}").unwrap();
         let m = Map(HashMap::from([("x", "a\r\nX-Evil: 1")]));
-        assert_eq!(t.render_header(&m, &mut BTreeSet::new()), "Bearer aX-Evil: 1");
+        assert_eq!(
+            t.render_header(&m, &mut BTreeSet::new()),
+            "Bearer aX-Evil: 1"
+        );
     }
 
     #[test]
@@ -374,6 +408,11 @@ mod tests {
     #[test]
     fn json_numbers_are_recognised_strictly() {
         assert!(is_json_number("0.5") && is_json_number("-12") && is_json_number("10.50"));
-        assert!(!is_json_number("01") && !is_json_number("1e3") && !is_json_number("1.") && !is_json_number("abc"));
+        assert!(
+            !is_json_number("01")
+                && !is_json_number("1e3")
+                && !is_json_number("1.")
+                && !is_json_number("abc")
+        );
     }
 }

@@ -18,7 +18,9 @@ impl Auth {
     pub fn admin_only(&self) -> Result<(), ApiError> {
         match self.0 {
             Caller::Admin => Ok(()),
-            Caller::Partner(_) => Err(Error::Forbidden("this route needs the admin key".into()).into()),
+            Caller::Partner(_) => {
+                Err(Error::Forbidden("this route needs the admin key".into()).into())
+            }
         }
     }
 
@@ -36,18 +38,25 @@ impl Auth {
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::Unauthorized("missing `Authorization: Bearer <key>` header".into()))?;
+            .ok_or_else(|| {
+                Error::Unauthorized("missing `Authorization: Bearer <key>` header".into())
+            })?;
         let key = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| Error::Unauthorized("the `Authorization` header must be `Bearer <key>`".into()))?;
+            .ok_or_else(|| {
+                Error::Unauthorized("the `Authorization` header must be `Bearer <key>`".into())
+            })?;
         if constant_time_eq(key, app.config.admin_api_key.expose()) {
             return Ok(Auth(Caller::Admin));
         }
@@ -55,7 +64,9 @@ impl FromRequestParts<Arc<App>> for Auth {
         let partner_id = partner_of_key(key).ok_or_else(invalid)?;
         let partner = app.partner(partner_id).await?;
         match partner.as_ref() {
-            Some(p) if key_matches(key, &p.api_key_sha256) => Ok(Auth(Caller::Partner(p.id.clone()))),
+            Some(p) if key_matches(key, &p.api_key_sha256) => {
+                Ok(Auth(Caller::Partner(p.id.clone())))
+            }
             _ => Err(invalid()),
         }
     }

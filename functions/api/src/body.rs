@@ -31,10 +31,15 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError(Error::PayloadTooLarge(MAX_BODY_BYTES))
             } else {
-                ApiError(Error::MalformedBody(format!("the body could not be read: {rejection}")))
+                ApiError(Error::MalformedBody(format!(
+                    "the body could not be read: {rejection}"
+                )))
             }
         })?;
-        Ok(RawBody { content_type, bytes })
+        Ok(RawBody {
+            content_type,
+            bytes,
+        })
     }
 }
 
@@ -42,10 +47,16 @@ impl RawBody {
     /// Parses the body as JSON.
     pub fn json(&self) -> Result<Value, ApiError> {
         if self.bytes.is_empty() {
-            return Err(Error::MalformedBody("the body is empty; a JSON object is expected".into()).into());
+            return Err(Error::MalformedBody(
+                "the body is empty; a JSON object is expected".into(),
+            )
+            .into());
         }
-        serde_json::from_slice(&self.bytes)
-            .map_err(|e| ApiError(Error::MalformedBody(format!("the body is not valid JSON: {e}"))))
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            ApiError(Error::MalformedBody(format!(
+                "the body is not valid JSON: {e}"
+            )))
+        })
     }
 
     /// Parses the body as a JSON object.
@@ -59,7 +70,9 @@ impl RawBody {
 
 /// Query-string pairs, decoded.
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// A JSON object being validated field by field.
@@ -69,7 +82,9 @@ impl Fields {
     /// Refuses any field not in `known`, naming it.
     pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
         match self.0.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(Error::invalid(k.as_str(), format!("`{k}` is not a known field")).into()),
+            Some(k) => {
+                Err(Error::invalid(k.as_str(), format!("`{k}` is not a known field")).into())
+            }
             None => Ok(()),
         }
     }
@@ -90,9 +105,16 @@ impl Fields {
 
     /// A required non-empty string of at most `max` characters.
     pub fn str(&self, field: &str, max: usize) -> Result<String, ApiError> {
-        let s = self.opt_str(field)?.filter(|s| !s.trim().is_empty()).ok_or_else(|| Error::missing(field))?;
+        let s = self
+            .opt_str(field)?
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| Error::missing(field))?;
         if s.chars().count() > max {
-            return Err(Error::invalid(field, format!("`{field}` is longer than {max} characters")).into());
+            return Err(Error::invalid(
+                field,
+                format!("`{field}` is longer than {max} characters"),
+            )
+            .into());
         }
         Ok(s.trim().to_string())
     }
@@ -103,7 +125,11 @@ impl Fields {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(Error::invalid(field, format!("`{field}` must be a decimal string such as \"12.50\"")).into()),
+            Some(_) => Err(Error::invalid(
+                field,
+                format!("`{field}` must be a decimal string such as \"12.50\""),
+            )
+            .into()),
         }
     }
 
@@ -113,9 +139,17 @@ impl Fields {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(v) if (min as u64..=max as u64).contains(&v) => Ok(Some(v as u32)),
-                _ => Err(Error::invalid(field, format!("`{field}` must be a whole number from {min} to {max}")).into()),
+                _ => Err(Error::invalid(
+                    field,
+                    format!("`{field}` must be a whole number from {min} to {max}"),
+                )
+                .into()),
             },
-            Some(_) => Err(Error::invalid(field, format!("`{field}` must be a whole number from {min} to {max}")).into()),
+            Some(_) => Err(Error::invalid(
+                field,
+                format!("`{field}` must be a whole number from {min} to {max}"),
+            )
+            .into()),
         }
     }
 
@@ -124,7 +158,9 @@ impl Fields {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(Error::invalid(field, format!("`{field}` must be true or false")).into()),
+            Some(_) => {
+                Err(Error::invalid(field, format!("`{field}` must be true or false")).into())
+            }
         }
     }
 
@@ -136,11 +172,16 @@ impl Fields {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-                    _ => Err(ApiError(Error::invalid(field, format!("`{field}` must be a list of non-empty strings")))),
+                    _ => Err(ApiError(Error::invalid(
+                        field,
+                        format!("`{field}` must be a list of non-empty strings"),
+                    ))),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(_) => Err(Error::invalid(field, format!("`{field}` must be a list of strings")).into()),
+            Some(_) => {
+                Err(Error::invalid(field, format!("`{field}` must be a list of strings")).into())
+            }
         }
     }
 
@@ -177,20 +218,34 @@ impl Fields {
 
 /// Checks a caller-chosen resource id: 1-64 letters, digits, `_` or `-`.
 pub fn resource_id(field: &str, raw: &str) -> Result<String, ApiError> {
-    let ok = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(raw.to_string())
     } else {
-        Err(Error::invalid(field, format!("`{field}` must be 1 to 64 letters, digits, `_` or `-`")).into())
+        Err(Error::invalid(
+            field,
+            format!("`{field}` must be 1 to 64 letters, digits, `_` or `-`"),
+        )
+        .into())
     }
 }
 
 /// Checks an absolute http(s) URL with a host.
 pub fn http_url(field: &str, raw: &str) -> Result<url::Url, ApiError> {
-    let url = url::Url::parse(raw.trim())
-        .map_err(|e| ApiError(Error::invalid(field, format!("`{field}` is not a valid URL: {e}"))))?;
+    let url = url::Url::parse(raw.trim()).map_err(|e| {
+        ApiError(Error::invalid(
+            field,
+            format!("`{field}` is not a valid URL: {e}"),
+        ))
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::invalid(field, format!("`{field}` must be an http or https URL")).into());
+        return Err(
+            Error::invalid(field, format!("`{field}` must be an http or https URL")).into(),
+        );
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::invalid(field, format!("`{field}` must name a host")).into());

@@ -24,7 +24,11 @@ impl IntoResponse for ApiError {
         if e.is_server_error() {
             match &e {
                 Error::Unavailable(cause) | Error::Internal(cause) => {
-                    tracing::error!(code = e.code(), error = format!("{cause:#}"), "request failed")
+                    tracing::error!(
+                        code = e.code(),
+                        error = format!("{cause:#}"),
+                        "request failed"
+                    )
                 }
                 _ => tracing::error!(code = e.code(), "request failed"),
             }
@@ -39,7 +43,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// 404 for paths that are not routes.
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError(Error::NotFound { code: "route_not_found", message: format!("no route for `{}`", uri.path()) })
+    ApiError(Error::NotFound {
+        code: "route_not_found",
+        message: format!("no route for `{}`", uri.path()),
+    })
 }
 
 /// 405 for a route called with a method it does not take.

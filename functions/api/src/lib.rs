@@ -29,13 +29,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/postback", get(postback::get).post(postback::post))
         .route("/events", post(events::create))
         .route("/offers", post(offers::create))
-        .route("/offers/{id}", get(offers::read).put(offers::update).delete(offers::delete))
+        .route(
+            "/offers/{id}",
+            get(offers::read).put(offers::update).delete(offers::delete),
+        )
         .route("/partners", post(partners::create))
         .route("/partners/{pid}", get(partners::read))
-        .route("/partners/{pid}/endpoints", post(endpoints::create).get(endpoints::list))
+        .route(
+            "/partners/{pid}/endpoints",
+            post(endpoints::create).get(endpoints::list),
+        )
         .route(
             "/partners/{pid}/endpoints/{eid}",
-            get(endpoints::read).put(endpoints::update).delete(endpoints::delete),
+            get(endpoints::read)
+                .put(endpoints::update)
+                .delete(endpoints::delete),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

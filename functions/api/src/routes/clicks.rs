@@ -19,9 +19,17 @@ use crate::body::{query_pairs, RawBody};
 use crate::error::ApiResult;
 
 /// Stores a new click for an existing offer and partner.
-async fn mint(app: &App, offer_id: &str, partner_id: &str, attributes: BTreeMap<String, String>) -> ApiResult<(Click, Offer)> {
+async fn mint(
+    app: &App,
+    offer_id: &str,
+    partner_id: &str,
+    attributes: BTreeMap<String, String>,
+) -> ApiResult<(Click, Offer)> {
     let offer = app.offer(offer_id).await?;
-    let offer = offer.as_ref().clone().ok_or_else(|| Error::not_found("offer", offer_id))?;
+    let offer = offer
+        .as_ref()
+        .clone()
+        .ok_or_else(|| Error::not_found("offer", offer_id))?;
     if app.partner(partner_id).await?.is_none() {
         return Err(Error::not_found("partner", partner_id).into());
     }
@@ -54,7 +62,10 @@ pub fn landing_url(landing: &str, click_id: &str) -> String {
 }
 
 /// `GET /click?offer_id=&partner_id=&sub1=..`: every other parameter becomes an attribute.
-pub async fn redirect(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> ApiResult<Response> {
+pub async fn redirect(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
     let mut offer_id = None;
     let mut partner_id = None;
     let mut attributes = BTreeMap::new();
@@ -67,15 +78,32 @@ pub async fn redirect(State(app): State<Arc<App>>, RawQuery(query): RawQuery) ->
             }
         }
     }
-    let offer_id = id_field("offer_id", &offer_id.ok_or_else(|| Error::missing("offer_id"))?)?;
-    let partner_id = id_field("partner_id", &partner_id.ok_or_else(|| Error::missing("partner_id"))?)?;
+    let offer_id = id_field(
+        "offer_id",
+        &offer_id.ok_or_else(|| Error::missing("offer_id"))?,
+    )?;
+    let partner_id = id_field(
+        "partner_id",
+        &partner_id.ok_or_else(|| Error::missing("partner_id"))?,
+    )?;
     let (click, offer) = mint(&app, &offer_id, &partner_id, attributes).await?;
     let location = landing_url(&offer.landing_url, &click.click_id);
-    Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".into())]).into_response())
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+    )
+        .into_response())
 }
 
 /// `POST /clicks` `{"offer_id","partner_id","attributes":{..}}` → 201 `{"click_id",..}`.
-pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    body: RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.admin_only()?;
     let f = body.object()?;
     f.only(&["offer_id", "partner_id", "attributes"])?;
@@ -101,7 +129,13 @@ mod tests {
 
     #[test]
     fn the_click_id_is_appended_or_substituted() {
-        assert_eq!(landing_url("https://a.example/lp?x=1", "c1"), "https://a.example/lp?x=1&click_id=c1");
-        assert_eq!(landing_url("https://a.example/lp?tid={click_id}", "c1"), "https://a.example/lp?tid=c1");
+        assert_eq!(
+            landing_url("https://a.example/lp?x=1", "c1"),
+            "https://a.example/lp?x=1&click_id=c1"
+        );
+        assert_eq!(
+            landing_url("https://a.example/lp?tid={click_id}", "c1"),
+            "https://a.example/lp?tid=c1"
+        );
     }
 }

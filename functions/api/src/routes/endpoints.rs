@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use shared::domain::{BasicAuth, Endpoint, Method, Status, DEFAULT_RETRY_SCHEDULE, DEFAULT_TIMEOUT_MS};
+use shared::domain::{
+    BasicAuth, Endpoint, Method, Status, DEFAULT_RETRY_SCHEDULE, DEFAULT_TIMEOUT_MS,
+};
 use shared::ingest::name_field;
 use shared::template::{SampleValues, Template};
 use shared::{ids, App, Error};
@@ -32,11 +34,30 @@ pub const MAX_SCHEDULE_SECONDS: u64 = 13 * 86_400;
 pub const TIMEOUT_MS_RANGE: (u32, u32) = (100, 30_000);
 
 const FIELDS: [&str; 15] = [
-    "name", "url", "method", "body", "headers", "basic_auth", "secret", "events", "statuses", "offers", "goals",
-    "invalidations", "retry_schedule", "timeout_ms", "active",
+    "name",
+    "url",
+    "method",
+    "body",
+    "headers",
+    "basic_auth",
+    "secret",
+    "events",
+    "statuses",
+    "offers",
+    "goals",
+    "invalidations",
+    "retry_schedule",
+    "timeout_ms",
+    "active",
 ];
 const RESERVED_HEADERS: [&str; 8] = [
-    "host", "content-length", "transfer-encoding", "connection", "webhook-id", "webhook-timestamp", "webhook-signature",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
     "idempotency-key",
 ];
 
@@ -55,7 +76,12 @@ pub fn view(e: &Endpoint) -> Value {
 }
 
 fn template(field: &str, text: &str) -> ApiResult<Template> {
-    Template::parse(text).map_err(|e| ApiError(Error::invalid(field, format!("`{field}` is not a valid template: {e}"))))
+    Template::parse(text).map_err(|e| {
+        ApiError(Error::invalid(
+            field,
+            format!("`{field}` is not a valid template: {e}"),
+        ))
+    })
 }
 
 /// Builds an endpoint from a request body. On update, `previous` supplies the
@@ -64,13 +90,20 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
     f.only(&FIELDS)?;
     let url = f.str("url", 2048)?;
     let url_template = template("url", &url)?;
-    http_url("url", &url_template.render_url(&SampleValues, &mut BTreeSet::new()))?;
+    http_url(
+        "url",
+        &url_template.render_url(&SampleValues, &mut BTreeSet::new()),
+    )?;
 
     let method = match f.opt_str("method")?.as_deref() {
         None | Some("GET") => Method::Get,
         Some("POST_FORM") => Method::PostForm,
         Some("POST_JSON") => Method::PostJson,
-        Some(_) => return Err(Error::invalid("method", "`method` must be GET, POST_FORM or POST_JSON").into()),
+        Some(_) => {
+            return Err(
+                Error::invalid("method", "`method` must be GET, POST_FORM or POST_JSON").into(),
+            )
+        }
     };
     let body = f.opt_str("body")?.filter(|b| !b.is_empty());
     if let Some(text) = &body {
@@ -79,11 +112,18 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         }
         let t = template("body", text)?;
         match method {
-            Method::Get => return Err(Error::invalid("body", "`body` needs method POST_FORM or POST_JSON").into()),
+            Method::Get => {
+                return Err(
+                    Error::invalid("body", "`body` needs method POST_FORM or POST_JSON").into(),
+                )
+            }
             Method::PostJson => {
                 let sample = t.render_json(&SampleValues, &mut BTreeSet::new());
                 serde_json::from_str::<Value>(&sample).map_err(|e| {
-                    ApiError(Error::invalid("body", format!("`body` does not render to valid JSON: {e}")))
+                    ApiError(Error::invalid(
+                        "body",
+                        format!("`body` does not render to valid JSON: {e}"),
+                    ))
                 })?;
             }
             Method::PostForm => {}
@@ -95,12 +135,23 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         return Err(Error::invalid("headers", "`headers` may hold at most 20 entries").into());
     }
     for (name, value) in &headers {
-        let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
-            return Err(Error::invalid(format!("headers.{name}"), format!("`{name}` is not a valid header name")).into());
+            return Err(Error::invalid(
+                format!("headers.{name}"),
+                format!("`{name}` is not a valid header name"),
+            )
+            .into());
         }
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(Error::invalid(format!("headers.{name}"), format!("`{name}` is set by the service")).into());
+            return Err(Error::invalid(
+                format!("headers.{name}"),
+                format!("`{name}` is set by the service"),
+            )
+            .into());
         }
         template(&format!("headers.{name}"), value)?;
     }
@@ -110,9 +161,15 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         None => previous.and_then(|p| p.basic_auth.clone()),
         Some(b) => {
             b.only(&["username", "password"])?;
-            let username = b.str("username", 256).map_err(|_| Error::missing("basic_auth.username"))?;
+            let username = b
+                .str("username", 256)
+                .map_err(|_| Error::missing("basic_auth.username"))?;
             if username.contains(':') {
-                return Err(Error::invalid("basic_auth.username", "`basic_auth.username` must not contain `:`").into());
+                return Err(Error::invalid(
+                    "basic_auth.username",
+                    "`basic_auth.username` must not contain `:`",
+                )
+                .into());
             }
             let password = match b.opt_str("password")? {
                 Some(p) => p,
@@ -133,9 +190,13 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         None => previous.and_then(|p| p.secret.clone()),
     };
 
-    let events = f.opt_str_list("events")?.unwrap_or_else(|| vec!["*".into()]);
+    let events = f
+        .opt_str_list("events")?
+        .unwrap_or_else(|| vec!["*".into()]);
     if events.is_empty() {
-        return Err(Error::invalid("events", "`events` must name at least one event, or `*`").into());
+        return Err(
+            Error::invalid("events", "`events` must name at least one event, or `*`").into(),
+        );
     }
     for e in &events {
         if e != "*" {
@@ -146,7 +207,14 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         .opt_str_list("statuses")?
         .unwrap_or_default()
         .iter()
-        .map(|s| Status::parse(s).ok_or_else(|| Error::invalid("statuses", "`statuses` may hold pending, approved and rejected")))
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                Error::invalid(
+                    "statuses",
+                    "`statuses` may hold pending, approved and rejected",
+                )
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let goals = f.opt_str_list("goals")?.unwrap_or_default();
     for g in &goals {
@@ -159,7 +227,9 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
     };
     let now = Utc::now();
     Ok(Endpoint {
-        id: previous.map(|p| p.id.clone()).unwrap_or_else(|| ids::resource_id("ep")),
+        id: previous
+            .map(|p| p.id.clone())
+            .unwrap_or_else(|| ids::resource_id("ep")),
         partner_id: partner_id.to_string(),
         name: f.str("name", 200)?,
         url,
@@ -174,7 +244,9 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         goals,
         invalidations: f.opt_bool("invalidations")?.unwrap_or(false),
         retry_schedule,
-        timeout_ms: f.opt_u32("timeout_ms", TIMEOUT_MS_RANGE.0, TIMEOUT_MS_RANGE.1)?.unwrap_or(DEFAULT_TIMEOUT_MS),
+        timeout_ms: f
+            .opt_u32("timeout_ms", TIMEOUT_MS_RANGE.0, TIMEOUT_MS_RANGE.1)?
+            .unwrap_or(DEFAULT_TIMEOUT_MS),
         active: f.opt_bool("active")?.unwrap_or(true),
         paused_reason: None,
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
@@ -186,9 +258,13 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
 /// limit, the whole within the queue's retention.
 pub fn retry_schedule(v: &Value) -> Result<Vec<u32>, ApiError> {
     let bad = |m: String| ApiError(Error::invalid("retry_schedule", m));
-    let items = v.as_array().ok_or_else(|| bad("`retry_schedule` must be a list of delays in seconds".into()))?;
+    let items = v
+        .as_array()
+        .ok_or_else(|| bad("`retry_schedule` must be a list of delays in seconds".into()))?;
     if items.is_empty() || items.len() > MAX_ATTEMPTS {
-        return Err(bad(format!("`retry_schedule` must hold 1 to {MAX_ATTEMPTS} delays")));
+        return Err(bad(format!(
+            "`retry_schedule` must hold 1 to {MAX_ATTEMPTS} delays"
+        )));
     }
     let delays = items
         .iter()
@@ -196,11 +272,17 @@ pub fn retry_schedule(v: &Value) -> Result<Vec<u32>, ApiError> {
             d.as_u64()
                 .filter(|&s| s <= u64::from(MAX_DELAY_SECONDS))
                 .map(|s| s as u32)
-                .ok_or_else(|| bad(format!("each delay of `retry_schedule` must be 0 to {MAX_DELAY_SECONDS} seconds")))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "each delay of `retry_schedule` must be 0 to {MAX_DELAY_SECONDS} seconds"
+                    ))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if delays.iter().map(|&d| u64::from(d)).sum::<u64>() > MAX_SCHEDULE_SECONDS {
-        return Err(bad(format!("`retry_schedule` must fit in {MAX_SCHEDULE_SECONDS} seconds")));
+        return Err(bad(format!(
+            "`retry_schedule` must fit in {MAX_SCHEDULE_SECONDS} seconds"
+        )));
     }
     Ok(delays)
 }
@@ -223,7 +305,10 @@ pub async fn create(
     partner_exists(&app, &auth, &pid).await?;
     let endpoint = from_body(&body.object()?, &pid, None)?;
     if app.store.list_endpoints(&pid).await?.len() >= MAX_ENDPOINTS_PER_PARTNER {
-        return Err(Error::Conflict(format!("a partner may have at most {MAX_ENDPOINTS_PER_PARTNER} endpoints")).into());
+        return Err(Error::Conflict(format!(
+            "a partner may have at most {MAX_ENDPOINTS_PER_PARTNER} endpoints"
+        ))
+        .into());
     }
     app.store.put_endpoint(&endpoint).await?;
     app.endpoints.invalidate(&pid);
@@ -232,19 +317,36 @@ pub async fn create(
 }
 
 /// `GET /partners/{pid}/endpoints` → `{"items":[..]}`.
-pub async fn list(State(app): State<Arc<App>>, auth: Auth, Path(pid): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(pid): Path<String>,
+) -> ApiResult<Json<Value>> {
     partner_exists(&app, &auth, &pid).await?;
-    let items: Vec<Value> = app.store.list_endpoints(&pid).await?.iter().map(view).collect();
+    let items: Vec<Value> = app
+        .store
+        .list_endpoints(&pid)
+        .await?
+        .iter()
+        .map(view)
+        .collect();
     Ok(Json(json!({"items": items})))
 }
 
 async fn load(app: &App, auth: &Auth, pid: &str, eid: &str) -> ApiResult<Endpoint> {
     auth.require_partner(pid)?;
-    app.store.get_endpoint(pid, eid).await?.ok_or_else(|| Error::not_found("endpoint", eid).into())
+    app.store
+        .get_endpoint(pid, eid)
+        .await?
+        .ok_or_else(|| Error::not_found("endpoint", eid).into())
 }
 
 /// `GET /partners/{pid}/endpoints/{eid}`.
-pub async fn read(State(app): State<Arc<App>>, auth: Auth, Path((pid, eid)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub async fn read(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((pid, eid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(view(&load(&app, &auth, &pid, &eid).await?)))
 }
 
@@ -263,7 +365,11 @@ pub async fn update(
 }
 
 /// `DELETE /partners/{pid}/endpoints/{eid}` → 204.
-pub async fn delete(State(app): State<Arc<App>>, auth: Auth, Path((pid, eid)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((pid, eid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     auth.require_partner(&pid)?;
     if !app.store.delete_endpoint(&pid, &eid).await? {
         return Err(Error::not_found("endpoint", &eid).into());
@@ -294,7 +400,12 @@ mod tests {
 
     #[test]
     fn a_minimal_endpoint_gets_the_defaults() {
-        let e = from_body(&fields(json!({"name": "n", "url": "https://p.example/pb?tx={transaction_id}"})), "p", None).unwrap();
+        let e = from_body(
+            &fields(json!({"name": "n", "url": "https://p.example/pb?tx={transaction_id}"})),
+            "p",
+            None,
+        )
+        .unwrap();
         assert_eq!(e.method, Method::Get);
         assert_eq!(e.retry_schedule, DEFAULT_RETRY_SCHEDULE);
         assert_eq!(e.timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -311,18 +422,36 @@ mod tests {
             b
         };
         assert_eq!(refused_field(with("url", json!("ftp://x/"))), "url");
-        assert_eq!(refused_field(with("url", json!("https://p.example/?a={payout"))), "url");
+        assert_eq!(
+            refused_field(with("url", json!("https://p.example/?a={payout"))),
+            "url"
+        );
         assert_eq!(refused_field(with("method", json!("PATCH"))), "method");
         assert_eq!(refused_field(with("body", json!("a={payout}"))), "body");
         let mut json_body = with("method", json!("POST_JSON"));
         json_body["body"] = json!("{\"a\": {payout}, ");
         assert_eq!(refused_field(json_body), "body");
-        assert_eq!(refused_field(with("retry_schedule", json!([0, 43201]))), "retry_schedule");
-        assert_eq!(refused_field(with("retry_schedule", json!([]))), "retry_schedule");
-        assert_eq!(refused_field(with("retry_schedule", json!(vec![0; 21]))), "retry_schedule");
-        assert_eq!(refused_field(with("timeout_ms", json!(60_000))), "timeout_ms");
+        assert_eq!(
+            refused_field(with("retry_schedule", json!([0, 43201]))),
+            "retry_schedule"
+        );
+        assert_eq!(
+            refused_field(with("retry_schedule", json!([]))),
+            "retry_schedule"
+        );
+        assert_eq!(
+            refused_field(with("retry_schedule", json!(vec![0; 21]))),
+            "retry_schedule"
+        );
+        assert_eq!(
+            refused_field(with("timeout_ms", json!(60_000))),
+            "timeout_ms"
+        );
         assert_eq!(refused_field(with("statuses", json!(["paid"]))), "statuses");
-        assert_eq!(refused_field(with("headers", json!({"Host": "x"}))), "headers.Host");
+        assert_eq!(
+            refused_field(with("headers", json!({"Host": "x"}))),
+            "headers.Host"
+        );
         assert_eq!(refused_field(with("secret", json!("short"))), "secret");
         assert_eq!(refused_field(with("colour", json!("red"))), "colour");
     }
@@ -330,8 +459,10 @@ mod tests {
     #[test]
     fn secrets_are_kept_when_an_update_leaves_them_out_and_never_shown() {
         let first = from_body(
-            &fields(json!({"name": "n", "url": "https://p.example/", "secret": "0123456789abcdef0123",
-                "basic_auth": {"username": "u", "password": "pw-123"}})),
+            &fields(
+                json!({"name": "n", "url": "https://p.example/", "secret": "0123456789abcdef0123",
+                "basic_auth": {"username": "u", "password": "pw-123"}}),
+            ),
             "p",
             None,
         )
@@ -340,14 +471,25 @@ mod tests {
         assert_eq!(second.secret, first.secret);
         assert_eq!(second.basic_auth.as_ref().unwrap().password, "pw-123");
         let shown = view(&second).to_string();
-        assert!(!shown.contains("0123456789abcdef0123") && !shown.contains("pw-123"), "{shown}");
-        let cleared = from_body(&fields(json!({"name": "n", "url": "https://p.example/", "secret": null})), "p", Some(&first)).unwrap();
+        assert!(
+            !shown.contains("0123456789abcdef0123") && !shown.contains("pw-123"),
+            "{shown}"
+        );
+        let cleared = from_body(
+            &fields(json!({"name": "n", "url": "https://p.example/", "secret": null})),
+            "p",
+            Some(&first),
+        )
+        .unwrap();
         assert_eq!(cleared.secret, None);
     }
 
     #[test]
     fn headers_are_a_string_map() {
         let e = from_body(&fields(json!({"name": "n", "url": "https://p.example/", "headers": {"X-Token": "t-{partner_id}"}})), "p", None).unwrap();
-        assert_eq!(e.headers, BTreeMap::from([("X-Token".to_string(), "t-{partner_id}".to_string())]));
+        assert_eq!(
+            e.headers,
+            BTreeMap::from([("X-Token".to_string(), "t-{partner_id}".to_string())])
+        );
     }
 }

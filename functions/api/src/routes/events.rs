@@ -26,7 +26,11 @@ fn result_json(index: usize, r: &Result<shared::ingest::Outcome, Error>) -> Valu
 /// Single object → 200 `{"status","event_id"}` or the item's own error status.
 /// Array → 200 `{"results":[..]}` when every item is recorded or a duplicate,
 /// 207 when some item failed (the others are recorded all the same).
-pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    body: RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.admin_only()?;
     let (single, items) = parse_events_body(&body.json()?)?;
     let now = Utc::now();
@@ -46,12 +50,22 @@ pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> A
     }
     if single {
         return match results.pop() {
-            Some(Ok(o)) => Ok((StatusCode::OK, Json(json!({"status": o.status, "event_id": o.event_id})))),
+            Some(Ok(o)) => Ok((
+                StatusCode::OK,
+                Json(json!({"status": o.status, "event_id": o.event_id})),
+            )),
             Some(Err(e)) => Err(ApiError(e)),
             None => Err(Error::Internal(anyhow::anyhow!("no result for a single event")).into()),
         };
     }
     let all_ok = results.iter().all(Result::is_ok);
     let body = json!({"results": results.iter().enumerate().map(|(i, r)| result_json(i, r)).collect::<Vec<_>>()});
-    Ok((if all_ok { StatusCode::OK } else { StatusCode::MULTI_STATUS }, Json(body)))
+    Ok((
+        if all_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::MULTI_STATUS
+        },
+        Json(body),
+    ))
 }

@@ -16,8 +16,16 @@ use crate::auth::Auth;
 use crate::body::{http_url, resource_id, Fields, RawBody};
 use crate::error::ApiResult;
 
-const FIELDS: [&str; 8] =
-    ["id", "name", "advertiser", "landing_url", "default_payout", "currency", "security_token", "attribution_window_days"];
+const FIELDS: [&str; 8] = [
+    "id",
+    "name",
+    "advertiser",
+    "landing_url",
+    "default_payout",
+    "currency",
+    "security_token",
+    "attribution_window_days",
+];
 /// Default attribution window when an offer names none.
 pub const DEFAULT_WINDOW_DAYS: u32 = 30;
 
@@ -40,7 +48,11 @@ fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offe
     let now = Utc::now();
     let security_token_sha256 = match f.opt_str("security_token")? {
         Some(t) if t.trim().len() < 8 || t.len() > 256 => {
-            return Err(Error::invalid("security_token", "`security_token` must be 8 to 256 characters").into())
+            return Err(Error::invalid(
+                "security_token",
+                "`security_token` must be 8 to 256 characters",
+            )
+            .into())
         }
         Some(t) => Some(ids::sha256_hex(t.trim())),
         // Write-only: absent keeps the current token, an explicit null removes it.
@@ -52,21 +64,30 @@ fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offe
         name: f.str("name", 200)?,
         advertiser: f.str("advertiser", 200)?,
         landing_url,
-        default_payout: f.opt_decimal_text("default_payout")?.map(|p| parse_payout("default_payout", &p, false)).transpose()?,
+        default_payout: f
+            .opt_decimal_text("default_payout")?
+            .map(|p| parse_payout("default_payout", &p, false))
+            .transpose()?,
         currency: f
             .opt_str("currency")?
             .map(|c| parse_currency("currency", &c))
             .transpose()?
             .unwrap_or_else(|| DEFAULT_CURRENCY.into()),
         security_token_sha256,
-        attribution_window_days: f.opt_u32("attribution_window_days", 1, 365)?.unwrap_or(DEFAULT_WINDOW_DAYS),
+        attribution_window_days: f
+            .opt_u32("attribution_window_days", 1, 365)?
+            .unwrap_or(DEFAULT_WINDOW_DAYS),
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
         updated_at: now,
     })
 }
 
 /// `POST /offers` → 201 with the offer.
-pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    body: RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.admin_only()?;
     let f = body.object()?;
     let id = match f.opt_str("id")? {
@@ -80,9 +101,17 @@ pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> A
 }
 
 /// `GET /offers/{id}`.
-pub async fn read(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn read(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     auth.admin_only()?;
-    let offer = app.store.get_offer(&id).await?.ok_or_else(|| Error::not_found("offer", &id))?;
+    let offer = app
+        .store
+        .get_offer(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("offer", &id))?;
     Ok(Json(view(&offer)))
 }
 
@@ -98,7 +127,11 @@ pub async fn update(
     if f.opt_str("id")?.is_some_and(|given| given != id) {
         return Err(Error::invalid("id", "`id` cannot be changed").into());
     }
-    let previous = app.store.get_offer(&id).await?.ok_or_else(|| Error::not_found("offer", &id))?;
+    let previous = app
+        .store
+        .get_offer(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("offer", &id))?;
     let offer = from_body(&f, id, Some(&previous))?;
     app.store.replace_offer(&offer).await?;
     app.offers.invalidate(&offer.id);
@@ -106,7 +139,11 @@ pub async fn update(
 }
 
 /// `DELETE /offers/{id}` → 204. Its clicks then answer 404 at postback time.
-pub async fn delete(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     auth.admin_only()?;
     if !app.store.delete_offer(&id).await? {
         return Err(Error::not_found("offer", &id).into());

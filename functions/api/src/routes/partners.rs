@@ -20,7 +20,11 @@ fn view(p: &Partner) -> Value {
 }
 
 /// `POST /partners` → 201 `{"id","name","api_key"}`. The key is not stored, only its hash.
-pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    body: RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.admin_only()?;
     let f = body.object()?;
     f.only(&["id", "name"])?;
@@ -29,7 +33,12 @@ pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> A
         None => ids::resource_id("prt"),
     };
     let (api_key, hash) = new_partner_key(&id);
-    let partner = Partner { id, name: f.str("name", 200)?, api_key_sha256: vec![hash], created_at: Utc::now() };
+    let partner = Partner {
+        id,
+        name: f.str("name", 200)?,
+        api_key_sha256: vec![hash],
+        created_at: Utc::now(),
+    };
     app.store.create_partner(&partner).await?;
     app.partners.invalidate(&partner.id);
     let mut out = view(&partner);
@@ -38,8 +47,16 @@ pub async fn create(State(app): State<Arc<App>>, auth: Auth, body: RawBody) -> A
 }
 
 /// `GET /partners/{id}`: the admin, or the partner itself.
-pub async fn read(State(app): State<Arc<App>>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn read(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     auth.require_partner(&id)?;
-    let partner = app.store.get_partner(&id).await?.ok_or_else(|| Error::not_found("partner", &id))?;
+    let partner = app
+        .store
+        .get_partner(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("partner", &id))?;
     Ok(Json(view(&partner)))
 }

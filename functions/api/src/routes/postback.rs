@@ -17,7 +17,9 @@ use crate::error::{ApiError, ApiResult};
 async fn handle(app: &App, pairs: Vec<(String, String)>) -> ApiResult<Json<Value>> {
     let postback = parse_postback(pairs)?;
     let outcome = record_postback(app, postback, Utc::now()).await?;
-    Ok(Json(json!({"status": outcome.status, "conversion_id": outcome.event_id})))
+    Ok(Json(
+        json!({"status": outcome.status, "conversion_id": outcome.event_id}),
+    ))
 }
 
 /// `GET /postback?click_id=..&event=..&payout=..`.
@@ -27,7 +29,11 @@ pub async fn get(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> ApiR
 
 /// `POST /postback` with a form or JSON body (query parameters also count;
 /// the body's value wins when both name a field).
-pub async fn post(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: RawBody) -> ApiResult<Json<Value>> {
+pub async fn post(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
     let mut pairs = body_pairs(&body)?;
     pairs.extend(query_pairs(query.as_deref()));
     handle(&app, pairs).await
@@ -36,7 +42,8 @@ pub async fn post(State(app): State<Arc<App>>, RawQuery(query): RawQuery, body: 
 /// The body's fields as pairs: JSON objects of scalars, or a form.
 fn body_pairs(body: &RawBody) -> Result<Vec<(String, String)>, ApiError> {
     let looks_json = body.content_type.contains("json")
-        || (body.content_type.is_empty() && body.bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
+        || (body.content_type.is_empty()
+            && body.bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
     if body.bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
@@ -55,7 +62,10 @@ fn body_pairs(body: &RawBody) -> Result<Vec<(String, String)>, ApiError> {
             Value::String(s) => Ok((k, s)),
             Value::Number(n) => Ok((k, n.to_string())),
             Value::Bool(b) => Ok((k, if b { "1".into() } else { "0".into() })),
-            _ => Err(ApiError(Error::invalid(k.as_str(), format!("`{k}` must be a string or a number")))),
+            _ => Err(ApiError(Error::invalid(
+                k.as_str(),
+                format!("`{k}` must be a string or a number"),
+            ))),
         })
         .collect()
 }
