@@ -1,0 +1,20 @@
+# Two commands: `make dev` runs the whole system locally, `make test` runs every test.
+# Both install what is missing (cached in ~/.cache/postback-service) and start
+# the local stand-ins of DynamoDB and SQS on 127.0.0.1.
+
+.PHONY: dev test lint-template stack-stop clean
+
+dev:
+	scripts/dev.sh
+
+test:
+	scripts/test.sh
+
+lint-template:
+	"$$(scripts/stack.sh venv)/bin/python" scripts/lint_template.py
+
+stack-stop:
+	scripts/stack.sh stop dev; scripts/stack.sh stop test
+
+clean: stack-stop
+	rm -rf .local target

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make dev`: install what is missing, start the stand-ins, create the table and
+# queues of template.yaml, and run the local runner on 127.0.0.1:$PORT (API +
+# SQS event-source mapping). Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DDB_PORT=${DEV_DDB_PORT:-8000}
+SQS_PORT=${DEV_SQS_PORT:-9324}
+export PORT=${PORT:-3000}
+export ADMIN_API_KEY=${ADMIN_API_KEY:-dev-admin-key-change-me}
+export RUST_LOG=${RUST_LOG:-info}
+
+scripts/stack.sh start dev "$DDB_PORT" "$SQS_PORT"
+trap 'scripts/stack.sh stop dev' EXIT
+# shellcheck disable=SC1091
+source .local/dev/env
+
+cargo build --quiet -p postback-local
+
+B="http://127.0.0.1:$PORT"
+A="Authorization: Bearer $ADMIN_API_KEY"
+cat <<TXT
+
+  Postback service (local) on $B   admin key: $ADMIN_API_KEY
+  DynamoDB Local 127.0.0.1:$DDB_PORT, SQS (moto) 127.0.0.1:$SQS_PORT; data lives until you stop.
+
+  Try it (a receiver first, in another terminal:  python3 scripts/receiver.py 4000):
+    curl -s $B/health
+    curl -s -XPOST $B/offers   -H '$A' -d '{"id":"off1","name":"Loans","advertiser":"Acme","landing_url":"https://acme.example/lp","default_payout":"10.00"}'
+    curl -s -XPOST $B/partners -H '$A' -d '{"id":"p1","name":"Publisher One"}'
+    curl -s -XPOST $B/partners/p1/endpoints -H '$A' -d '{"name":"main","url":"http://127.0.0.1:4000/pb?payout={payout}&tx={transaction_id}&sub={sub1}"}'
+    curl -si "$B/click?offer_id=off1&partner_id=p1&sub1=abc" | grep -i location
+    curl -s "$B/postback?click_id=<click_id from the location>&event=purchase&payout=49.99&measurement=1&transaction_id=T1"
+
+TXT
+./target/debug/postback-local --provision

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make test`: install what is missing, start the stand-ins, lint the template
+# and the code, run every test, stop the stand-ins (also on failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DDB_PORT=${TEST_DDB_PORT:-18000}
+SQS_PORT=${TEST_SQS_PORT:-18324}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "local stand-ins (DynamoDB Local :$DDB_PORT, moto SQS :$SQS_PORT)"
+scripts/stack.sh start test "$DDB_PORT" "$SQS_PORT"
+trap 'scripts/stack.sh stop test' EXIT
+# shellcheck disable=SC1091
+source .local/test/env
+
+step "template.yaml: SAM translation + cfn-lint"
+"$(scripts/stack.sh venv)/bin/python" scripts/lint_template.py
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "tests (unit, handler, integration against the stand-ins)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --failure-output final
+else
+  cargo test --workspace --no-fail-fast
+fi
