@@ -1,1 +1,294 @@
+//! Integration-test harness: every test gets its own table and queues,
+//! created from template.yaml on the local stand-ins (`make test` starts them
+//! and exports `AWS_ENDPOINT_URL_*`), the real router on 127.0.0.1:0, and
+//! real HTTP receivers on 127.0.0.1.
 
+pub mod receiver;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use deliver::Worker;
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::provision::{provision, Provisioned};
+use shared::App;
+
+/// The admin key tests use.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+/// The single source of the table and queue definitions.
+pub const TEMPLATE: &str = include_str!("../../template.yaml");
+
+/// One isolated copy of the system.
+pub struct TestApp {
+    pub app: Arc<App>,
+    pub worker: Arc<Worker>,
+    pub base: String,
+    pub stack: Provisioned,
+    pub http: reqwest::Client,
+}
+
+/// Options of a test stack.
+#[derive(Clone)]
+pub struct Options {
+    pub allow_private_targets: bool,
+    pub cache_seconds: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allow_private_targets: true,
+            cache_seconds: 30,
+        }
+    }
+}
+
+fn require_stand_ins() {
+    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err()
+        && std::env::var("AWS_ENDPOINT_URL").is_err()
+    {
+        panic!("integration tests need the local stand-ins: run `make test` (it starts them and sets AWS_ENDPOINT_URL_*)");
+    }
+}
+
+/// A fresh stack prefix.
+pub fn unique_prefix() -> String {
+    format!("t{}", &shared::ids::click_id()[..12])
+}
+
+impl TestApp {
+    /// A new isolated stack with default options.
+    pub async fn start() -> TestApp {
+        Self::start_with(Options::default()).await
+    }
+
+    /// A new isolated stack.
+    pub async fn start_with(options: Options) -> TestApp {
+        require_stand_ins();
+        let sdk = aws_config::load_from_env().await;
+        let stack = provision(
+            TEMPLATE,
+            &unique_prefix(),
+            &aws_sdk_dynamodb::Client::new(&sdk),
+            &aws_sdk_sqs::Client::new(&sdk),
+        )
+        .await
+        .expect("provisioning the test stack from template.yaml");
+        Self::on_stack(stack, options, None).await
+    }
+
+    /// An app over an existing stack; `delivery_queue_url` overrides the queue (to simulate SQS failing).
+    pub async fn on_stack(
+        stack: Provisioned,
+        options: Options,
+        delivery_queue_url: Option<String>,
+    ) -> TestApp {
+        let mut env: BTreeMap<String, String> = stack.env.clone();
+        env.insert("ADMIN_API_KEY".into(), ADMIN_KEY.into());
+        env.insert(
+            "ALLOW_PRIVATE_TARGETS".into(),
+            options.allow_private_targets.to_string(),
+        );
+        env.insert(
+            "CONFIG_CACHE_SECONDS".into(),
+            options.cache_seconds.to_string(),
+        );
+        if let Some(url) = delivery_queue_url {
+            env.insert("DELIVERY_QUEUE_URL".into(), url);
+        }
+        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
+        let app = App::new(config).await;
+        let worker = Arc::new(Worker::new(app.clone()).expect("worker"));
+        let (addr, _server) = postback_local::serve(app.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("serve");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestApp {
+            app,
+            worker,
+            base: format!("http://{addr}"),
+            stack,
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn queue_url(&self, logical_id: &str) -> String {
+        self.stack.queue_urls[logical_id].clone()
+    }
+
+    /// POST JSON with the admin key; returns status and JSON body.
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(ADMIN_KEY)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// GET with the admin key.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(self.url(path)).bearer_auth(ADMIN_KEY))
+            .await
+    }
+
+    /// Sends any request and returns status and JSON body (Null if none).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let resp = req.send().await.expect("request to the router");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// GET /postback with query pairs.
+    pub async fn postback(&self, pairs: &[(&str, &str)]) -> (u16, Value) {
+        self.send(self.http.get(self.url("/postback")).query(pairs))
+            .await
+    }
+
+    /// An offer, a partner with its key, and optionally an endpoint to `endpoint_url`.
+    pub async fn seed(&self, offer: Value, endpoint: Option<Value>) -> Seed {
+        let (s, o) = self.admin_post("/offers", offer).await;
+        assert_eq!(s, 201, "offer: {o}");
+        let (s, p) = self
+            .admin_post("/partners", json!({"name": "Publisher"}))
+            .await;
+        assert_eq!(s, 201, "partner: {p}");
+        let partner_id = p["id"].as_str().unwrap().to_string();
+        let endpoint_id = match endpoint {
+            Some(e) => {
+                let (s, e) = self
+                    .admin_post(&format!("/partners/{partner_id}/endpoints"), e)
+                    .await;
+                assert_eq!(s, 201, "endpoint: {e}");
+                Some(e["id"].as_str().unwrap().to_string())
+            }
+            None => None,
+        };
+        Seed {
+            offer_id: o["id"].as_str().unwrap().to_string(),
+            partner_id,
+            partner_key: p["api_key"].as_str().unwrap().to_string(),
+            endpoint_id,
+        }
+    }
+
+    /// A click through `POST /clicks`.
+    pub async fn click(&self, seed: &Seed, attributes: Value) -> String {
+        let (s, c) = self
+            .admin_post("/clicks", json!({"offer_id": seed.offer_id, "partner_id": seed.partner_id, "attributes": attributes}))
+            .await;
+        assert_eq!(s, 201, "click: {c}");
+        c["click_id"].as_str().unwrap().to_string()
+    }
+
+    /// Every message now visible on a queue, without consuming it (each is
+    /// received, then made visible again).
+    pub async fn peek(&self, logical_id: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let url = self.queue_url(logical_id);
+        let sqs = self.app.queue.client();
+        let mut all = Vec::new();
+        for _ in 0..5 {
+            let out = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .visibility_timeout(30)
+                .message_attribute_names("All")
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let msgs = out.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                break;
+            }
+            all.extend(msgs);
+        }
+        for m in &all {
+            if let Some(h) = &m.receipt_handle {
+                let _ = sqs
+                    .change_message_visibility()
+                    .queue_url(&url)
+                    .receipt_handle(h)
+                    .visibility_timeout(0)
+                    .send()
+                    .await;
+            }
+        }
+        all
+    }
+
+    /// Approximate number of messages on a queue (visible + in flight + delayed).
+    pub async fn queue_depth(&self, logical_id: &str) -> i64 {
+        let out = self
+            .app
+            .queue
+            .client()
+            .get_queue_attributes()
+            .queue_url(self.queue_url(logical_id))
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("queue attributes");
+        out.attributes
+            .unwrap_or_default()
+            .values()
+            .map(|v| v.parse::<i64>().unwrap_or(0))
+            .sum()
+    }
+
+    /// Runs the local event-source mapping on a queue until `done` holds or `limit` passes.
+    pub async fn pump_until<F, Fut>(&self, logical_id: &str, limit: Duration, mut done: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let url = self.queue_url(logical_id);
+        let arn = self.stack.queue_arns[logical_id].clone();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if done().await {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            let _ = postback_local::poll_once(&self.worker, &url, &arn, 1).await;
+        }
+    }
+
+    /// Runs the delivery queue's event-source mapping for `duration`.
+    pub async fn pump_for(&self, logical_id: &str, duration: Duration) {
+        self.pump_until(logical_id, duration, || async { false })
+            .await;
+    }
+}
+
+/// What `TestApp::seed` created.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub offer_id: String,
+    pub partner_id: String,
+    pub partner_key: String,
+    pub endpoint_id: Option<String>,
+}
+
+/// A plain offer body.
+pub fn offer_body() -> Value {
+    json!({"name": "Loans", "advertiser": "Acme, Inc.", "landing_url": "https://acme.example/lp?src=net",
+           "default_payout": "10.00", "currency": "USD"})
+}
