@@ -1,0 +1,187 @@
+//! The sample Lambda events of events/ run through the real handlers: each
+//! API Gateway v2 event is parsed by lambda_http exactly as in Lambda and
+//! answered by the router; each SQS event is handed to the deliver handler.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use integration_tests::receiver::Receiver;
+use integration_tests::{TestApp, ADMIN_KEY};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Ids {
+    partner_key: String,
+    endpoint_id: String,
+    click_id: String,
+    delivery_id: String,
+}
+
+fn fill(template: &str, ids: &Ids) -> String {
+    template
+        .replace("dev-admin-key-change-me", ADMIN_KEY)
+        .replace("__PARTNER_KEY__", &ids.partner_key)
+        .replace("__ENDPOINT_ID__", &ids.endpoint_id)
+        .replace("__CLICK_ID__", &ids.click_id)
+        .replace("__DELIVERY_ID__", &ids.delivery_id)
+}
+
+async fn invoke(t: &TestApp, event: &str, ids: &Ids) -> (u16, Value, Option<String>) {
+    let request =
+        lambda_http::request::from_str(&fill(event, ids)).expect("a valid API Gateway v2 event");
+    let request = request.map(|b| axum::body::Body::from(b.to_vec()));
+    let response = api::router(t.app.clone()).oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        location,
+    )
+}
+
+fn sqs_event(text: &str, ids: &Ids, queue_name: &str) -> SqsEvent {
+    let text = fill(text, ids)
+        .replace("postback-dev-EventsQueue", queue_name)
+        .replace("postback-dev-DeliveryQueue", queue_name);
+    serde_json::from_str(&text).expect("a valid SQS event")
+}
+
+fn queue_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn every_sample_event_runs_through_the_real_handlers() {
+    let t = TestApp::start().await;
+    let mut ids = Ids {
+        partner_key: String::new(),
+        endpoint_id: String::new(),
+        click_id: String::new(),
+        delivery_id: String::new(),
+    };
+    macro_rules! http {
+        ($file:literal, $status:expr) => {{
+            let (status, body, location) =
+                invoke(&t, include_str!(concat!("../events/", $file)), &ids).await;
+            assert_eq!(status, $status, "{}: {body}", $file);
+            (body, location)
+        }};
+    }
+
+    http!("http-health.json", 200);
+    http!("http-offers-create.json", 201);
+    http!("http-offers-read.json", 200);
+    http!("http-offers-update.json", 200);
+    let (partner, _) = http!("http-partners-create.json", 201);
+    ids.partner_key = partner["api_key"].as_str().unwrap().to_string();
+    http!("http-partners-read.json", 200);
+    let (endpoint, _) = http!("http-endpoints-create.json", 201);
+    ids.endpoint_id = endpoint["id"].as_str().unwrap().to_string();
+    http!("http-endpoints-list.json", 200);
+    http!("http-endpoints-read.json", 200);
+    http!("http-endpoints-update.json", 200);
+    let (_, location) = http!("http-click.json", 302);
+    assert!(location.unwrap().contains("click_id="));
+    let (click, _) = http!("http-clicks-create.json", 201);
+    ids.click_id = click["click_id"].as_str().unwrap().to_string();
+    let (recorded, _) = http!("http-postback-get.json", 200);
+    assert_eq!(recorded["status"], "recorded");
+    http!("http-postback-post-form.json", 200);
+    http!("http-postback-post-json.json", 200);
+    let (single, _) = http!("http-events-single.json", 200);
+    assert_eq!(single["status"], "recorded");
+    let (batch, _) = http!("http-events-batch.json", 200);
+    assert!(
+        batch["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "recorded"),
+        "{batch}"
+    );
+
+    // Events queue: a pipeline event recorded by the deliver handler.
+    let events_queue = queue_name(&t.queue_url("EventsQueue"));
+    let response = deliver::handle(
+        &t.worker,
+        sqs_event(
+            include_str!("../events/sqs-events-queue.json"),
+            &ids,
+            &events_queue,
+        ),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(t
+        .app
+        .store
+        .get_transaction("LN-6001")
+        .await
+        .unwrap()
+        .is_some());
+
+    // Delivery queue: the postback's delivery reaches a receiver on 127.0.0.1.
+    let receiver = Receiver::ok().await;
+    let (s, _) = t
+        .send(
+            t.http
+                .put(t.url(&format!("/partners/p1/endpoints/{}", ids.endpoint_id)))
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({"name": "main", "url": receiver.url("/pb?payout={payout}&tx={transaction_id}")})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let event_id = recorded["conversion_id"].as_str().unwrap();
+    ids.delivery_id = t
+        .app
+        .store
+        .get_event(event_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery_ids[0]
+        .clone();
+    let delivery_queue = queue_name(&t.queue_url("DeliveryQueue"));
+    let response = deliver::handle(
+        &t.worker,
+        sqs_event(
+            include_str!("../events/sqs-delivery.json"),
+            &ids,
+            &delivery_queue,
+        ),
+    )
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    assert_eq!(receiver.requests()[0].uri, "/pb?payout=49.99&tx=T-1001");
+
+    // A malformed delivery message goes to the DLQ with its reason and is acknowledged.
+    let response = deliver::handle(
+        &t.worker,
+        sqs_event(
+            include_str!("../events/sqs-delivery-malformed.json"),
+            &ids,
+            &delivery_queue,
+        ),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    let dead = t.peek("DeliveryDLQ").await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0].message_attributes().unwrap()["reason"]
+        .string_value()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("unparseable delivery message"), "{reason}");
+
+    http!("http-endpoints-delete.json", 204);
+    http!("http-offers-delete.json", 204);
+}
