@@ -1,0 +1,687 @@
+//! Postbacks out: rendering, signing, retries, redelivery, dead letters and
+//! the SSRF guard, against the stand-ins and real receivers on 127.0.0.1.
+
+use chrono::Utc;
+use integration_tests::receiver::{Receiver, Reply};
+use integration_tests::{offer_body, Options, Seed, TestApp};
+use serde_json::{json, Value};
+use shared::domain::{Delivery, DeliveryStatus};
+use std::time::{Duration, Instant};
+
+/// Seeds an offer, a partner and one endpoint, and returns a click with sub ids.
+async fn setup(t: &TestApp, endpoint: Value) -> (Seed, String) {
+    let seed = t.seed(offer_body(), Some(endpoint)).await;
+    let click = t
+        .click(&seed, json!({"sub1": "a&b=c #d", "user_id": "u 1/é\"'"}))
+        .await;
+    (seed, click)
+}
+
+async fn deliveries_of(t: &TestApp, event_id: &str) -> Vec<Delivery> {
+    let event = t
+        .app
+        .store
+        .get_event(event_id)
+        .await
+        .unwrap()
+        .expect("event");
+    t.app
+        .store
+        .get_deliveries(&event.delivery_ids)
+        .await
+        .unwrap()
+}
+
+async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Delivery {
+    let store = t.app.store.clone();
+    let id = delivery_id.to_string();
+    t.pump_until("DeliveryQueue", limit, || {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .get_delivery(&id)
+                .await
+                .unwrap()
+                .is_some_and(|d| d.status != DeliveryStatus::Pending)
+        }
+    })
+    .await;
+    t.app
+        .store
+        .get_delivery(delivery_id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn convert(t: &TestApp, click: &str, extra: &[(&str, &str)]) -> String {
+    let mut pairs = vec![
+        ("click_id", click),
+        ("event", "purchase"),
+        ("payout", "49.99"),
+        ("measurement", "1"),
+    ];
+    pairs.extend_from_slice(extra);
+    let (s, body) = t.postback(&pairs).await;
+    assert_eq!(s, 200, "{body}");
+    body["conversion_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_get_postback_renders_seed_001s_macro_url_with_every_value_encoded() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let url = r.url("/pb?payout={payout}&user_id={user_id}&offer_id={offer_id}&sub={sub1}&tx={transaction_id}&none={nothing}");
+    let (seed, click) = setup(
+        &t,
+        json!({"name": "seed001", "url": url, "headers": {"X-Partner": "p-{partner_id}"}}),
+    )
+    .await;
+    let event_id = convert(&t, &click, &[("transaction_id", "T#1 &x")]).await;
+    let d = wait_finished(
+        &t,
+        &deliveries_of(&t, &event_id).await[0].id,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+
+    let req = &r.requests()[0];
+    assert_eq!(req.method, "GET");
+    let q: std::collections::BTreeMap<_, _> = req.query().into_iter().collect();
+    assert_eq!(q["payout"], "49.99");
+    assert_eq!(q["user_id"], "u 1/é\"'");
+    assert_eq!(q["offer_id"], seed.offer_id);
+    assert_eq!(q["sub"], "a&b=c #d");
+    assert_eq!(q["tx"], "T#1 &x");
+    assert_eq!(q["none"], "");
+    assert_eq!(
+        req.header("x-partner"),
+        Some(format!("p-{}", seed.partner_id).as_str())
+    );
+    assert_eq!(req.header("idempotency-key"), Some(d.id.as_str()));
+    assert_eq!(d.attempts.len(), 1);
+    assert_eq!(d.attempts[0].code, Some(200));
+}
+
+#[tokio::test]
+async fn post_form_and_post_json_render_the_partners_own_body_with_basic_auth() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t.seed(offer_body(), None).await;
+    let form = json!({"name": "form", "url": r.url("/form"), "method": "POST_FORM",
+        "body": "amount={payout}&cur={currency}&sub={sub1}", "basic_auth": {"username": "acme", "password": "s3cr3t!"}});
+    let js = json!({"name": "json", "url": r.url("/json"), "method": "POST_JSON",
+        "body": "{\"amount\": {payout}, \"user\": \"{user_id}\", \"tx\": \"{transaction_id}\", \"missing\": {nothing}}"});
+    let plain = json!({"name": "plain", "url": r.url("/plain"), "method": "POST_JSON"});
+    for e in [form, js, plain] {
+        let (s, b) = t
+            .admin_post(&format!("/partners/{}/endpoints", seed.partner_id), e)
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let click = t
+        .click(
+            &seed,
+            json!({"sub1": "a&b=c", "user_id": "quote\" back\\slash \u{e9}"}),
+        )
+        .await;
+    let event_id = convert(&t, &click, &[("transaction_id", "TX-9")]).await;
+    for d in deliveries_of(&t, &event_id).await {
+        assert_eq!(
+            wait_finished(&t, &d.id, Duration::from_secs(10))
+                .await
+                .status,
+            DeliveryStatus::Delivered
+        );
+    }
+    let by_path = |p: &str| r.requests().into_iter().find(|c| c.uri == p).unwrap();
+
+    let f = by_path("/form");
+    assert_eq!(f.method, "POST");
+    assert_eq!(
+        f.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let pairs: std::collections::BTreeMap<_, _> = form_urlencoded::parse(f.body.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(
+        (
+            pairs["amount"].as_str(),
+            pairs["cur"].as_str(),
+            pairs["sub"].as_str()
+        ),
+        ("49.99", "USD", "a&b=c")
+    );
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("acme:s3cr3t!")
+    );
+    assert_eq!(f.header("authorization"), Some(expected.as_str()));
+
+    let j = by_path("/json");
+    assert_eq!(j.header("content-type"), Some("application/json"));
+    let body: Value = serde_json::from_str(&j.body).expect("valid JSON whatever the values");
+    assert_eq!(
+        body,
+        json!({"amount": 49.99, "user": "quote\" back\\slash \u{e9}", "tx": "TX-9", "missing": null})
+    );
+
+    let p: Value = serde_json::from_str(&by_path("/plain").body).unwrap();
+    assert_eq!(p["payout"], "49.99");
+    assert_eq!(p["transaction_id"], "TX-9");
+    assert_eq!(p["attributes"]["sub1"], "a&b=c");
+}
+
+#[tokio::test]
+async fn invalidations_render_in_each_of_seed_000s_three_styles() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t.seed(offer_body(), None).await;
+    let endpoints = [
+        // (a) an event field: a separate invalidation-only endpoint with its own fixed parameter.
+        json!({"name": "a", "url": r.url("/a?event=invalidated&tx={transaction_id}"), "events": ["invalidation"], "invalidations": true}),
+        // (b) a negative payout under the same transaction id.
+        json!({"name": "b", "url": r.url("/b?tx={transaction_id}&payout={payout}&event={event}"), "invalidations": true}),
+        // (c) a deleted_at timestamp.
+        json!({"name": "c", "url": r.url("/c?tx={transaction_id}&deleted_at={deleted_at}"), "invalidations": true}),
+        // Not opted in: receives the payout only.
+        json!({"name": "d", "url": r.url("/d?tx={transaction_id}&payout={payout}")}),
+    ];
+    for e in endpoints {
+        assert_eq!(
+            t.admin_post(&format!("/partners/{}/endpoints", seed.partner_id), e)
+                .await
+                .0,
+            201
+        );
+    }
+    let (s, _) = t
+        .admin_post("/events", json!({"transaction_id": "LN-7", "event": "payout", "partner_id": seed.partner_id, "payout": "120.00"}))
+        .await;
+    assert_eq!(s, 200);
+    let (s, inv) = t
+        .admin_post("/events", json!({"transaction_id": "LN-7", "event": "invalidation", "occurred_at": "2026-11-05T08:00:00Z"}))
+        .await;
+    assert_eq!(s, 200);
+    for d in deliveries_of(&t, inv["event_id"].as_str().unwrap()).await {
+        wait_finished(&t, &d.id, Duration::from_secs(10)).await;
+    }
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 6
+    })
+    .await;
+    let mut got: Vec<String> = r.requests().into_iter().map(|c| c.uri).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "/a?event=invalidated&tx=LN-7",
+            "/b?tx=LN-7&payout=-120.00&event=invalidation",
+            "/b?tx=LN-7&payout=120.00&event=payout",
+            "/c?tx=LN-7&deleted_at=",
+            "/c?tx=LN-7&deleted_at=2026-11-05T08%3A00%3A00Z",
+            "/d?tx=LN-7&payout=120.00",
+        ]
+    );
+}
+
+/// The Standard Webhooks check, written from the spec rather than from our signer.
+fn verify_standard_webhook(secret: &str, id: &str, ts: &str, body: &str, header: &str) -> bool {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    header
+        .split(' ')
+        .any(|sig| sig.strip_prefix("v1,") == Some(expected.as_str()))
+}
+
+#[tokio::test]
+async fn signed_postbacks_carry_standard_webhooks_headers_that_verify() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (_, click) = setup(
+        &t,
+        json!({"name": "signed", "url": r.url("/hook"), "method": "POST_JSON", "secret": secret}),
+    )
+    .await;
+    let event_id = convert(&t, &click, &[]).await;
+    let d = wait_finished(
+        &t,
+        &deliveries_of(&t, &event_id).await[0].id,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    let req = &r.requests()[0];
+    let (id, ts, sig) = (
+        req.header("webhook-id").unwrap(),
+        req.header("webhook-timestamp").unwrap(),
+        req.header("webhook-signature").unwrap(),
+    );
+    assert_eq!(id, d.id);
+    assert!((Utc::now().timestamp() - ts.parse::<i64>().unwrap()).abs() < 60);
+    assert!(
+        verify_standard_webhook(secret, id, ts, &req.body, sig),
+        "signature {sig} does not verify"
+    );
+    assert!(
+        !verify_standard_webhook(secret, id, ts, &format!("{} ", req.body), sig),
+        "a changed body must not verify"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_on_schedule_until_it_succeeds() {
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![
+        Reply::Status(500),
+        Reply::Status(503),
+        Reply::Status(200),
+    ])
+    .await;
+    let (_, click) = setup(
+        &t,
+        json!({"name": "flaky", "url": r.url("/pb"), "retry_schedule": [0, 2, 3]}),
+    )
+    .await;
+    let event_id = convert(&t, &click, &[]).await;
+    let d = wait_finished(
+        &t,
+        &deliveries_of(&t, &event_id).await[0].id,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    let codes: Vec<_> = d.attempts.iter().map(|a| a.code).collect();
+    assert_eq!(codes, [Some(500), Some(503), Some(200)]);
+    let at: Vec<Instant> = r.requests().iter().map(|c| c.at).collect();
+    assert_eq!(at.len(), 3);
+    let gap = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64();
+    assert!(
+        (gap(at[0], at[1]) - 2.0).abs() <= 1.0,
+        "second attempt {}s after the first",
+        gap(at[0], at[1])
+    );
+    assert!(
+        (gap(at[1], at[2]) - 3.0).abs() <= 1.0,
+        "third attempt {}s after the second",
+        gap(at[1], at[2])
+    );
+    assert_eq!(d.attempts[0].error.as_deref(), Some("http_status"));
+    assert!(d.attempts[0].next_at.is_some() && d.attempts[2].next_at.is_none());
+}
+
+#[tokio::test]
+async fn a_receiver_that_always_fails_gets_exactly_its_attempts_then_the_delivery_fails() {
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Status(500)]).await;
+    let (_, click) = setup(
+        &t,
+        json!({"name": "down", "url": r.url("/pb"), "retry_schedule": [0, 1, 1]}),
+    )
+    .await;
+    let event_id = convert(&t, &click, &[]).await;
+    let d = wait_finished(
+        &t,
+        &deliveries_of(&t, &event_id).await[0].id,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(d.attempts.len(), 3);
+    t.pump_for("DeliveryQueue", Duration::from_secs(3)).await;
+    assert_eq!(r.count(), 3, "no attempt after the schedule ends");
+    assert_eq!(
+        t.queue_depth("DeliveryQueue").await,
+        0,
+        "the message of a failed delivery is deleted"
+    );
+    assert_eq!(
+        t.queue_depth("DeliveryDLQ").await,
+        0,
+        "the DLQ holds only poison messages"
+    );
+}
+
+#[tokio::test]
+async fn a_delivered_message_that_sqs_hands_back_is_not_sent_again() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let (seed, click) = setup(&t, json!({"name": "once", "url": r.url("/pb")})).await;
+    let event_id = convert(&t, &click, &[]).await;
+    let d = wait_finished(
+        &t,
+        &deliveries_of(&t, &event_id).await[0].id,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+
+    // SQS at-least-once: the same message arrives again.
+    let again =
+        json!({"delivery_id": d.id, "partner_id": seed.partner_id, "endpoint_id": d.endpoint_id})
+            .to_string();
+    t.app
+        .queue
+        .send(&t.queue_url("DeliveryQueue"), &again, 0)
+        .await
+        .unwrap();
+    t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
+    assert_eq!(r.count(), 1);
+    assert_eq!(
+        t.queue_depth("DeliveryQueue").await,
+        0,
+        "acknowledged without sending"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_delivery_message_lands_in_the_dlq_with_its_reason() {
+    let t = TestApp::start().await;
+    t.app
+        .queue
+        .send(&t.queue_url("DeliveryQueue"), "not json at all", 0)
+        .await
+        .unwrap();
+    t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
+    assert_eq!(t.queue_depth("DeliveryQueue").await, 0);
+    let dead = t.peek("DeliveryDLQ").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some("not json at all"));
+    assert!(dead[0].message_attributes().unwrap()["reason"]
+        .string_value()
+        .unwrap()
+        .contains("unparseable"));
+}
+
+async fn first_attempt(t: &TestApp, endpoint: Value) -> (Delivery, shared::domain::Attempt) {
+    let (_, click) = setup(t, endpoint).await;
+    let event_id = convert(t, &click, &[]).await;
+    let id = deliveries_of(t, &event_id).await[0].id.clone();
+    let store = t.app.store.clone();
+    let found = t
+        .pump_until("DeliveryQueue", Duration::from_secs(15), || {
+            let store = store.clone();
+            let id = id.clone();
+            async move {
+                store
+                    .get_delivery(&id)
+                    .await
+                    .unwrap()
+                    .is_some_and(|d| !d.attempts.is_empty())
+            }
+        })
+        .await;
+    assert!(found, "no attempt was made");
+    let d = t.app.store.get_delivery(&id).await.unwrap().unwrap();
+    let a = d.attempts[0].clone();
+    (d, a)
+}
+
+fn delay_of(a: &shared::domain::Attempt) -> i64 {
+    (a.next_at.expect("a next attempt") - a.at).num_seconds()
+}
+
+#[tokio::test]
+async fn each_kind_of_failure_is_recorded_with_its_error_and_next_delay() {
+    let schedule = json!([0, 7, 7]);
+    // 500
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Status(500)]).await;
+    let (_, a) = first_attempt(
+        &t,
+        json!({"name": "e", "url": r.url("/x"), "retry_schedule": schedule}),
+    )
+    .await;
+    assert_eq!(
+        (a.code, a.error.as_deref(), delay_of(&a)),
+        (Some(500), Some("http_status"), 7)
+    );
+    assert_eq!(a.response.as_deref(), Some("reply 1"));
+    // 429 with Retry-After longer than the schedule: the longer delay wins.
+    let r = Receiver::start(vec![Reply::StatusWithHeader(429, "retry-after", "30")]).await;
+    let (_, a) = first_attempt(
+        &t,
+        json!({"name": "e", "url": r.url("/x"), "retry_schedule": schedule}),
+    )
+    .await;
+    assert_eq!(
+        (a.code, a.error.as_deref(), delay_of(&a)),
+        (Some(429), Some("http_status"), 30)
+    );
+    // 429 with a shorter Retry-After never brings the attempt forward.
+    let r = Receiver::start(vec![Reply::StatusWithHeader(429, "retry-after", "1")]).await;
+    let (_, a) = first_attempt(
+        &t,
+        json!({"name": "e", "url": r.url("/x"), "retry_schedule": schedule}),
+    )
+    .await;
+    assert_eq!(delay_of(&a), 7);
+    // 301: not followed, a failed attempt.
+    let r = Receiver::start(vec![Reply::StatusWithHeader(
+        301,
+        "location",
+        "http://127.0.0.1:9/",
+    )])
+    .await;
+    let (_, a) = first_attempt(
+        &t,
+        json!({"name": "e", "url": r.url("/x"), "retry_schedule": schedule}),
+    )
+    .await;
+    assert_eq!(
+        (a.code, a.error.as_deref(), delay_of(&a)),
+        (Some(301), Some("redirect"), 7)
+    );
+    assert_eq!(r.count(), 1);
+    // Timeout.
+    let r = Receiver::start(vec![Reply::Delay(Duration::from_secs(3))]).await;
+    let (_, a) = first_attempt(
+        &t,
+        json!({"name": "e", "url": r.url("/x"), "retry_schedule": schedule, "timeout_ms": 300}),
+    )
+    .await;
+    assert_eq!(
+        (a.code, a.error.as_deref(), delay_of(&a)),
+        (None, Some("timeout"), 7)
+    );
+    assert!(
+        a.ms < 2_000,
+        "the attempt stopped at its timeout ({} ms)",
+        a.ms
+    );
+    // Connection refused: a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_, a) = first_attempt(&t, json!({"name": "e", "url": format!("http://127.0.0.1:{closed}/x"), "retry_schedule": schedule})).await;
+    assert_eq!(
+        (a.code, a.error.as_deref(), delay_of(&a)),
+        (None, Some("connect"), 7)
+    );
+}
+
+#[tokio::test]
+async fn private_loopback_and_metadata_targets_are_refused_when_the_guard_is_on() {
+    let t = TestApp::start_with(Options {
+        allow_private_targets: false,
+        ..Default::default()
+    })
+    .await;
+    let r = Receiver::ok().await;
+    for url in [
+        format!("http://127.0.0.1:{}/x", r.port),
+        format!("http://[::1]:{}/x", r.port),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/x".to_string(),
+        format!("http://localhost:{}/x", r.port),
+    ] {
+        let (d, a) = first_attempt(&t, json!({"name": "ssrf", "url": url})).await;
+        assert_eq!(a.error.as_deref(), Some("blocked"), "{url}");
+        assert_eq!(
+            d.status,
+            DeliveryStatus::Failed,
+            "{url}: a refused target is not retried"
+        );
+        assert_eq!(d.attempts.len(), 1);
+    }
+    assert_eq!(r.count(), 0, "nothing reached the loopback receiver");
+}
+
+#[tokio::test]
+async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_two_dynamodb_requests() {
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Delay(Duration::from_millis(800))]).await;
+    let (seed, click) = setup(&t, json!({"name": "slow", "url": r.url("/pb")})).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let event_id = convert(&t, &click, &[("transaction_id", &format!("B{i}"))]).await;
+        ids.push(deliveries_of(&t, &event_id).await[0].id.clone());
+    }
+    // Warm the worker's endpoint cache, as a warm Lambda is.
+    let _ = t.app.partner_endpoints(&seed.partner_id).await.unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    for (i, id) in ids.iter().enumerate() {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some(json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id}).to_string());
+        event.records.push(m);
+    }
+    let before = t.app.requests.snapshot();
+    let response = deliver::handle(&t.worker, event).await;
+    let after = t.app.requests.snapshot();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(r.count(), 10);
+    // All ten were in flight together: the last arrived before the first was answered.
+    let at: Vec<Instant> = r.requests().iter().map(|c| c.at).collect();
+    let spread = at
+        .iter()
+        .max()
+        .unwrap()
+        .duration_since(*at.iter().min().unwrap());
+    assert!(
+        spread < Duration::from_millis(800),
+        "requests were not concurrent (spread {spread:?})"
+    );
+    let diff: std::collections::BTreeMap<_, _> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    println!("AWS requests for 10 successful attempts: {diff:?}");
+    assert_eq!(
+        diff.get("DynamoDB.UpdateItem"),
+        Some(&10),
+        "one claim per attempt: {diff:?}"
+    );
+    assert_eq!(
+        diff.get("DynamoDB.PutItem"),
+        Some(&10),
+        "one record per attempt: {diff:?}"
+    );
+    assert_eq!(
+        diff.values().sum::<u64>(),
+        20,
+        "nothing else, no SQS request on success: {diff:?}"
+    );
+}
+
+#[tokio::test]
+async fn pipeline_events_on_the_events_queue_are_recorded_and_fanned_out() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "e", "url": r.url("/pb?tx={transaction_id}&s={status}")})),
+        )
+        .await;
+    let event = json!({"transaction_id": "Q-1", "event": "payout", "partner_id": seed.partner_id, "payout": "3.00", "status": "approved"});
+    t.app
+        .queue
+        .send(&t.queue_url("EventsQueue"), &event.to_string(), 0)
+        .await
+        .unwrap();
+    t.app
+        .queue
+        .send(&t.queue_url("EventsQueue"), "{\"event\": \"payout\"}", 0)
+        .await
+        .unwrap();
+    t.pump_until("EventsQueue", Duration::from_secs(10), || async { true })
+        .await;
+    t.pump_for("EventsQueue", Duration::from_secs(2)).await;
+    assert!(t.app.store.get_transaction("Q-1").await.unwrap().is_some());
+    let dead = t.peek("EventsDLQ").await;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the event without transaction_id is dead-lettered"
+    );
+    assert!(dead[0].message_attributes().unwrap()["reason"]
+        .string_value()
+        .unwrap()
+        .contains("transaction_id"));
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() == 1
+    })
+    .await;
+    assert_eq!(r.requests()[0].uri, "/pb?tx=Q-1&s=approved");
+}
+
+#[tokio::test]
+async fn status_filters_route_each_status_to_its_own_endpoint() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t.seed(offer_body(), None).await;
+    for (name, statuses) in [
+        ("pending", json!(["pending"])),
+        ("approved", json!(["approved"])),
+        ("any", json!([])),
+    ] {
+        let e = json!({"name": name, "url": r.url(&format!("/{name}?s={{status}}")), "statuses": statuses});
+        assert_eq!(
+            t.admin_post(&format!("/partners/{}/endpoints", seed.partner_id), e)
+                .await
+                .0,
+            201
+        );
+    }
+    for status in ["pending", "approved"] {
+        let (s, _) = t
+            .admin_post("/events", json!({"transaction_id": "S-1", "event": "payout", "partner_id": seed.partner_id, "payout": "1", "status": status}))
+            .await;
+        assert_eq!(s, 200);
+    }
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 4
+    })
+    .await;
+    let mut got: Vec<String> = r.requests().into_iter().map(|c| c.uri).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "/any?s=approved",
+            "/any?s=pending",
+            "/approved?s=approved",
+            "/pending?s=pending"
+        ]
+    );
+}
