@@ -251,7 +251,9 @@ async fn bad_postbacks_get_clear_errors_naming_the_field() {
     let click = t.click(&seed, json!({})).await;
     let c = click.as_str();
 
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    // (query pairs, expected status, field the message must name)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("event", "x")], 400, "click_id"),
         (
             vec![

@@ -62,7 +62,7 @@ mod tests {
     fn a_partner_key_names_its_partner_and_matches_its_hash() {
         let (key, hash) = new_partner_key("prt_abc");
         assert_eq!(partner_of_key(&key), Some("prt_abc"));
-        assert!(key_matches(&key, &[hash.clone()]));
+        assert!(key_matches(&key, std::slice::from_ref(&hash)));
         assert!(!key_matches(&format!("{key}x"), &[hash]));
     }
 
