@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::domain::{Endpoint, Offer, Partner};
 use crate::metrics::RequestCounter;
 use crate::queue::Queue;
+use crate::sender::Sender;
 use crate::store::Store;
 
 /// Clients and caches of one process.
@@ -21,17 +22,19 @@ pub struct App {
     pub partners: TtlCache<Option<Partner>>,
     /// A partner's endpoints, by partner id.
     pub endpoints: TtlCache<Vec<Endpoint>>,
+    /// The postback HTTP client (deliveries and the test route).
+    pub sender: Sender,
 }
 
 impl App {
     /// Reads the environment and builds the clients.
     pub async fn from_env() -> anyhow::Result<Arc<Self>> {
         let config = Config::from_env()?;
-        Ok(Self::new(config).await)
+        Self::new(config).await
     }
 
     /// Builds the clients for `config` from the standard AWS SDK environment.
-    pub async fn new(config: Config) -> Arc<Self> {
+    pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
         let sdk = aws_config::load_from_env().await;
         let requests = RequestCounter::default();
         let dynamo = aws_sdk_dynamodb::Client::from_conf(
@@ -45,7 +48,8 @@ impl App {
                 .build(),
         );
         let ttl = config.config_cache_ttl;
-        Arc::new(App {
+        let sender = Sender::new(config.allow_private_targets)?;
+        Ok(Arc::new(App {
             store: Store::new(dynamo, config.table_name.clone()),
             queue: Queue::new(sqs),
             config,
@@ -53,7 +57,8 @@ impl App {
             offers: TtlCache::new(ttl),
             partners: TtlCache::new(ttl),
             endpoints: TtlCache::new(ttl),
-        })
+            sender,
+        }))
     }
 
     /// The offer, from the cache or the store.

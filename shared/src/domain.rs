@@ -200,6 +200,9 @@ pub struct Endpoint {
     /// Why the endpoint was paused automatically (e.g. it answered 410 Gone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
+    /// When it was last paused; re-activation queues what waited since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -114,6 +114,7 @@ mod tests {
             timeout_ms: 1000,
             active: true,
             paused_reason: None,
+            paused_at: None,
             created_at: now,
             updated_at: now,
         }

@@ -537,6 +537,16 @@ pub async fn record_internal(app: &App, input: EventInput, now: DateTime<Utc>) -
         .unwrap_or_default();
     attributes.extend(input.attributes.clone());
     let offer_id = pick(&input.offer_id, base.as_ref().map(|t| &t.offer_id));
+    // The advertiser's name, for the partner's history (from the cached offer).
+    let advertiser = match &offer_id {
+        Some(id) => app
+            .offer(id)
+            .await?
+            .as_ref()
+            .as_ref()
+            .map(|o| o.advertiser.clone()),
+        None => None,
+    };
     let event = Event {
         id: event_id.clone(),
         source: Source::Internal,
@@ -547,7 +557,7 @@ pub async fn record_internal(app: &App, input: EventInput, now: DateTime<Utc>) -
         click_id: pick(&input.click_id, base.as_ref().map(|t| &t.click_id)),
         lead_id: pick(&input.lead_id, base.as_ref().map(|t| &t.lead_id)),
         offer_id,
-        advertiser: None,
+        advertiser,
         goal: pick(&input.goal, base.as_ref().map(|t| &t.goal)),
         payout,
         currency: input
@@ -628,6 +638,35 @@ pub async fn enqueue(app: &App, deliveries: &[Delivery]) -> Result<()> {
     app.queue
         .send_all(&app.config.delivery_queue_url, &bodies)
         .await
+}
+
+/// Queues again every pending delivery of `endpoint` created since `since`
+/// minus the longest schedule (a delivery mid-schedule when the endpoint was
+/// paused waits too). Reads the partner's GSI1 history, not the table.
+pub async fn requeue_endpoint(
+    app: &App,
+    endpoint: &crate::domain::Endpoint,
+    since: DateTime<Utc>,
+) -> Result<usize> {
+    let mut query = crate::store::DeliveryQuery {
+        partner_id: endpoint.partner_id.clone(),
+        from: Some(since - chrono::Duration::days(14)),
+        to: None,
+        status: Some(DeliveryStatus::Pending),
+        endpoint_id: Some(endpoint.id.clone()),
+        limit: 500,
+        start: None,
+    };
+    let mut queued = 0;
+    loop {
+        let page = app.store.query_deliveries(&query).await?;
+        enqueue(app, &page.items).await?;
+        queued += page.items.len();
+        match page.next {
+            Some(next) => query.start = Some(next),
+            None => return Ok(queued),
+        }
+    }
 }
 
 /// On a repeated request: queue again every delivery of the stored event that

@@ -570,12 +570,136 @@ impl Store {
         })
     }
 
+    /// A page of a partner's deliveries from GSI1 (never a table scan),
+    /// newest first, within `from..=to`, filtered by status and endpoint.
+    /// Filters apply after DynamoDB's own page limit, so pages are read until
+    /// `limit` items are found or the index ends.
+    pub async fn query_deliveries(&self, q: &DeliveryQuery) -> Result<DeliveryPage> {
+        let (gpk, _) = keys::delivery_gsi1(&q.partner_id, &Utc::now(), "");
+        // Key values cannot be empty: `0` sorts before every timestamp.
+        let lower = q
+            .from
+            .map(|t| sort_key_time(&t))
+            .unwrap_or_else(|| "0".into());
+        // `~` sorts after every character used in the sort key.
+        let upper =
+            q.to.map(|t| format!("{}~", sort_key_time(&t)))
+                .unwrap_or_else(|| "~".into());
+        let mut filters = Vec::new();
+        if q.status.is_some() {
+            filters.push("#status = :status");
+        }
+        if q.endpoint_id.is_some() {
+            filters.push("endpoint_id = :endpoint");
+        }
+        let mut items = Vec::new();
+        let mut start: Option<Attrs> = q.start.as_ref().map(|k| {
+            k.iter()
+                .map(|(n, v)| (n.clone(), AttributeValue::S(v.clone())))
+                .collect()
+        });
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lower AND :upper")
+                .expression_attribute_values(":pk", AttributeValue::S(gpk.clone()))
+                .expression_attribute_values(":lower", AttributeValue::S(lower.clone()))
+                .expression_attribute_values(":upper", AttributeValue::S(upper.clone()))
+                .scan_index_forward(false)
+                .limit((q.limit - items.len()).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(status) = q.status {
+                let s = serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                req = req
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", AttributeValue::S(s));
+            }
+            if let Some(e) = &q.endpoint_id {
+                req = req.expression_attribute_values(":endpoint", AttributeValue::S(e.clone()));
+            }
+            if !filters.is_empty() {
+                req = req.filter_expression(filters.join(" AND "));
+            }
+            let out = req
+                .send()
+                .await
+                .map_err(unavailable("querying deliveries"))?;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_attrs::<Delivery>(item)?);
+            }
+            let last = out.last_evaluated_key.filter(|k| !k.is_empty());
+            match last {
+                Some(k) if items.len() < q.limit => start = Some(k),
+                Some(k) => {
+                    let next = k
+                        .into_iter()
+                        .filter_map(|(n, v)| v.as_s().ok().map(|s| (n, s.clone())))
+                        .collect();
+                    return Ok(DeliveryPage {
+                        items,
+                        next: Some(next),
+                    });
+                }
+                None => return Ok(DeliveryPage { items, next: None }),
+            }
+        }
+    }
+
+    /// Starts a new round of attempts on a finished delivery. Fails with
+    /// `Conflict` if it is pending (a round is already under way).
+    pub async fn restart_delivery(&self, delivery: &Delivery) -> Result<()> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(&delivery_item(delivery))?))
+            .condition_expression("attribute_exists(pk) AND #status <> :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()));
+        put = put.return_values(aws_sdk_dynamodb::types::ReturnValue::None);
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict(format!(
+                "delivery `{}` is already pending",
+                delivery.id
+            ))),
+            Err(e) => Err(unavailable("restarting a delivery")(e)),
+        }
+    }
+
     /// Writes a delivery as it now stands (no condition: the caller holds its lease).
     pub async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
         self.put(&delivery_item(delivery), PutCondition::None)
             .await?;
         Ok(())
     }
+}
+
+/// A page of a partner's deliveries, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    /// The GSI key after the last item, when more may follow.
+    pub next: Option<HashMap<String, String>>,
+}
+
+/// What to list of a partner's deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub partner_id: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub status: Option<DeliveryStatus>,
+    pub endpoint_id: Option<String>,
+    pub limit: usize,
+    /// The `next` of the previous page.
+    pub start: Option<HashMap<String, String>>,
 }
 
 enum PutCondition {

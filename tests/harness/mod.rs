@@ -68,6 +68,11 @@ impl TestApp {
     /// A new isolated stack.
     pub async fn start_with(options: Options) -> TestApp {
         require_stand_ins();
+        // The service's logs, shown by the test runner when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("info")
+            .try_init();
         let sdk = aws_config::load_from_env().await;
         let stack = provision(
             TEMPLATE,
@@ -100,7 +105,7 @@ impl TestApp {
             env.insert("DELIVERY_QUEUE_URL".into(), url);
         }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
-        let app = App::new(config).await;
+        let app = App::new(config).await.expect("app");
         let worker = Arc::new(Worker::new(app.clone()).expect("worker"));
         let (addr, _server) = postback_local::serve(app.clone(), "127.0.0.1:0".parse().unwrap())
             .await

@@ -45,6 +45,13 @@ pub fn router(app: Arc<App>) -> Router {
                 .put(endpoints::update)
                 .delete(endpoints::delete),
         )
+        .route(
+            "/partners/{pid}/endpoints/{eid}/test",
+            post(endpoints::test),
+        )
+        .route("/partners/{pid}/deliveries", get(deliveries::history))
+        .route("/events/{id}/deliveries", get(deliveries::of_event))
+        .route("/deliveries/{id}/retry", post(deliveries::retry))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

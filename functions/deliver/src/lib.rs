@@ -22,7 +22,7 @@ use shared::domain::{Attempt, Delivery, DeliveryStatus, Endpoint};
 use shared::fanout::DeliveryMessage;
 use shared::render::prepare;
 use shared::retry::next_delay;
-use shared::sender::{ErrorKind, Sender, Sent};
+use shared::sender::{ErrorKind, Sent};
 use shared::store::Claim;
 use shared::{ingest, App};
 
@@ -45,14 +45,13 @@ pub enum Disposition {
 /// The worker's clients, built once per cold start.
 pub struct Worker {
     pub app: Arc<App>,
-    pub sender: Sender,
 }
 
 impl Worker {
-    /// Builds the HTTP client; the SSRF guard is on unless configured off.
+    /// A worker over the app's clients (its HTTP client has the SSRF guard on
+    /// unless configured off).
     pub fn new(app: Arc<App>) -> anyhow::Result<Self> {
-        let sender = Sender::new(app.config.allow_private_targets)?;
-        Ok(Worker { app, sender })
+        Ok(Worker { app })
     }
 }
 
@@ -268,6 +267,7 @@ pub async fn attempt(
     let sent = match prepare(endpoint, &d.event, &d.id, now.timestamp()) {
         Ok(request) => {
             worker
+                .app
                 .sender
                 .send(
                     &request,
@@ -333,6 +333,7 @@ async fn pause_gone(worker: &Worker, endpoint: &Endpoint, now: DateTime<Utc>) {
     let mut paused = endpoint.clone();
     paused.active = false;
     paused.paused_reason = Some(format!("answered 410 Gone at {}", now.to_rfc3339()));
+    paused.paused_at = Some(now);
     paused.updated_at = now;
     match worker.app.store.put_endpoint(&paused).await {
         Ok(()) => {

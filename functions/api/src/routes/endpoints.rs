@@ -70,7 +70,7 @@ pub fn view(e: &Endpoint) -> Value {
         "secret_set": e.secret.is_some(),
         "events": e.events, "statuses": e.statuses, "offers": e.offers, "goals": e.goals,
         "invalidations": e.invalidations, "retry_schedule": e.retry_schedule, "timeout_ms": e.timeout_ms,
-        "active": e.active, "paused_reason": e.paused_reason,
+        "active": e.active, "paused_reason": e.paused_reason, "paused_at": e.paused_at,
         "created_at": e.created_at, "updated_at": e.updated_at,
     })
 }
@@ -226,6 +226,13 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         Some(v) => retry_schedule(v)?,
     };
     let now = Utc::now();
+    let active = f.opt_bool("active")?.unwrap_or(true);
+    // Still paused: keep when and why; newly paused: now; active: neither.
+    let (paused_at, paused_reason) = match (active, previous) {
+        (true, _) => (None, None),
+        (false, Some(p)) if !p.active => (p.paused_at.or(Some(now)), p.paused_reason.clone()),
+        (false, _) => (Some(now), None),
+    };
     Ok(Endpoint {
         id: previous
             .map(|p| p.id.clone())
@@ -247,8 +254,9 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         timeout_ms: f
             .opt_u32("timeout_ms", TIMEOUT_MS_RANGE.0, TIMEOUT_MS_RANGE.1)?
             .unwrap_or(DEFAULT_TIMEOUT_MS),
-        active: f.opt_bool("active")?.unwrap_or(true),
-        paused_reason: None,
+        active,
+        paused_reason,
+        paused_at,
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
         updated_at: now,
     })
@@ -361,6 +369,12 @@ pub async fn update(
     let endpoint = from_body(&body.object()?, &pid, Some(&previous))?;
     app.store.put_endpoint(&endpoint).await?;
     app.endpoints.invalidate(&pid);
+    if !previous.active && endpoint.active {
+        // What waited while it was paused goes out now.
+        let since = previous.paused_at.unwrap_or(previous.created_at);
+        let queued = shared::ingest::requeue_endpoint(&app, &endpoint, since).await?;
+        tracing::info!(partner_id = %pid, endpoint_id = %eid, queued, "endpoint re-activated");
+    }
     Ok(Json(view(&endpoint)))
 }
 
@@ -376,6 +390,75 @@ pub async fn delete(
     }
     app.endpoints.invalidate(&pid);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body PartnerStack sends as a test event; ours for JSON endpoints without a template.
+pub const TEST_JSON_BODY: &str = r#"{"event":"test","data":{"message":"Test event sent!"}}"#;
+
+/// A sample event for the test route: every standard field set, no attributes
+/// (so the answer shows which attribute macros would render empty).
+fn test_event(partner_id: &str, now: chrono::DateTime<Utc>) -> shared::domain::Event {
+    shared::domain::Event {
+        id: format!("evt_test_{}", &ids::click_id()[..10]),
+        source: shared::domain::Source::Internal,
+        event: "test".into(),
+        status: Status::Approved,
+        transaction_id: Some(format!("test-{}", &ids::click_id()[..10])),
+        partner_id: partner_id.to_string(),
+        click_id: Some("test-click".into()),
+        lead_id: Some("test-lead".into()),
+        offer_id: Some("test-offer".into()),
+        advertiser: Some("Test advertiser".into()),
+        goal: Some("test".into()),
+        payout: rust_decimal::Decimal::ZERO,
+        currency: "USD".into(),
+        occurred_at: now,
+        recorded_at: now,
+        deleted_at: None,
+        attributes: Default::default(),
+        delivery_ids: Vec::new(),
+    }
+}
+
+/// `POST /partners/{pid}/endpoints/{eid}/test`: sends a test event now and
+/// answers with the exact request (secrets masked), the partner's answer and
+/// the macros that rendered empty. Nothing is recorded as a delivery.
+pub async fn test(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((pid, eid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let mut endpoint = load(&app, &auth, &pid, &eid).await?;
+    if endpoint.method == Method::PostJson && endpoint.body.is_none() {
+        endpoint.body = Some(TEST_JSON_BODY.to_string());
+    }
+    let now = Utc::now();
+    let event = test_event(&pid, now);
+    let delivery_id = format!("test_{}", &ids::click_id()[..16]);
+    let request = shared::render::prepare(&endpoint, &event, &delivery_id, now.timestamp())
+        .map_err(|e| Error::Conflict(format!("the endpoint's templates no longer render: {e}")))?;
+    let sent = app
+        .sender
+        .send(
+            &request,
+            std::time::Duration::from_millis(u64::from(endpoint.timeout_ms)),
+        )
+        .await;
+    let headers: serde_json::Map<String, Value> = request
+        .masked_headers(&endpoint)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    tracing::info!(partner_id = %pid, endpoint_id = %eid, status = ?sent.status, error = ?sent.error, "test postback sent");
+    Ok(Json(json!({
+        "success": sent.is_success(),
+        "request": {"method": request.method, "url": request.url, "headers": headers, "body": request.body},
+        "response": {
+            "status": sent.status, "latency_ms": sent.duration.as_millis() as u64, "body": sent.response,
+            "error": sent.error.map(|k| k.as_str()), "detail": sent.detail,
+        },
+        "empty_macros": request.empty_macros,
+    })))
 }
 
 #[cfg(test)]

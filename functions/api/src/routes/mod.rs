@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource.
 
 pub mod clicks;
+pub mod deliveries;
 pub mod endpoints;
 pub mod events;
 pub mod health;

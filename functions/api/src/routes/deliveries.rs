@@ -1,0 +1,398 @@
+//! The partner's history: `GET /partners/{pid}/deliveries` (JSON pages or the
+//! whole filter as CSV), `GET /events/{id}/deliveries` for support, and
+//! `POST /deliveries/{id}/retry`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use shared::domain::{Delivery, DeliveryStatus};
+use shared::store::DeliveryQuery;
+use shared::{ingest, App, Error};
+
+use crate::auth::Auth;
+use crate::body::query_pairs;
+use crate::error::{ApiError, ApiResult};
+
+/// Rows per JSON page unless `limit` says otherwise, and the most it may say.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 500;
+/// Rows per DynamoDB page while streaming CSV.
+const CSV_PAGE: usize = 500;
+
+/// A delivery as a history row: what the partner's table shows, plus attempts.
+pub fn row(d: &Delivery) -> Value {
+    let last = d.attempts.last();
+    json!({
+        "delivery_id": d.id, "time": d.created_at, "event_id": d.event_id, "endpoint_id": d.endpoint_id,
+        "offer_id": d.event.offer_id, "advertiser": d.event.advertiser, "event": d.event.event,
+        "event_status": d.event.status, "transaction_id": d.event.transaction_id, "click_id": d.event.click_id,
+        "payout": d.event.payout.to_string(), "currency": d.event.currency, "deleted_at": d.event.deleted_at,
+        "status": d.status, "last_http_code": last.and_then(|a| a.code), "last_error": last.and_then(|a| a.error.clone()),
+        "attempts": d.attempts, "next_attempt_at": d.next_attempt_at, "updated_at": d.updated_at,
+    })
+}
+
+const CSV_COLUMNS: [&str; 17] = [
+    "time",
+    "delivery_id",
+    "event_id",
+    "endpoint_id",
+    "offer_id",
+    "advertiser",
+    "event",
+    "event_status",
+    "transaction_id",
+    "click_id",
+    "payout",
+    "currency",
+    "status",
+    "attempts",
+    "last_http_code",
+    "last_error",
+    "next_attempt_at",
+];
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, quote or line
+/// break, quotes doubled. Text that a spreadsheet would run as a formula
+/// (`=`, `+`, `@`, or `-` not followed by a digit) is prefixed with `'`.
+pub fn csv_field(value: &str) -> String {
+    let formula = value.starts_with(['=', '+', '@', '\t', '\r'])
+        || (value.starts_with('-') && !value[1..].starts_with(|c: char| c.is_ascii_digit()));
+    let value = if formula {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+fn csv_line(d: &Delivery) -> String {
+    let last = d.attempts.last();
+    let text = |v: Option<&String>| v.cloned().unwrap_or_default();
+    let fields = [
+        d.created_at.to_rfc3339(),
+        d.id.clone(),
+        d.event_id.clone(),
+        d.endpoint_id.clone(),
+        text(d.event.offer_id.as_ref()),
+        text(d.event.advertiser.as_ref()),
+        d.event.event.clone(),
+        d.event.status.as_str().to_string(),
+        text(d.event.transaction_id.as_ref()),
+        text(d.event.click_id.as_ref()),
+        d.event.payout.to_string(),
+        d.event.currency.clone(),
+        status_str(d.status).to_string(),
+        d.attempts.len().to_string(),
+        last.and_then(|a| a.code)
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        last.and_then(|a| a.error.clone()).unwrap_or_default(),
+        d.next_attempt_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+    ];
+    let mut line = fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push_str("\r\n");
+    line
+}
+
+fn status_str(s: DeliveryStatus) -> &'static str {
+    match s {
+        DeliveryStatus::Pending => "pending",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Failed => "failed",
+    }
+}
+
+/// `from`/`to`: RFC 3339, or a date (`to` then means the end of that day).
+fn time_param(field: &str, raw: &str, end_of_day: bool) -> ApiResult<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
+        ApiError(Error::invalid(
+            field,
+            format!("`{field}` must be a date (2026-11-23) or an RFC 3339 time"),
+        ))
+    })?;
+    let t = if end_of_day {
+        date.and_hms_micro_opt(23, 59, 59, 999_999)
+    } else {
+        date.and_hms_opt(0, 0, 0)
+    };
+    Ok(t.unwrap_or_default().and_utc())
+}
+
+fn encode_cursor(key: &HashMap<String, String>) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(key).unwrap_or_default())
+}
+
+fn decode_cursor(raw: &str, partner_id: &str) -> ApiResult<HashMap<String, String>> {
+    let bad = || {
+        ApiError(Error::invalid(
+            "cursor",
+            "`cursor` is not a cursor this history returned",
+        ))
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.trim())
+        .map_err(|_| bad())?;
+    let key: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    // A cursor only continues the history it came from.
+    let expected = format!("PARTNER#{partner_id}");
+    let keys_ok = ["pk", "sk", "gsi1pk", "gsi1sk"]
+        .iter()
+        .all(|k| key.contains_key(*k))
+        && key.len() == 4;
+    if !keys_ok || key.get("gsi1pk") != Some(&expected) {
+        return Err(bad());
+    }
+    Ok(key)
+}
+
+/// `GET /partners/{pid}/deliveries?from=&to=&status=&endpoint_id=&limit=&cursor=&format=`.
+pub async fn history(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(pid): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    auth.require_partner(&pid)?;
+    if app.partner(&pid).await?.is_none() {
+        return Err(Error::not_found("partner", &pid).into());
+    }
+    let mut q = DeliveryQuery {
+        partner_id: pid.clone(),
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    let mut limit_given = None;
+    let mut csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    for (k, v) in query_pairs(query.as_deref()) {
+        match k.as_str() {
+            "from" => q.from = Some(time_param("from", &v, false)?),
+            "to" => q.to = Some(time_param("to", &v, true)?),
+            "status" => {
+                q.status = Some(match v.as_str() {
+                    "pending" => DeliveryStatus::Pending,
+                    "delivered" => DeliveryStatus::Delivered,
+                    "failed" => DeliveryStatus::Failed,
+                    _ => {
+                        return Err(Error::invalid(
+                            "status",
+                            "`status` must be pending, delivered or failed",
+                        )
+                        .into())
+                    }
+                })
+            }
+            "endpoint_id" => q.endpoint_id = Some(v),
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l))
+                    .ok_or_else(|| {
+                        Error::invalid("limit", format!("`limit` must be 1 to {MAX_LIMIT}"))
+                    })?;
+                limit_given = Some(q.limit);
+            }
+            "cursor" => q.start = Some(decode_cursor(&v, &pid)?),
+            "format" => match v.as_str() {
+                "csv" => csv = true,
+                "json" => csv = false,
+                _ => return Err(Error::invalid("format", "`format` must be json or csv").into()),
+            },
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    format!("`{other}` is not a parameter of the history"),
+                )
+                .into())
+            }
+        }
+    }
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if from > to {
+            return Err(Error::invalid("from", "`from` is after `to`").into());
+        }
+    }
+    if csv {
+        return Ok(csv_response(app, q, &pid, limit_given));
+    }
+    let page = app.store.query_deliveries(&q).await?;
+    let items: Vec<Value> = page.items.iter().map(row).collect();
+    Ok(
+        Json(json!({"items": items, "next_cursor": page.next.as_ref().map(encode_cursor)}))
+            .into_response(),
+    )
+}
+
+/// Streams every page of the filter as CSV, a header row first. `limit`, if
+/// given, is the size of the pages read (not a cap on the rows).
+fn csv_response(
+    app: Arc<App>,
+    mut q: DeliveryQuery,
+    pid: &str,
+    page_size: Option<usize>,
+) -> Response {
+    q.limit = page_size.unwrap_or(CSV_PAGE);
+    let header_row = Bytes::from(format!("{}\r\n", CSV_COLUMNS.join(",")));
+    let pages = futures::stream::unfold(Some(q), move |state| {
+        let app = app.clone();
+        async move {
+            let mut q = state?;
+            match app.store.query_deliveries(&q).await {
+                Ok(page) => {
+                    let chunk: String = page.items.iter().map(csv_line).collect();
+                    let next = page.next.map(|n| {
+                        q.start = Some(n);
+                        q
+                    });
+                    Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), next))
+                }
+                Err(e) => {
+                    // Headers are sent: the only way left to signal failure is to cut the stream.
+                    tracing::error!(error = ?e, "CSV export stopped");
+                    Some((Err(std::io::Error::other("history unavailable")), None))
+                }
+            }
+        }
+    });
+    let body =
+        futures::StreamExt::chain(futures::stream::once(async move { Ok(header_row) }), pages);
+    let filename = format!("attachment; filename=\"deliveries-{pid}.csv\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// `GET /events/{id}/deliveries` (admin): the event and every delivery of it, with attempts.
+pub async fn of_event(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    auth.admin_only()?;
+    let event = app
+        .store
+        .get_event(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("event", &id))?;
+    let mut deliveries = app.store.get_deliveries(&event.delivery_ids).await?;
+    deliveries.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
+    let items: Vec<Value> = deliveries.iter().map(row).collect();
+    Ok(Json(json!({"event": event, "items": items})))
+}
+
+/// `POST /deliveries/{id}/retry`: a new round of attempts on a delivered or
+/// failed delivery, on the endpoint's schedule; its first attempt is logged as manual.
+pub async fn retry(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut d = app
+        .store
+        .get_delivery(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("delivery", &id))?;
+    if !auth.0.can_see(&d.partner_id) {
+        return Err(Error::not_found("delivery", &id).into());
+    }
+    let now = Utc::now();
+    d.status = DeliveryStatus::Pending;
+    d.round_start = d.attempts.len();
+    d.next_attempt_at = Some(now);
+    d.updated_at = now;
+    app.store.restart_delivery(&d).await?;
+    ingest::enqueue(&app, std::slice::from_ref(&d)).await?;
+    tracing::info!(delivery_id = %d.id, "manual retry queued");
+    Ok((StatusCode::ACCEPTED, Json(row(&d))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_so_columns_cannot_shift() {
+        assert_eq!(csv_field("Acme"), "Acme");
+        assert_eq!(csv_field("Acme, Inc."), "\"Acme, Inc.\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn csv_fields_cannot_start_a_formula_but_negative_payouts_stay_numbers() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("@cmd"), "'@cmd");
+        assert_eq!(csv_field("-120.00"), "-120.00");
+        assert_eq!(csv_field("-x"), "'-x");
+    }
+
+    #[test]
+    fn dates_and_times_are_accepted_for_the_range() {
+        assert_eq!(
+            time_param("from", "2026-11-01", false)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert!(time_param("to", "2026-11-01", true)
+            .unwrap()
+            .to_rfc3339()
+            .starts_with("2026-11-01T23:59:59.999999"));
+        assert_eq!(
+            time_param("from", "2026-11-01T10:00:00+02:00", false)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-01T08:00:00+00:00"
+        );
+        assert!(time_param("from", "yesterday", false).is_err());
+    }
+
+    #[test]
+    fn cursors_only_continue_their_own_partners_history() {
+        let key: HashMap<String, String> = [
+            ("pk", "DELIVERY#d"),
+            ("sk", "DELIVERY"),
+            ("gsi1pk", "PARTNER#p1"),
+            ("gsi1sk", "t#d"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = encode_cursor(&key);
+        assert_eq!(decode_cursor(&c, "p1").unwrap(), key);
+        assert!(decode_cursor(&c, "p2").is_err());
+        assert!(decode_cursor("garbage!", "p1").is_err());
+    }
+}

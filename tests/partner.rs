@@ -1,0 +1,573 @@
+//! The partner's side: endpoints (pause, 410, secrets), the test route, the
+//! history with its filters, cursor and CSV, support views, manual retry, and
+//! who may see what.
+
+use integration_tests::receiver::{Receiver, Reply};
+use integration_tests::{offer_body, Seed, TestApp, ADMIN_KEY};
+use serde_json::{json, Value};
+use shared::domain::DeliveryStatus;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+async fn endpoint(t: &TestApp, seed: &Seed, body: Value) -> String {
+    let (s, e) = t
+        .admin_post(&format!("/partners/{}/endpoints", seed.partner_id), body)
+        .await;
+    assert_eq!(s, 201, "{e}");
+    e["id"].as_str().unwrap().to_string()
+}
+
+async fn put(t: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    t.send(t.http.put(t.url(path)).bearer_auth(ADMIN_KEY).json(&body))
+        .await
+}
+
+async fn event(t: &TestApp, seed: &Seed, tx: &str, extra: Value) -> String {
+    let mut body = json!({"transaction_id": tx, "event": "payout", "partner_id": seed.partner_id,
+        "offer_id": seed.offer_id, "payout": "10.00"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (s, b) = t.admin_post("/events", body).await;
+    assert_eq!(s, 200, "{b}");
+    b["event_id"].as_str().unwrap().to_string()
+}
+
+async fn deliveries(t: &TestApp, event_id: &str) -> Vec<shared::domain::Delivery> {
+    let e = t.app.store.get_event(event_id).await.unwrap().unwrap();
+    t.app.store.get_deliveries(&e.delivery_ids).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_endpoint_of_a_partner_fires_for_the_events_its_filters_match() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t.seed(offer_body(), None).await;
+    // Seed 002: each goal and status its own postback. Seed 004: event-type subscriptions.
+    endpoint(
+        &t,
+        &seed,
+        json!({"name": "signup", "url": r.url("/signup"), "goals": ["signup"]}),
+    )
+    .await;
+    endpoint(&t, &seed, json!({"name": "deposit-approved", "url": r.url("/deposit-approved"), "goals": ["deposit"], "statuses": ["approved"]})).await;
+    endpoint(
+        &t,
+        &seed,
+        json!({"name": "rewards", "url": r.url("/rewards"), "events": ["reward.created"]}),
+    )
+    .await;
+    event(&t, &seed, "G1", json!({"goal": "signup"})).await;
+    event(
+        &t,
+        &seed,
+        "G2",
+        json!({"goal": "deposit", "status": "pending"}),
+    )
+    .await;
+    event(
+        &t,
+        &seed,
+        "G2",
+        json!({"goal": "deposit", "status": "approved"}),
+    )
+    .await;
+    event(&t, &seed, "R1", json!({"event": "reward.created"})).await;
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 3
+    })
+    .await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
+    let got: BTreeSet<String> = r.requests().into_iter().map(|c| c.uri).collect();
+    assert_eq!(
+        got,
+        ["/deposit-approved", "/rewards", "/signup"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    assert_eq!(r.count(), 3);
+}
+
+#[tokio::test]
+async fn a_paused_endpoint_keeps_what_it_would_have_received_and_gets_it_when_reactivated() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t.seed(offer_body(), None).await;
+    let eid = endpoint(
+        &t,
+        &seed,
+        json!({"name": "p", "url": r.url("/pb?tx={transaction_id}"), "active": false}),
+    )
+    .await;
+    let path = format!("/partners/{}/endpoints/{eid}", seed.partner_id);
+    let (_, shown) = t.admin_get(&path).await;
+    assert_eq!(shown["active"], false);
+    assert!(shown["paused_at"].is_string());
+
+    let e1 = event(&t, &seed, "P1", json!({})).await;
+    let e2 = event(&t, &seed, "P2", json!({})).await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
+    assert_eq!(r.count(), 0, "nothing is sent while paused");
+    for id in [&e1, &e2] {
+        assert_eq!(deliveries(&t, id).await[0].status, DeliveryStatus::Pending);
+    }
+
+    let (s, shown) = put(
+        &t,
+        &path,
+        json!({"name": "p", "url": r.url("/pb?tx={transaction_id}"), "active": true}),
+    )
+    .await;
+    assert_eq!((s, shown["active"].as_bool()), (200, Some(true)));
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 2
+    })
+    .await;
+    let got: BTreeSet<String> = r.requests().into_iter().map(|c| c.uri).collect();
+    assert_eq!(
+        got,
+        ["/pb?tx=P1", "/pb?tx=P2"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_answers_410_gone_is_paused_and_says_why() {
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Status(410)]).await;
+    let seed = t.seed(offer_body(), None).await;
+    let eid = endpoint(&t, &seed, json!({"name": "gone", "url": r.url("/pb")})).await;
+    event(&t, &seed, "X1", json!({})).await;
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 1
+    })
+    .await;
+    let path = format!("/partners/{}/endpoints/{eid}", seed.partner_id);
+    let (_, shown) = t.admin_get(&path).await;
+    assert_eq!(shown["active"], false);
+    assert!(
+        shown["paused_reason"].as_str().unwrap().contains("410"),
+        "{shown}"
+    );
+    let later = event(&t, &seed, "X2", json!({})).await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
+    assert_eq!(r.count(), 1, "a paused endpoint is not called again");
+    assert_eq!(
+        deliveries(&t, &later).await[0].status,
+        DeliveryStatus::Pending
+    );
+}
+
+#[tokio::test]
+async fn the_test_route_sends_now_shows_the_masked_request_and_records_no_delivery() {
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Status(202)]).await;
+    let seed = t.seed(offer_body(), None).await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let eid = endpoint(&t, &seed, json!({"name": "json", "url": r.url("/hook?sub={sub1}&tx={transaction_id}"),
+        "method": "POST_JSON", "secret": secret, "basic_auth": {"username": "acme", "password": "pw-very-secret"},
+        "headers": {"X-Api-Key": "k-123"}})).await;
+    let (s, out) = t
+        .send(
+            t.http
+                .post(t.url(&format!(
+                    "/partners/{}/endpoints/{eid}/test",
+                    seed.partner_id
+                )))
+                .bearer_auth(&seed.partner_key),
+        )
+        .await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["success"], true);
+    assert_eq!(out["response"]["status"], 202);
+    assert_eq!(out["response"]["body"], "reply 1");
+    assert!(out["response"]["latency_ms"].is_u64());
+    assert_eq!(out["request"]["method"], "POST");
+    assert!(out["request"]["url"]
+        .as_str()
+        .unwrap()
+        .contains("&tx=test-"));
+    assert_eq!(
+        out["request"]["body"],
+        r#"{"event":"test","data":{"message":"Test event sent!"}}"#
+    );
+    assert_eq!(out["request"]["headers"]["authorization"], "***");
+    assert_eq!(out["request"]["headers"]["webhook-signature"], "***");
+    assert_eq!(out["request"]["headers"]["X-Api-Key"], "k-123");
+    assert_eq!(out["empty_macros"], json!(["sub1"]));
+    let shown = out.to_string();
+    assert!(!shown.contains("pw-very-secret") && !shown.contains(secret));
+    // The partner got the very request shown.
+    let got = &r.requests()[0];
+    assert_eq!(got.body, out["request"]["body"].as_str().unwrap());
+    assert!(got.header("webhook-signature").unwrap().starts_with("v1,"));
+    // Not a delivery.
+    let (_, history) = t
+        .admin_get(&format!("/partners/{}/deliveries", seed.partner_id))
+        .await;
+    assert_eq!(history["items"], json!([]));
+}
+
+#[tokio::test]
+async fn the_history_is_newest_first_filtered_and_paged_with_an_opaque_cursor() {
+    let t = TestApp::start().await;
+    let ok = Receiver::ok().await;
+    let down = Receiver::start(vec![Reply::Status(500)]).await;
+    let seed = t.seed(offer_body(), None).await;
+    let good = endpoint(&t, &seed, json!({"name": "good", "url": ok.url("/pb")})).await;
+    let bad = endpoint(
+        &t,
+        &seed,
+        json!({"name": "bad", "url": down.url("/pb"), "retry_schedule": [0]}),
+    )
+    .await;
+    let mut events = Vec::new();
+    for i in 0..4 {
+        events.push(event(&t, &seed, &format!("H{i}"), json!({})).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        ok.count() >= 4 && down.count() >= 4
+    })
+    .await;
+    t.pump_for("DeliveryQueue", Duration::from_millis(1500))
+        .await;
+    let base = format!("/partners/{}/deliveries", seed.partner_id);
+
+    let (s, all) = t
+        .send(t.http.get(t.url(&base)).bearer_auth(&seed.partner_key))
+        .await;
+    assert_eq!(s, 200, "{all}");
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 8);
+    let times: Vec<&str> = items.iter().map(|i| i["time"].as_str().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let row = items
+        .iter()
+        .find(|i| i["endpoint_id"] == good.as_str())
+        .unwrap();
+    for field in [
+        "time",
+        "offer_id",
+        "advertiser",
+        "payout",
+        "currency",
+        "event",
+        "status",
+        "last_http_code",
+        "attempts",
+        "next_attempt_at",
+    ] {
+        assert!(row.get(field).is_some(), "row lacks {field}: {row}");
+    }
+    assert_eq!(
+        (
+            row["advertiser"].as_str(),
+            row["payout"].as_str(),
+            row["last_http_code"].as_u64()
+        ),
+        (Some("Acme, Inc."), Some("10.00"), Some(200))
+    );
+
+    let (_, failed) = t.admin_get(&format!("{base}?status=failed")).await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 4);
+    assert!(failed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["endpoint_id"] == bad.as_str() && i["last_http_code"] == 500));
+    let (_, by_endpoint) = t
+        .admin_get(&format!("{base}?endpoint_id={good}&status=delivered"))
+        .await;
+    assert_eq!(by_endpoint["items"].as_array().unwrap().len(), 4);
+    let (_, future) = t.admin_get(&format!("{base}?from=2099-01-01")).await;
+    assert_eq!(future["items"], json!([]));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let (_, dated) = t
+        .admin_get(&format!("{base}?from={today}&to={today}"))
+        .await;
+    assert_eq!(dated["items"].as_array().unwrap().len(), 8);
+
+    // Pages of 3 cover everything once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let url = match &cursor {
+            Some(c) => format!("{base}?limit=3&cursor={c}"),
+            None => format!("{base}?limit=3"),
+        };
+        let (s, page) = t.admin_get(&url).await;
+        assert_eq!(s, 200, "{page}");
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["delivery_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 8);
+
+    let (s, body) = t.admin_get(&format!("{base}?cursor=bm9wZQ")).await;
+    assert_eq!(
+        (
+            s,
+            body["error"]["message"]
+                .as_str()
+                .map(|m| m.contains("cursor"))
+        ),
+        (400, Some(true))
+    );
+    let (s, _) = t.admin_get(&format!("{base}?status=lost")).await;
+    assert_eq!(s, 400);
+
+    // Served from the index: one Query, no Scan.
+    let before = t.app.requests.snapshot();
+    let _ = t.admin_get(&base).await;
+    let after = t.app.requests.snapshot();
+    assert_eq!(
+        after.get("DynamoDB.Query").copied().unwrap_or(0)
+            - before.get("DynamoDB.Query").copied().unwrap_or(0),
+        1
+    );
+    assert!(!after.contains_key("DynamoDB.Scan"));
+}
+
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    // A small RFC 4180 reader, independent of the writer.
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn the_csv_export_streams_every_page_with_a_header_and_quoted_fields() {
+    let t = TestApp::start().await;
+    let mut offer = offer_body();
+    offer["advertiser"] = json!("Acme, \"Best\" Loans");
+    let seed = t
+        .seed(
+            offer,
+            Some(json!({"name": "e", "url": "https://partner.example/pb"})),
+        )
+        .await;
+    for i in 0..7 {
+        event(&t, &seed, &format!("C{i}"), json!({})).await;
+    }
+    let resp = t
+        .http
+        .get(t.url(&format!("/partners/{}/deliveries?limit=2", seed.partner_id)))
+        .header("accept", "text/csv")
+        .bearer_auth(&seed.partner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let rows = parse_csv(&resp.text().await.unwrap());
+    assert_eq!(rows.len(), 8, "a header and all 7 rows across 4 pages of 2");
+    let header = &rows[0];
+    assert_eq!(header[0], "time");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert!(
+        rows[1..].iter().all(|r| r.len() == header.len()),
+        "no column shifted"
+    );
+    assert!(rows[1..]
+        .iter()
+        .all(|r| r[col("advertiser")] == "Acme, \"Best\" Loans" && r[col("payout")] == "10.00"));
+    let txs: BTreeSet<_> = rows[1..]
+        .iter()
+        .map(|r| r[col("transaction_id")].clone())
+        .collect();
+    assert_eq!(txs.len(), 7);
+
+    let (s, _) = t
+        .admin_get(&format!(
+            "/partners/{}/deliveries?format=csv&status=pending",
+            seed.partner_id
+        ))
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn support_sees_every_delivery_of_an_event_and_can_retry_a_failed_one_by_hand() {
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Status(500), Reply::Status(200)]).await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "e", "url": r.url("/pb"), "retry_schedule": [0]})),
+        )
+        .await;
+    let event_id = event(&t, &seed, "M1", json!({})).await;
+    let id = deliveries(&t, &event_id).await[0].id.clone();
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 1
+    })
+    .await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
+
+    let (s, view) = t.admin_get(&format!("/events/{event_id}/deliveries")).await;
+    assert_eq!(s, 200, "{view}");
+    assert_eq!(view["event"]["id"], event_id.as_str());
+    assert_eq!(view["items"][0]["status"], "failed");
+    assert_eq!(view["items"][0]["attempts"].as_array().unwrap().len(), 1);
+    let (s, _) = t
+        .send(
+            t.http
+                .get(t.url(&format!("/events/{event_id}/deliveries")))
+                .bearer_auth(&seed.partner_key),
+        )
+        .await;
+    assert_eq!(s, 403, "support view is admin-only");
+
+    let (s, retried) = t
+        .send(
+            t.http
+                .post(t.url(&format!("/deliveries/{id}/retry")))
+                .bearer_auth(&seed.partner_key),
+        )
+        .await;
+    assert_eq!(
+        (s, retried["status"].as_str()),
+        (202, Some("pending")),
+        "{retried}"
+    );
+    let (s, _) = t
+        .send(
+            t.http
+                .post(t.url(&format!("/deliveries/{id}/retry")))
+                .bearer_auth(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(s, 409, "a delivery already pending cannot be retried again");
+    let store = t.app.store.clone();
+    let idc = id.clone();
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || {
+        let (store, idc) = (store.clone(), idc.clone());
+        async move {
+            store.get_delivery(&idc).await.unwrap().unwrap().status == DeliveryStatus::Delivered
+        }
+    })
+    .await;
+    let d = t.app.store.get_delivery(&id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts.len(), 2);
+    assert!(
+        !d.attempts[0].manual && d.attempts[1].manual,
+        "the new round is recorded as manual"
+    );
+}
+
+#[tokio::test]
+async fn every_partner_route_answers_401_without_a_key_and_404_for_another_partners_data() {
+    let t = TestApp::start().await;
+    let a = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "a", "url": "https://a.example/pb"})),
+        )
+        .await;
+    let b = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "b", "url": "https://b.example/pb"})),
+        )
+        .await;
+    let b_event = event(&t, &b, "B1", json!({})).await;
+    let b_delivery = deliveries(&t, &b_event).await[0].id.clone();
+    let (bp, be) = (b.partner_id.clone(), b.endpoint_id.clone().unwrap());
+    let endpoint_body = json!({"name": "x", "url": "https://x.example/"});
+    let routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", format!("/partners/{bp}"), None),
+        ("GET", format!("/partners/{bp}/endpoints"), None),
+        (
+            "POST",
+            format!("/partners/{bp}/endpoints"),
+            Some(endpoint_body.clone()),
+        ),
+        ("GET", format!("/partners/{bp}/endpoints/{be}"), None),
+        (
+            "PUT",
+            format!("/partners/{bp}/endpoints/{be}"),
+            Some(endpoint_body.clone()),
+        ),
+        ("POST", format!("/partners/{bp}/endpoints/{be}/test"), None),
+        ("GET", format!("/partners/{bp}/deliveries"), None),
+        ("GET", format!("/partners/{bp}/deliveries?format=csv"), None),
+        ("POST", format!("/deliveries/{b_delivery}/retry"), None),
+        ("DELETE", format!("/partners/{bp}/endpoints/{be}"), None),
+    ];
+    for (method, path, body) in &routes {
+        let req = |key: Option<&str>| {
+            let mut r = t.http.request(method.parse().unwrap(), t.url(path));
+            if let Some(k) = key {
+                r = r.bearer_auth(k);
+            }
+            if let Some(b) = body {
+                r = r.json(b);
+            }
+            r
+        };
+        assert_eq!(
+            t.send(req(None)).await.0,
+            401,
+            "{method} {path} without a key"
+        );
+        assert_eq!(
+            t.send(req(Some("not-a-real-key-at-all"))).await.0,
+            401,
+            "{method} {path} with a wrong key"
+        );
+        let (s, body) = t.send(req(Some(&a.partner_key))).await;
+        assert_eq!(s, 404, "{method} {path} with another partner's key: {body}");
+    }
+    // The other partner's data is untouched, and its owner and the admin still see it.
+    let (s, _) = t
+        .send(
+            t.http
+                .get(t.url(&format!("/partners/{bp}/endpoints/{be}")))
+                .bearer_auth(&b.partner_key),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = t.admin_get(&format!("/partners/{bp}/deliveries")).await;
+    assert_eq!(s, 200);
+}
