@@ -580,11 +580,7 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_two_dynamod
         spread < Duration::from_millis(800),
         "requests were not concurrent (spread {spread:?})"
     );
-    let diff: std::collections::BTreeMap<_, _> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect();
+    let diff = integration_tests::request_diff(&before, &after);
     println!("AWS requests for 10 successful attempts: {diff:?}");
     assert_eq!(
         diff.get("DynamoDB.UpdateItem"),

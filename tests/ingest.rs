@@ -573,11 +573,7 @@ async fn an_advertiser_postback_costs_at_most_three_aws_requests() {
         .await;
     assert_eq!(s, 200);
     let after = t.app.requests.snapshot();
-    let diff: std::collections::BTreeMap<_, _> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect();
+    let diff = integration_tests::request_diff(&before, &after);
     let total: u64 = diff.values().sum();
     println!("AWS requests for one conversion: {diff:?}");
     assert_eq!(

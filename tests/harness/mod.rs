@@ -297,3 +297,15 @@ pub fn offer_body() -> Value {
     json!({"name": "Loans", "advertiser": "Acme, Inc.", "landing_url": "https://acme.example/lp?src=net",
            "default_payout": "10.00", "currency": "USD"})
 }
+
+/// AWS requests sent between two snapshots of `App::requests`, by operation.
+pub fn request_diff(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
