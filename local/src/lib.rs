@@ -93,7 +93,17 @@ pub async fn poll_once(
         .filter(|(id, _)| !failed.contains(&id.as_str()))
         .map(|(_, h)| h.clone())
         .collect();
-    worker.app.queue.delete_all(queue_url, &done).await?;
+    // As the Lambda event-source mapping does, retry a failed delete; a message
+    // left undeleted comes back after its visibility timeout and is acknowledged then.
+    let mut deleted = worker.app.queue.delete_all(queue_url, &done).await;
+    for pause_ms in [250, 500, 1_000] {
+        if deleted.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        deleted = worker.app.queue.delete_all(queue_url, &done).await;
+    }
+    deleted?;
     Ok(received)
 }
 

@@ -35,18 +35,37 @@ impl App {
 
     /// Builds the clients for `config` from the standard AWS SDK environment.
     pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
-        let sdk = aws_config::load_from_env().await;
+        Self::with_endpoints(config, None, None).await
+    }
+
+    /// Same as [`App::new`], with the DynamoDB and SQS endpoints overridden
+    /// (tests put a fault-injecting proxy there).
+    pub async fn with_endpoints(
+        config: Config,
+        dynamodb_url: Option<&str>,
+        sqs_url: Option<&str>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(2).min(config.aws_attempt_timeout))
+            .operation_attempt_timeout(config.aws_attempt_timeout)
+            .operation_timeout(config.aws_operation_timeout)
+            .build();
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
         let requests = RequestCounter::default();
-        let dynamo = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .interceptor(requests.clone())
-                .build(),
-        );
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .interceptor(requests.clone())
-                .build(),
-        );
+        let mut dynamo_conf =
+            aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(requests.clone());
+        if let Some(url) = dynamodb_url {
+            dynamo_conf = dynamo_conf.endpoint_url(url);
+        }
+        let mut sqs_conf = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(requests.clone());
+        if let Some(url) = sqs_url {
+            sqs_conf = sqs_conf.endpoint_url(url);
+        }
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(dynamo_conf.build());
+        let sqs = aws_sdk_sqs::Client::from_conf(sqs_conf.build());
         let ttl = config.config_cache_ttl;
         let sender = Sender::new(config.allow_private_targets)?;
         Ok(Arc::new(App {

@@ -56,6 +56,12 @@ pub struct Config {
     /// partners and endpoints it has read. Writes made by the same process are
     /// seen at once; writes made elsewhere within this many seconds.
     pub config_cache_ttl: Duration,
+    /// `AWS_ATTEMPT_TIMEOUT_MS` (default 3000): one DynamoDB or SQS attempt.
+    /// The SDK has no timeout of its own: without one a hung store would hang
+    /// every request until the Lambda itself timed out.
+    pub aws_attempt_timeout: Duration,
+    /// `AWS_OPERATION_TIMEOUT_MS` (default 8000): one call with its SDK retries.
+    pub aws_operation_timeout: Duration,
 }
 
 /// Minimum length of the admin key, so that a placeholder cannot go live.
@@ -92,7 +98,22 @@ impl Config {
                 anyhow::anyhow!("CONFIG_CACHE_SECONDS must be a whole number of seconds")
             })?),
         };
+        let millis = |k: &str, default: u64| -> anyhow::Result<Duration> {
+            match optional(k) {
+                None => Ok(Duration::from_millis(default)),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{k} must be a positive number of milliseconds")
+                    }),
+            }
+        };
         Ok(Config {
+            aws_attempt_timeout: millis("AWS_ATTEMPT_TIMEOUT_MS", 3_000)?,
+            aws_operation_timeout: millis("AWS_OPERATION_TIMEOUT_MS", 8_000)?,
             table_name: required("TABLE_NAME")?,
             delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
             delivery_dlq_url: optional("DELIVERY_DLQ_URL"),

@@ -3,6 +3,7 @@
 //! and exports `AWS_ENDPOINT_URL_*`), the real router on 127.0.0.1:0, and
 //! real HTTP receivers on 127.0.0.1.
 
+pub mod faults;
 pub mod receiver;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,10 @@ pub struct TestApp {
 pub struct Options {
     pub allow_private_targets: bool,
     pub cache_seconds: u64,
+    /// SDK attempt and operation timeouts in ms (the service's defaults if None).
+    pub aws_timeouts_ms: Option<(u64, u64)>,
+    /// DynamoDB and SQS endpoints to use instead of the stand-ins' (proxies).
+    pub endpoints: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -42,6 +47,8 @@ impl Default for Options {
         Options {
             allow_private_targets: true,
             cache_seconds: 30,
+            aws_timeouts_ms: None,
+            endpoints: None,
         }
     }
 }
@@ -104,8 +111,16 @@ impl TestApp {
         if let Some(url) = delivery_queue_url {
             env.insert("DELIVERY_QUEUE_URL".into(), url);
         }
+        if let Some((attempt, operation)) = options.aws_timeouts_ms {
+            env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), attempt.to_string());
+            env.insert("AWS_OPERATION_TIMEOUT_MS".into(), operation.to_string());
+        }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
-        let app = App::new(config).await.expect("app");
+        let (ddb, sqs) = match &options.endpoints {
+            Some((d, s)) => (Some(d.as_str()), Some(s.as_str())),
+            None => (None, None),
+        };
+        let app = App::with_endpoints(config, ddb, sqs).await.expect("app");
         let worker = Arc::new(Worker::new(app.clone()).expect("worker"));
         let (addr, _server) = postback_local::serve(app.clone(), "127.0.0.1:0".parse().unwrap())
             .await

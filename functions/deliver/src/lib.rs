@@ -30,6 +30,9 @@ use shared::{ingest, App};
 pub const CONCURRENCY: usize = 10;
 /// Extra lease beyond the endpoint's timeout, to record the attempt.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Pauses between tries to record an attempt (about 4 s in all, well inside
+/// the function's 60 s timeout).
+const RECORD_BACKOFF_MS: [u64; 4] = [250, 500, 1_000, 2_000];
 /// Visibility after a store or queue outage, so the message comes back soon.
 const TRANSIENT_RETRY_SECONDS: i32 = 10;
 
@@ -115,18 +118,32 @@ async fn dead_letter(app: &App, dlq: Option<&String>, body: &str, reason: &str) 
     }
 }
 
+/// Hides the message for `seconds` and keeps it. A short SQS outage is
+/// ridden out with a few tries; after that the queue's own visibility timeout
+/// (6 minutes) brings the message back: later than scheduled, never lost.
 async fn retry_soon(app: &App, queue_url: &str, record: &SqsMessage, seconds: i32) -> Disposition {
-    if let Some(receipt) = &record.receipt_handle {
-        if let Err(e) = app
+    let Some(receipt) = &record.receipt_handle else {
+        return Disposition::Retry;
+    };
+    let mut result = app
+        .queue
+        .change_visibility(queue_url, receipt, seconds.max(1))
+        .await;
+    for pause_ms in RECORD_BACKOFF_MS {
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        result = app
             .queue
             .change_visibility(queue_url, receipt, seconds.max(1))
-            .await
-        {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "could not change visibility; the queue default applies"
-            );
-        }
+            .await;
+    }
+    if let Err(e) = result {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "could not change visibility; the queue default applies"
+        );
     }
     Disposition::Retry
 }
@@ -353,9 +370,14 @@ async fn finish(
     delay: Option<u32>,
     what: &str,
 ) -> Disposition {
-    // Two tries: after a successful send, failing to record it risks a second send.
+    // After a send, failing to record it risks a second send once the lease
+    // ends: keep trying for a while (the SDK also retries each call).
     let mut stored = app.store.put_delivery(&d).await;
-    if stored.is_err() {
+    for pause_ms in RECORD_BACKOFF_MS {
+        if stored.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
         stored = app.store.put_delivery(&d).await;
     }
     if let Err(e) = stored {

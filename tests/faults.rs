@@ -1,0 +1,228 @@
+//! Fault suite: conversions arrive while SQS refuses connections, while
+//! DynamoDB hangs and then refuses, and while the partner's server fails,
+//! hangs and resets connections. Advertisers retry every non-200 answer.
+//! Nothing that was answered 200 may be lost, stored twice, left unfinished
+//! or sent again after it succeeded; the DLQ stays empty.
+
+use integration_tests::faults::{Answer, FaultReceiver, Mode, Proxy};
+use integration_tests::{offer_body, Options, TestApp};
+use serde_json::json;
+use shared::domain::DeliveryStatus;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CONVERSIONS: usize = 24;
+const SCHEDULE: [u32; 6] = [0, 1, 1, 1, 1, 1];
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The partner's server: every 7 requests, one 500, one hang, one reset.
+fn partner_server(n: usize) -> Answer {
+    match n % 7 {
+        0 => Answer::Fail,
+        1 => Answer::Hang,
+        2 => Answer::Reset,
+        _ => Answer::Ok,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conversions_survive_store_queue_and_receiver_faults() {
+    // Set-up and inspection go straight to the stand-ins; the system under test goes through proxies.
+    let direct = TestApp::start().await;
+    let ddb = Proxy::start(host_port(
+        &std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(),
+    ))
+    .await;
+    let sqs = Proxy::start(host_port(&std::env::var("AWS_ENDPOINT_URL_SQS").unwrap())).await;
+    let options = Options {
+        aws_timeouts_ms: Some((500, 1_500)),
+        endpoints: Some((ddb.url.clone(), sqs.url.clone())),
+        ..Default::default()
+    };
+    let t = Arc::new(TestApp::on_stack(direct.stack.clone(), options, None).await);
+    let receiver = FaultReceiver::start(partner_server).await;
+    let seed = direct
+        .seed(
+            offer_body(),
+            Some(
+                json!({"name": "flaky", "url": receiver.url("/pb?tx={transaction_id}"),
+                "retry_schedule": SCHEDULE, "timeout_ms": 300}),
+            ),
+        )
+        .await;
+    let click = direct.click(&seed, json!({"sub1": "s"})).await;
+
+    // Faults while the conversions arrive.
+    let chaos = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqs.set(Mode::Refuse);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        sqs.set(Mode::Pass);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ddb.set(Mode::Hang);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        ddb.set(Mode::Refuse);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        ddb.set(Mode::Pass);
+    };
+
+    // Advertisers: each conversion is retried until it is answered 200.
+    let advertisers = futures::future::join_all((0..CONVERSIONS).map(|i| {
+        let t = t.clone();
+        let click = click.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(150 * i as u64)).await;
+            let tx = format!("F-{i}");
+            let mut answers = Vec::new();
+            for _ in 0..100 {
+                let (status, body) = t
+                    .postback(&[
+                        ("click_id", &click),
+                        ("event", "sale"),
+                        ("payout", "2.50"),
+                        ("transaction_id", &tx),
+                    ])
+                    .await;
+                answers.push((status, body["conversion_id"].as_str().map(str::to_string)));
+                if status == 200 {
+                    break;
+                }
+                assert!(
+                    status >= 500,
+                    "a fault must never look like bad input: {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            (tx, answers)
+        }
+    }));
+    // The deliver worker runs through the same faults.
+    let pump = t.pump_for("DeliveryQueue", Duration::from_secs(6));
+    let (results, _, _) = tokio::join!(advertisers, chaos, pump);
+
+    let mut conversion_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut retried = 0;
+    for (tx, answers) in &results {
+        let (last_status, last_id) = answers.last().unwrap();
+        assert_eq!(*last_status, 200, "{tx} was never accepted: {answers:?}");
+        retried += usize::from(answers.len() > 1);
+        conversion_of.insert(tx.clone(), last_id.clone().unwrap());
+    }
+    assert!(
+        retried > 0,
+        "the faults hit some conversions (else this test proves nothing)"
+    );
+
+    // Every delivery reaches delivered or failed (faults are over; bounded wait).
+    let mut delivery_ids = Vec::new();
+    for id in conversion_of.values() {
+        let event = direct
+            .app
+            .store
+            .get_event(id)
+            .await
+            .unwrap()
+            .expect("a 200 conversion is stored");
+        assert_eq!(event.delivery_ids.len(), 1);
+        delivery_ids.push(event.delivery_ids[0].clone());
+    }
+    let store = direct.app.store.clone();
+    let ids = delivery_ids.clone();
+    let finished = direct
+        .pump_until("DeliveryQueue", Duration::from_secs(90), || {
+            let (store, ids) = (store.clone(), ids.clone());
+            async move {
+                let all = store.get_deliveries(&ids).await.unwrap();
+                all.len() == ids.len() && all.iter().all(|d| d.status != DeliveryStatus::Pending)
+            }
+        })
+        .await;
+    if !finished {
+        let stuck: Vec<_> = direct
+            .app
+            .store
+            .get_deliveries(&delivery_ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+            .map(|d| (d.id, d.attempts, d.next_attempt_at))
+            .collect();
+        panic!("some deliveries never finished: {stuck:#?}");
+    }
+
+    // Stored once: exactly one event per conversion in the whole table.
+    let events = direct
+        .app
+        .store
+        .client()
+        .scan()
+        .table_name(direct.app.store.table())
+        .filter_expression("begins_with(pk, :e)")
+        .expression_attribute_values(
+            ":e",
+            aws_sdk_dynamodb::types::AttributeValue::S("EVENT#".into()),
+        )
+        .select(aws_sdk_dynamodb::types::Select::Count)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.count() as usize, CONVERSIONS);
+
+    // Each ends delivered after one success, or failed after exactly its attempts.
+    let seen = receiver.seen();
+    for d in direct
+        .app
+        .store
+        .get_deliveries(&delivery_ids)
+        .await
+        .unwrap()
+    {
+        match d.status {
+            DeliveryStatus::Delivered => {
+                assert_eq!(
+                    d.attempts.iter().filter(|a| a.code == Some(200)).count(),
+                    1,
+                    "{:?}",
+                    d.attempts
+                );
+                assert_eq!(d.attempts.last().unwrap().code, Some(200));
+            }
+            DeliveryStatus::Failed => {
+                assert_eq!(d.attempts.len(), SCHEDULE.len(), "{:?}", d.attempts)
+            }
+            DeliveryStatus::Pending => unreachable!(),
+        }
+        // Never sent again after the partner accepted it.
+        let mine: Vec<_> = seen.iter().filter(|s| s.idempotency_key == d.id).collect();
+        if let Some(first_ok) = mine.iter().position(|s| s.answer == Answer::Ok) {
+            assert_eq!(
+                first_ok,
+                mine.len() - 1,
+                "{} was sent again after it succeeded: {mine:?}",
+                d.id
+            );
+        }
+    }
+    let keys: BTreeSet<_> = seen.iter().map(|s| s.idempotency_key.clone()).collect();
+    assert!(
+        keys.len() <= CONVERSIONS,
+        "requests only for known deliveries"
+    );
+    assert_eq!(
+        direct.queue_depth("DeliveryDLQ").await,
+        0,
+        "nothing in the DLQ"
+    );
+    assert_eq!(
+        direct.queue_depth("DeliveryQueue").await,
+        0,
+        "nothing left queued"
+    );
+}
