@@ -2,13 +2,16 @@
 # Both install what is missing (cached in ~/.cache/postback-service) and start
 # the local stand-ins of DynamoDB and SQS on 127.0.0.1.
 
-.PHONY: dev test lint-template stack-stop clean
+.PHONY: dev test bench lint-template stack-stop clean
 
 dev:
 	scripts/dev.sh
 
 test:
 	scripts/test.sh
+
+bench:
+	scripts/bench.sh
 
 lint-template:
 	"$$(scripts/stack.sh venv)/bin/python" scripts/lint_template.py

@@ -1,0 +1,486 @@
+//! `make bench`: measures the system on the local stack and writes a markdown
+//! table to bench/results/ (latest.md and a dated copy). Figures are reported,
+//! never asserted: timing belongs here, not in tests.
+//!
+//! In-process parts reuse the integration harness (the real router, the real
+//! deliver handler, receivers on 127.0.0.1); ingest load, memory and init time
+//! run the release binaries as separate processes.
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use integration_tests::receiver::{Receiver, Reply};
+use integration_tests::{offer_body, TestApp, ADMIN_KEY};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bounds: every loop here ends by count and by time.
+const INGEST_REQUESTS: usize = 10_000;
+const INGEST_CONCURRENCY: usize = 16;
+const INGEST_TIME_LIMIT: Duration = Duration::from_secs(90);
+const FANOUT_DELIVERIES: usize = 1_000;
+const E2E_SAMPLES: usize = 100;
+
+struct Report {
+    rows: Vec<(String, String, String)>,
+}
+
+impl Report {
+    fn add(&mut self, what: &str, value: String, how: &str) {
+        println!("{what}: {value}");
+        self.rows.push((what.into(), value, how.into()));
+    }
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+fn release(bin: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/release")
+        .join(bin)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut report = Report { rows: Vec::new() };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+
+    // ------------------------------------------------ ingest through the local runner (release)
+    let port = free_port();
+    let mut runner = Command::new(release("postback-local"));
+    runner
+        .arg("--provision")
+        .env("PORT", port.to_string())
+        .env("ADMIN_API_KEY", ADMIN_KEY)
+        .env(
+            "STACK_PREFIX",
+            format!("bench{}", &shared::ids::click_id()[..8]),
+        )
+        .env(
+            "TEMPLATE_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let runner = Killed(runner.spawn()?);
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fast = Receiver::ok().await;
+    let admin = |r: reqwest::RequestBuilder| r.bearer_auth(ADMIN_KEY);
+    admin(http.post(format!("{base}/offers")))
+        .json(&json!({"id": "off1", "name": "Loans", "advertiser": "Acme",
+        "landing_url": "https://acme.example/lp", "default_payout": "10.00"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    admin(http.post(format!("{base}/partners")))
+        .json(&json!({"id": "p1", "name": "P"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    admin(http.post(format!("{base}/partners/p1/endpoints")))
+        .json(&json!({"name": "e", "url": fast.url("/pb?tx={transaction_id}")}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let click: serde_json::Value = admin(http.post(format!("{base}/clicks")))
+        .json(&json!({"offer_id": "off1", "partner_id": "p1"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let click_id = click["click_id"].as_str().unwrap_or_default().to_string();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers = (0..INGEST_CONCURRENCY).map(|_| {
+        let (http, base, click_id, next) =
+            (http.clone(), base.clone(), click_id.clone(), next.clone());
+        async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= INGEST_REQUESTS || started.elapsed() > INGEST_TIME_LIMIT {
+                    return (latencies, errors);
+                }
+                let t0 = Instant::now();
+                let ok = http
+                    .get(format!("{base}/postback"))
+                    .query(&[
+                        ("click_id", click_id.as_str()),
+                        ("event", "sale"),
+                        ("payout", "1.50"),
+                        ("transaction_id", &format!("L{i}")),
+                    ])
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 200);
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                errors += usize::from(!ok);
+            }
+        }
+    });
+    let results = futures::future::join_all(workers).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let errors: usize = results.iter().map(|(_, e)| e).sum();
+    let lat = sorted(results.into_iter().flat_map(|(l, _)| l).collect());
+    let sent = lat.len();
+    report.add(
+        "Ingest: advertiser postbacks per second",
+        format!("{:.0}/s ({} requests, {} not 200)", sent as f64 / elapsed, sent, errors),
+        &format!("GET /postback through the release local runner, concurrency {INGEST_CONCURRENCY}, every one a new conversion with one delivery"),
+    );
+    report.add(
+        "Ingest: latency p50 / p99",
+        format!("{:.1} ms / {:.1} ms", pct(&lat, 0.5), pct(&lat, 0.99)),
+        "same run, client side",
+    );
+    let ingest_p50_ms = pct(&lat, 0.5);
+    report.add(
+        &format!("Local runner peak RSS after {sent} requests"),
+        format!("{:.1} MiB", peak_rss_kib(runner.0.id()) as f64 / 1024.0),
+        "VmHWM of the postback-local process (API and deliveries in one process)",
+    );
+    drop(runner);
+
+    // ------------------------------------------------ in-process: requests, batch timing, fan-out, e2e
+    let t = TestApp::start().await;
+    let ok = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "e", "url": ok.url("/pb?tx={transaction_id}")})),
+        )
+        .await;
+    let click = t.click(&seed, json!({})).await;
+    let _ = t
+        .postback(&[("click_id", &click), ("event", "warmup")])
+        .await;
+    let before = t.app.requests.snapshot();
+    for i in 0..100 {
+        t.postback(&[
+            ("click_id", &click),
+            ("event", "sale"),
+            ("transaction_id", &format!("R{i}")),
+        ])
+        .await;
+    }
+    let per_conversion = integration_tests::request_diff(&before, &t.app.requests.snapshot());
+    let fmt_counts = |m: &BTreeMap<String, u64>, n: f64| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {:.2}", *v as f64 / n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let conv_total: f64 = per_conversion.values().sum::<u64>() as f64 / 100.0;
+    report.add(
+        "AWS requests per conversion",
+        format!("{conv_total:.2} ({})", fmt_counts(&per_conversion, 100.0)),
+        "SDK interceptor, 100 postbacks on a warm process",
+    );
+    let before = t.app.requests.snapshot();
+    t.pump_until("DeliveryQueue", Duration::from_secs(60), || async {
+        ok.count() >= 101
+    })
+    .await;
+    let per_attempt = integration_tests::request_diff(&before, &t.app.requests.snapshot());
+    report.add(
+        "AWS requests per delivery attempt (success)",
+        fmt_counts(&per_attempt, ok.count().max(1) as f64),
+        "same, while the local event-source mapping delivered them (its ReceiveMessage/DeleteMessageBatch included)",
+    );
+
+    // One batch of 10 to a receiver that takes 200 ms.
+    let slow = Receiver::start(vec![Reply::Delay(Duration::from_millis(200))]).await;
+    let s2 = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "slow", "url": slow.url("/pb")})),
+        )
+        .await;
+    let c2 = t.click(&s2, json!({})).await;
+    let mut event = SqsEvent::default();
+    for i in 0..10 {
+        let (_, b) = t
+            .postback(&[
+                ("click_id", &c2),
+                ("event", "sale"),
+                ("transaction_id", &format!("B{i}")),
+            ])
+            .await;
+        let e = t
+            .app
+            .store
+            .get_event(b["conversion_id"].as_str().unwrap_or_default())
+            .await?
+            .unwrap();
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some(json!({"delivery_id": e.delivery_ids[0], "partner_id": s2.partner_id, "endpoint_id": s2.endpoint_id}).to_string());
+        event.records.push(m);
+    }
+    let t0 = Instant::now();
+    let response = deliver::handle(&t.worker, event).await;
+    report.add(
+        "Delivery: one SQS batch of 10 to a 200 ms receiver",
+        format!(
+            "{:.0} ms handler wall time ({} failed)",
+            t0.elapsed().as_secs_f64() * 1000.0,
+            response.batch_item_failures.len()
+        ),
+        "deliver::handle on an SqsEvent of 10 records (sequential would be ~2,000 ms)",
+    );
+
+    // 1,000 deliveries to a 50 ms receiver, end to end.
+    let r50 = Receiver::start(vec![Reply::Delay(Duration::from_millis(50))]).await;
+    let s3 = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "r50", "url": r50.url("/pb")})),
+        )
+        .await;
+    for chunk in 0..FANOUT_DELIVERIES / 100 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| json!({"transaction_id": format!("K{chunk}-{i}"), "event": "payout", "partner_id": s3.partner_id, "payout": "1"}))
+            .collect();
+        t.admin_post("/events", json!(batch)).await;
+    }
+    let t0 = Instant::now();
+    let pollers = 4;
+    let deadline = Duration::from_secs(180);
+    futures::future::join_all((0..pollers).map(|_| {
+        t.pump_until("DeliveryQueue", deadline, || async {
+            r50.count() >= FANOUT_DELIVERIES
+        })
+    }))
+    .await;
+    let secs = t0.elapsed().as_secs_f64();
+    report.add(
+        "Delivery: 1,000 deliveries to a 50 ms receiver",
+        format!("{:.0} deliveries/s ({} in {:.1} s)", r50.count() as f64 / secs, r50.count(), secs),
+        &format!("{pollers} concurrent pollers (Lambda concurrency 4), batches of 10, after POST /events of 10 x 100"),
+    );
+
+    // End-to-end latency: advertiser postback → partner's receiver.
+    let e2e = Receiver::ok().await;
+    let s4 = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "e2e", "url": e2e.url("/pb?tx={transaction_id}")})),
+        )
+        .await;
+    let c4 = t.click(&s4, json!({})).await;
+    let pump = futures::future::join_all((0..2).map(|_| {
+        t.pump_until("DeliveryQueue", Duration::from_secs(60), || async {
+            e2e.count() >= E2E_SAMPLES
+        })
+    }));
+    let send = async {
+        let mut sent_at = BTreeMap::new();
+        for i in 0..E2E_SAMPLES {
+            let tx = format!("E{i}");
+            sent_at.insert(tx.clone(), Instant::now());
+            t.postback(&[
+                ("click_id", &c4),
+                ("event", "sale"),
+                ("transaction_id", &tx),
+            ])
+            .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sent_at
+    };
+    let (_, sent_at) = tokio::join!(pump, send);
+    let lat = sorted(
+        e2e.requests()
+            .iter()
+            .filter_map(|c| {
+                let tx = c.query().into_iter().find(|(k, _)| k == "tx")?.1;
+                Some(c.at.duration_since(*sent_at.get(&tx)?).as_secs_f64() * 1000.0)
+            })
+            .collect(),
+    );
+    report.add(
+        "End to end: postback → partner receiver, p50 / p99",
+        format!("{:.0} ms / {:.0} ms ({} samples)", pct(&lat, 0.5), pct(&lat, 0.99), lat.len()),
+        "20 postbacks/s, 2 pollers long-polling 1 s; includes the 200 answer, the queue and the send",
+    );
+
+    // ------------------------------------------------ init time and size of the lambda binaries
+    for bin in ["api", "deliver"] {
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            if let Some(ms) = init_time(bin, &t).await {
+                samples.push(ms);
+            }
+        }
+        let samples = sorted(samples);
+        report.add(
+            &format!("Init: `{bin}` process start → first event poll"),
+            format!("{:.0} ms (median of {})", pct(&samples, 0.5), samples.len()),
+            "release binary against a minimal Lambda Runtime API on 127.0.0.1 (config, SDK clients, HTTP client)",
+        );
+        let size = std::fs::metadata(release(bin))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        report.add(
+            &format!("Size: `{bin}` release binary (stripped)"),
+            format!("{:.1} MiB", size as f64 / 1_048_576.0),
+            "x86_64 here; SAM builds arm64",
+        );
+    }
+
+    // ------------------------------------------------ cost per million conversions
+    // us-east-1 list prices (on-demand), checked 2026-11: API Gateway HTTP API $1.00/M requests;
+    // Lambda arm64 $0.20/M requests + $0.0000133334/GB-s; DynamoDB on-demand $0.625/M WRU,
+    // $0.125/M RRU; SQS standard $0.40/M requests.
+    let gb = 0.25; // 256 MB functions
+    let api_s = ingest_p50_ms / 1000.0;
+    let deliver_s = 0.05; // one batch handled per ~10 deliveries; an attempt to a fast partner, rounded up
+    let wru_conversion = 2.0 * (1.0 + 2.0); // transactional writes: event (≤1 KB) + delivery (≤2 KB)
+    let rru_conversion = 1.0; // GetItem, strongly consistent, ≤4 KB
+    let wru_attempt = 2.0 + 2.0; // UpdateItem claim + PutItem record on a ≤2 KB delivery
+    let sqs_requests = 1.0 + 2.0; // SendMessageBatch (≤10 per request, counted as 1) + receive/delete, worst case unbatched
+    let per_million = 1.00
+        + (0.20 + api_s * gb * 0.0000133334 * 1e6)
+        + (0.20 + deliver_s * gb * 0.0000133334 * 1e6)
+        + (wru_conversion + wru_attempt) * 0.625
+        + rru_conversion * 0.125
+        + sqs_requests * 0.40;
+    report.add(
+        "Cost per million conversions (one endpoint, delivered at once)",
+        format!("${per_million:.2}"),
+        &format!(
+            "API Gateway $1.00 + api Lambda {:.0} ms x 256 MB + deliver Lambda 50 ms x 256 MB + {wru_conversion:.0}+{wru_attempt:.0} WRU + {rru_conversion:.0} RRU + {sqs_requests:.0} SQS requests, list prices us-east-1",
+            ingest_p50_ms
+        ),
+    );
+
+    write_report(&report)?;
+    Ok(())
+}
+
+/// Starts a release lambda binary against a minimal Runtime API and returns
+/// the milliseconds until it asks for its first event.
+async fn init_time(bin: &str, t: &TestApp) -> Option<f64> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<Instant>();
+    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+    let addr = listener.local_addr().ok()?;
+    let app = axum::Router::new().route(
+        "/2018-06-01/runtime/invocation/next",
+        axum::routing::get(move || {
+            let tx = tx.clone();
+            async move {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                ""
+            }
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut cmd = Command::new(release(bin));
+    cmd.envs(&t.stack.env)
+        .env("ADMIN_API_KEY", ADMIN_KEY)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", bin)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let child = Killed(cmd.spawn().ok()?);
+    let at = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .ok()?
+        .ok()?;
+    drop(child);
+    server.abort();
+    Some(at.duration_since(started).as_secs_f64() * 1000.0)
+}
+
+fn write_report(report: &Report) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mut md = format!(
+        "# Benchmark results\n\n{} UTC, {} CPUs, local stand-ins (DynamoDB Local, moto SQS) on 127.0.0.1, release build. \
+         Produced by `make bench`.\n\n| measure | value | how |\n| --- | --- | --- |\n",
+        now.format("%Y-%m-%d %H:%M"),
+        cpus
+    );
+    for (what, value, how) in &report.rows {
+        md.push_str(&format!("| {what} | {value} | {how} |\n"));
+    }
+    md.push_str(
+        "\nThe stand-ins are much slower than DynamoDB and SQS in AWS (a Java and a Python server on the same \
+         2 cores as the load generator and the service), so latencies here are upper bounds; request counts \
+         are exact.\n",
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("latest.md"), &md)?;
+    std::fs::write(dir.join(format!("{}.md", now.format("%Y-%m-%dT%H%M"))), &md)?;
+    println!("\nwrote {}", dir.join("latest.md").display());
+    Ok(())
+}
