@@ -2,7 +2,7 @@
 # Both install what is missing (cached in ~/.cache/postback-service) and start
 # the local stand-ins of DynamoDB and SQS on 127.0.0.1.
 
-.PHONY: dev test bench lint-template stack-stop clean
+.PHONY: dev test bench fuzz lint-template stack-stop clean
 
 dev:
 	scripts/dev.sh
@@ -12,6 +12,9 @@ test:
 
 bench:
 	scripts/bench.sh
+
+fuzz:
+	scripts/fuzz.sh
 
 lint-template:
 	"$$(scripts/stack.sh venv)/bin/python" scripts/lint_template.py

@@ -250,11 +250,29 @@ async fn bad_postbacks_get_clear_errors_naming_the_field() {
     let seed = t.seed(offer, None).await;
     let click = t.click(&seed, json!({})).await;
     let c = click.as_str();
+    // Another advertiser's offer with its own token: that token must not open this offer.
+    let mut other = offer_body();
+    other["security_token"] = json!("other-offer-token-9");
+    assert_eq!(t.admin_post("/offers", other).await.0, 201);
 
     // (query pairs, expected status, field the message must name)
     type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (vec![("event", "x")], 400, "click_id"),
+        (
+            vec![
+                ("click_id", c),
+                ("event", "x"),
+                ("security_token", "other-offer-token-9"),
+            ],
+            403,
+            "security_token",
+        ),
+        (
+            vec![("click_id", c), ("event", "x"), ("security_token", "")],
+            401,
+            "security_token",
+        ),
         (
             vec![
                 ("click_id", c),
