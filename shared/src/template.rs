@@ -133,12 +133,14 @@ impl Template {
         })
     }
 
-    /// Renders a header value: control characters (CR, LF) are dropped so a
-    /// value can never start a new header.
+    /// Renders a header value: control characters (CR, LF) are dropped, from
+    /// the values and from the template's own text, so a header value can
+    /// never start a new header.
     pub fn render_header(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
-        self.render_with(values, empty, |_, v| {
-            v.chars().filter(|c| !c.is_control()).collect()
-        })
+        self.render_with(values, empty, |_, v| v.to_string())
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect()
     }
 
     /// Renders a JSON body. Inside a string literal a value is JSON-escaped;
@@ -158,6 +160,19 @@ impl Template {
             }
         })
     }
+}
+
+/// Whether a URL template has a macro before its path: in the scheme, the
+/// credentials, the host or the port. Endpoints refuse that: the partner's
+/// host is fixed, never taken from event data (found by `make fuzz`).
+pub fn macro_in_authority(url_template: &str) -> bool {
+    let start = url_template.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url_template[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url_template.len());
+    let head: Vec<char> = url_template[..end].chars().collect();
+    head.windows(2).any(|w| w[0] == '{' && is_name_char(w[1]))
 }
 
 /// Whether the end of `text` lies inside a JSON string literal.
@@ -362,6 +377,15 @@ mod tests {
     }
 
     #[test]
+    fn macros_before_the_path_are_detected() {
+        assert!(macro_in_authority("https://{host}/pb"));
+        assert!(macro_in_authority("https://p.example:{port}/pb"));
+        assert!(macro_in_authority("https://{user}@p.example/pb"));
+        assert!(!macro_in_authority("https://p.example/{path}?a={b}#{c}"));
+        assert!(!macro_in_authority("https://p.example?a={b}"));
+    }
+
+    #[test]
     fn form_values_are_form_encoded() {
         let t = Template::parse("sub={sub1}&u={user_id}").unwrap();
         let body = t.render_form(&values(), &mut BTreeSet::new());
@@ -395,6 +419,9 @@ mod tests {
             t.render_header(&m, &mut BTreeSet::new()),
             "Bearer aX-Evil: 1"
         );
+        // Found by `make fuzz`: line breaks in the template's own text.
+        let t = Template::parse("a\n\r\nb").unwrap();
+        assert_eq!(t.render_header(&m, &mut BTreeSet::new()), "ab");
     }
 
     #[test]

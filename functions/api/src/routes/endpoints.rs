@@ -90,6 +90,18 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
     f.only(&FIELDS)?;
     let url = f.str("url", 2048)?;
     let url_template = template("url", &url)?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(
+            Error::invalid("url", "`url` must not contain spaces or control characters").into(),
+        );
+    }
+    if shared::template::macro_in_authority(&url) {
+        return Err(Error::invalid(
+            "url",
+            "`url` may use macros only after the host (in the path or query)",
+        )
+        .into());
+    }
     http_url(
         "url",
         &url_template.render_url(&SampleValues, &mut BTreeSet::new()),
@@ -150,6 +162,13 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
             return Err(Error::invalid(
                 format!("headers.{name}"),
                 format!("`{name}` is set by the service"),
+            )
+            .into());
+        }
+        if value.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                format!("headers.{name}"),
+                format!("`{name}` must not contain line breaks or control characters"),
             )
             .into());
         }
@@ -534,6 +553,14 @@ mod tests {
         assert_eq!(
             refused_field(with("headers", json!({"Host": "x"}))),
             "headers.Host"
+        );
+        assert_eq!(
+            refused_field(with("url", json!("https://{sub1}.partner.example/pb"))),
+            "url"
+        );
+        assert_eq!(
+            refused_field(with("headers", json!({"X-A": "a\r\nX-B: b"}))),
+            "headers.X-A"
         );
         assert_eq!(refused_field(with("secret", json!("short"))), "secret");
         assert_eq!(refused_field(with("colour", json!("red"))), "colour");
