@@ -16,6 +16,42 @@ pub mod routes;
 
 pub use error::ApiError;
 
+/// One span per request: method and route (the matched pattern, never the
+/// query string, which can carry an advertiser's security token), then the
+/// status and latency when it ends. Lambda's request id joins it when present.
+async fn trace_request(
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = matched
+        .as_ref()
+        .map(|m| m.as_str())
+        .unwrap_or("(no route)")
+        .to_string();
+    let request_id = request
+        .headers()
+        .get("lambda-runtime-aws-request-id")
+        .or_else(|| request.headers().get("x-amzn-requestid"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let span = tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id);
+    let started = std::time::Instant::now();
+    async move {
+        let response = next.run(request).await;
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
 /// Largest request body accepted; larger ones answer 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -55,5 +91,6 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(app)
 }
