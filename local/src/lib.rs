@@ -95,15 +95,10 @@ pub async fn poll_once(
         .collect();
     // As the Lambda event-source mapping does, retry a failed delete; a message
     // left undeleted comes back after its visibility timeout and is acknowledged then.
-    let mut deleted = worker.app.queue.delete_all(queue_url, &done).await;
-    for pause_ms in [250, 500, 1_000] {
-        if deleted.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-        deleted = worker.app.queue.delete_all(queue_url, &done).await;
-    }
-    deleted?;
+    shared::retry::with_backoff(&[250, 500, 1_000], || {
+        worker.app.queue.delete_all(queue_url, &done)
+    })
+    .await?;
     Ok(received)
 }
 

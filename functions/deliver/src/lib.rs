@@ -21,7 +21,7 @@ use tracing::Instrument;
 use shared::domain::{Attempt, Delivery, DeliveryStatus, Endpoint};
 use shared::fanout::DeliveryMessage;
 use shared::render::prepare;
-use shared::retry::next_delay;
+use shared::retry::{next_delay, with_backoff, BRIEF_BACKOFF_MS};
 use shared::sender::{ErrorKind, Sent};
 use shared::store::Claim;
 use shared::{ingest, App};
@@ -30,9 +30,6 @@ use shared::{ingest, App};
 pub const CONCURRENCY: usize = 10;
 /// Extra lease beyond the endpoint's timeout, to record the attempt.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
-/// Pauses between tries to record an attempt (about 4 s in all, well inside
-/// the function's 60 s timeout).
-const RECORD_BACKOFF_MS: [u64; 4] = [250, 500, 1_000, 2_000];
 /// Visibility after a store or queue outage, so the message comes back soon.
 const TRANSIENT_RETRY_SECONDS: i32 = 10;
 
@@ -125,20 +122,11 @@ async fn retry_soon(app: &App, queue_url: &str, record: &SqsMessage, seconds: i3
     let Some(receipt) = &record.receipt_handle else {
         return Disposition::Retry;
     };
-    let mut result = app
-        .queue
-        .change_visibility(queue_url, receipt, seconds.max(1))
-        .await;
-    for pause_ms in RECORD_BACKOFF_MS {
-        if result.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-        result = app
-            .queue
+    let result = with_backoff(&BRIEF_BACKOFF_MS, || {
+        app.queue
             .change_visibility(queue_url, receipt, seconds.max(1))
-            .await;
-    }
+    })
+    .await;
     if let Err(e) = result {
         tracing::warn!(
             error = format!("{e:#}"),
@@ -372,14 +360,7 @@ async fn finish(
 ) -> Disposition {
     // After a send, failing to record it risks a second send once the lease
     // ends: keep trying for a while (the SDK also retries each call).
-    let mut stored = app.store.put_delivery(&d).await;
-    for pause_ms in RECORD_BACKOFF_MS {
-        if stored.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-        stored = app.store.put_delivery(&d).await;
-    }
+    let stored = with_backoff(&BRIEF_BACKOFF_MS, || app.store.put_delivery(&d)).await;
     if let Err(e) = stored {
         tracing::error!(error = ?e, "could not record the attempt; the message will come back");
         return Disposition::Retry;
