@@ -262,6 +262,31 @@ pub enum DeliveryStatus {
     Failed,
 }
 
+impl DeliveryStatus {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+    /// Parses `pending`, `delivered` or `failed`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw.trim())
+    }
+}
+
+/// Longest a whole retry schedule may last: a day inside the delivery queue's
+/// 14-day retention (template.yaml `MessageRetentionPeriod`).
+pub const MAX_SCHEDULE_SECONDS: u64 = 13 * 86_400;
+
 /// One try at sending a postback.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Attempt {

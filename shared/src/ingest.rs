@@ -641,8 +641,8 @@ pub async fn enqueue(app: &App, deliveries: &[Delivery]) -> Result<()> {
 }
 
 /// Queues again every pending delivery of `endpoint` created since `since`
-/// minus the longest schedule (a delivery mid-schedule when the endpoint was
-/// paused waits too). Reads the partner's GSI1 history, not the table.
+/// minus the longest schedule allowed (a delivery mid-schedule when the
+/// endpoint was paused waits too). Reads the partner's GSI1 history, not the table.
 pub async fn requeue_endpoint(
     app: &App,
     endpoint: &crate::domain::Endpoint,
@@ -650,7 +650,7 @@ pub async fn requeue_endpoint(
 ) -> Result<usize> {
     let mut query = crate::store::DeliveryQuery {
         partner_id: endpoint.partner_id.clone(),
-        from: Some(since - chrono::Duration::days(14)),
+        from: Some(since - chrono::Duration::seconds(crate::domain::MAX_SCHEDULE_SECONDS as i64)),
         to: None,
         status: Some(DeliveryStatus::Pending),
         endpoint_id: Some(endpoint.id.clone()),

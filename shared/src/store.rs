@@ -98,7 +98,7 @@ pub mod keys {
     ) -> (String, String) {
         (
             format!("PARTNER#{partner_id}"),
-            format!("{}#{id}", created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
+            format!("{}#{id}", super::sort_key_time(created_at)),
         )
     }
 }
@@ -512,7 +512,10 @@ impl Store {
                  AND (attribute_not_exists(due_ms) OR due_ms <= :now)",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+            )
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_values(
                 ":lease",
@@ -612,13 +615,12 @@ impl Store {
                 .limit((q.limit - items.len()).clamp(1, 1000) as i32)
                 .set_exclusive_start_key(start.take());
             if let Some(status) = q.status {
-                let s = serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
                 req = req
                     .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":status", AttributeValue::S(s));
+                    .expression_attribute_values(
+                        ":status",
+                        AttributeValue::S(status.as_str().into()),
+                    );
             }
             if let Some(e) = &q.endpoint_id {
                 req = req.expression_attribute_values(":endpoint", AttributeValue::S(e.clone()));
@@ -661,7 +663,10 @@ impl Store {
             .set_item(Some(to_attrs(&delivery_item(delivery))?))
             .condition_expression("attribute_exists(pk) AND #status <> :pending")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pending", AttributeValue::S("pending".into()));
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+            );
         put = put.return_values(aws_sdk_dynamodb::types::ReturnValue::None);
         match put.send().await {
             Ok(_) => Ok(()),

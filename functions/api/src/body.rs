@@ -89,6 +89,14 @@ impl Fields {
         }
     }
 
+    /// The caller-chosen `id` (checked), or a new random one with `prefix`.
+    pub fn id_or_new(&self, prefix: &str) -> Result<String, ApiError> {
+        match self.opt_str("id")? {
+            Some(id) => resource_id("id", &id),
+            None => Ok(shared::ids::resource_id(prefix)),
+        }
+    }
+
     /// Whether the field is present (even as null).
     pub fn has(&self, field: &str) -> bool {
         self.0.contains_key(field)

@@ -94,7 +94,7 @@ fn csv_line(d: &Delivery) -> String {
         text(d.event.click_id.as_ref()),
         d.event.payout.to_string(),
         d.event.currency.clone(),
-        status_str(d.status).to_string(),
+        d.status.as_str().to_string(),
         d.attempts.len().to_string(),
         last.and_then(|a| a.code)
             .map(|c| c.to_string())
@@ -111,14 +111,6 @@ fn csv_line(d: &Delivery) -> String {
         .join(",");
     line.push_str("\r\n");
     line
-}
-
-fn status_str(s: DeliveryStatus) -> &'static str {
-    match s {
-        DeliveryStatus::Pending => "pending",
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Failed => "failed",
-    }
 }
 
 /// `from`/`to`: RFC 3339, or a date (`to` then means the end of that day).
@@ -195,18 +187,9 @@ pub async fn history(
             "from" => q.from = Some(time_param("from", &v, false)?),
             "to" => q.to = Some(time_param("to", &v, true)?),
             "status" => {
-                q.status = Some(match v.as_str() {
-                    "pending" => DeliveryStatus::Pending,
-                    "delivered" => DeliveryStatus::Delivered,
-                    "failed" => DeliveryStatus::Failed,
-                    _ => {
-                        return Err(Error::invalid(
-                            "status",
-                            "`status` must be pending, delivered or failed",
-                        )
-                        .into())
-                    }
-                })
+                q.status = Some(DeliveryStatus::parse(&v).ok_or_else(|| {
+                    Error::invalid("status", "`status` must be pending, delivered or failed")
+                })?);
             }
             "endpoint_id" => q.endpoint_id = Some(v),
             "limit" => {

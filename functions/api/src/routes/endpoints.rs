@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use shared::domain::{
     BasicAuth, Endpoint, Method, Status, DEFAULT_RETRY_SCHEDULE, DEFAULT_TIMEOUT_MS,
+    MAX_SCHEDULE_SECONDS,
 };
 use shared::ingest::name_field;
 use shared::template::{SampleValues, Template};
@@ -28,8 +29,6 @@ pub const MAX_ENDPOINTS_PER_PARTNER: usize = 50;
 pub const MAX_ATTEMPTS: usize = 20;
 /// Longest single delay: the SQS visibility-timeout limit (12 hours).
 pub const MAX_DELAY_SECONDS: u32 = 43_200;
-/// Longest whole schedule: a day inside the delivery queue's 14-day retention.
-pub const MAX_SCHEDULE_SECONDS: u64 = 13 * 86_400;
 /// Bounds of one attempt's timeout.
 pub const TIMEOUT_MS_RANGE: (u32, u32) = (100, 30_000);
 

@@ -13,7 +13,7 @@ use shared::money::{parse_currency, parse_payout};
 use shared::{ids, App, Error};
 
 use crate::auth::Auth;
-use crate::body::{http_url, resource_id, Fields, RawBody};
+use crate::body::{http_url, Fields, RawBody};
 use crate::error::ApiResult;
 
 const FIELDS: [&str; 8] = [
@@ -90,10 +90,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.admin_only()?;
     let f = body.object()?;
-    let id = match f.opt_str("id")? {
-        Some(id) => resource_id("id", &id)?,
-        None => ids::resource_id("off"),
-    };
+    let id = f.id_or_new("off")?;
     let offer = from_body(&f, id, None)?;
     app.store.create_offer(&offer).await?;
     app.offers.invalidate(&offer.id);

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use shared::auth::new_partner_key;
 use shared::domain::Partner;
-use shared::{ids, App, Error};
+use shared::{App, Error};
 
 use crate::auth::Auth;
-use crate::body::{resource_id, RawBody};
+use crate::body::RawBody;
 use crate::error::ApiResult;
 
 fn view(p: &Partner) -> Value {
@@ -28,10 +28,7 @@ pub async fn create(
     auth.admin_only()?;
     let f = body.object()?;
     f.only(&["id", "name"])?;
-    let id = match f.opt_str("id")? {
-        Some(id) => resource_id("id", &id)?,
-        None => ids::resource_id("prt"),
-    };
+    let id = f.id_or_new("prt")?;
     let (api_key, hash) = new_partner_key(&id);
     let partner = Partner {
         id,
