@@ -609,7 +609,8 @@ async fn an_advertiser_postback_costs_at_most_three_aws_requests() {
 }
 
 #[tokio::test]
-async fn a_conversion_whose_deliveries_could_not_be_queued_is_repaired_by_the_advertisers_retry() {
+async fn a_conversion_whose_deliveries_could_not_be_queued_is_recorded_and_queued_by_the_reconciler(
+) {
     let t = TestApp::start().await;
     let seed = t
         .seed(
@@ -628,17 +629,24 @@ async fn a_conversion_whose_deliveries_could_not_be_queued_is_repaired_by_the_ad
     let broken_url = format!("{}-missing", t.queue_url("DeliveryQueue"));
     let broken = TestApp::on_stack(t.stack.clone(), Default::default(), Some(broken_url)).await;
     let (s, body) = broken.postback(&pb).await;
-    assert_eq!(s, 503, "the advertiser must retry: {body}");
-    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (200, Some("recorded")),
+        "durably stored is recorded, whatever the queue did: {body}"
+    );
     assert_eq!(t.queue_depth("DeliveryQueue").await, 0);
 
-    // The retry: a duplicate of the stored conversion, and its delivery is now queued.
+    // A retry is a duplicate and costs no extra reads; the reconciler queues the delivery.
     let (s, body) = t.postback(&pb).await;
     assert_eq!(
         (s, body["status"].as_str()),
         (200, Some("duplicate")),
         "{body}"
     );
+    let done = shared::outbox::reconcile(&t.app, chrono::Utc::now() + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(done.requeued, 1);
     let messages = delivery_messages(&t).await;
     assert_eq!(messages.len(), 1);
     let event = t

@@ -108,9 +108,9 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         "{batch}"
     );
 
-    // Events queue: a pipeline event recorded by the deliver handler.
+    // Events queue: a pipeline event recorded by the events handler.
     let events_queue = queue_name(&t.queue_url("EventsQueue"));
-    let response = deliver::handle(
+    let response = deliver::handle_events(
         &t.worker,
         sqs_event(
             include_str!("../events/sqs-events-queue.json"),

@@ -4,6 +4,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
-        let _ = shared::ingest::parse_events_body(&value);
+        let _ = shared::inbound::parse_events_body(&value);
     }
 });

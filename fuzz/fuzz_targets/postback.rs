@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(data).into_owned().collect();
-    if let Ok(p) = shared::ingest::parse_postback(pairs) {
+    if let Ok(p) = shared::inbound::parse_postback(pairs) {
         assert!(!p.click_id.is_empty());
         assert!(p.payout.is_none_or(|v| v.scale() <= 4 && !v.is_sign_negative()));
     }

@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<shared::fanout::DeliveryMessage>(data);
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-        let _ = shared::ingest::parse_event(&v);
+        let _ = shared::inbound::parse_event(&v);
     }
 });

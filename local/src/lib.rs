@@ -1,7 +1,10 @@
-//! The local runner: the API router served on 127.0.0.1 and an emulation of
-//! the Lambda SQS event-source mapping (long-poll, hand the batch to the same
-//! deliver handler as an `SqsEvent`, delete what succeeded, leave the rest to
-//! the visibility timeout the handler set).
+//! The local runner: the API router served on 127.0.0.1, an emulation of the
+//! Lambda SQS event-source mapping (long-poll, hand the batch to the same
+//! handler as an `SqsEvent`, delete what succeeded, leave the rest to the
+//! visibility timeout the handler set), with several pollers per queue as
+//! Lambda runs several batches at once, and the reconciler on a timer.
+
+pub mod provision;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use std::collections::HashMap;
@@ -62,10 +65,20 @@ fn to_record(m: aws_sdk_sqs::types::Message, arn: &str) -> SqsMessage {
     r
 }
 
+/// Which function a queue feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    /// The delivery queue: `deliver::handle`.
+    Deliveries,
+    /// The events queue: `deliver::handle_events`.
+    PipelineEvents,
+}
+
 /// One poll of `queue_url`: receive up to 10 messages, run the handler,
 /// delete those it did not report as failed. Returns how many were received.
 pub async fn poll_once(
     worker: &Worker,
+    consumer: Consumer,
     queue_url: &str,
     arn: &str,
     wait_seconds: i32,
@@ -82,7 +95,10 @@ pub async fn poll_once(
         .iter()
         .filter_map(|r| Some((r.message_id.clone()?, r.receipt_handle.clone()?)))
         .collect();
-    let response = deliver::handle(worker, event).await;
+    let response = match consumer {
+        Consumer::Deliveries => deliver::handle(worker, event).await,
+        Consumer::PipelineEvents => deliver::handle_events(worker, event).await,
+    };
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
@@ -95,29 +111,62 @@ pub async fn poll_once(
         .collect();
     // As the Lambda event-source mapping does, retry a failed delete; a message
     // left undeleted comes back after its visibility timeout and is acknowledged then.
-    shared::retry::with_backoff(&[250, 500, 1_000], || {
+    shared::backoff::with_backoff(&[250, 500, 1_000], || {
         worker.app.queue.delete_all(queue_url, &done)
     })
     .await?;
     Ok(received)
 }
 
-/// Polls `queue_url` forever, as the Lambda event-source mapping would.
-pub fn spawn_event_source(worker: Arc<Worker>, queue_url: String) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let arn = loop {
-            match queue_arn(&worker.app, &queue_url).await {
-                Ok(arn) => break arn,
-                Err(e) => {
-                    tracing::warn!(error = %e, queue = %queue_url, "queue not reachable yet");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+/// Lambda's SQS event-source mapping runs at least five batches at once;
+/// so do the local pollers (`LOCAL_POLLERS`), so that one slow partner does
+/// not hold up every other delivery.
+pub const DEFAULT_POLLERS: usize = 5;
+
+/// Polls `queue_url` forever with `pollers` concurrent pollers, as the Lambda
+/// event-source mapping would.
+pub fn spawn_event_source(
+    worker: Arc<Worker>,
+    consumer: Consumer,
+    queue_url: String,
+    pollers: usize,
+) -> Vec<JoinHandle<()>> {
+    (0..pollers.max(1))
+        .map(|_| {
+            let (worker, queue_url) = (worker.clone(), queue_url.clone());
+            tokio::spawn(async move {
+                let arn = loop {
+                    match queue_arn(&worker.app, &queue_url).await {
+                        Ok(arn) => break arn,
+                        Err(e) => {
+                            tracing::warn!(error = %e, queue = %queue_url, "queue not reachable yet");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                };
+                loop {
+                    if let Err(e) = poll_once(&worker, consumer, &queue_url, &arn, 1).await {
+                        tracing::warn!(error = format!("{e:#}"), queue = %queue_url, "poll failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
-            }
-        };
+            })
+        })
+        .collect()
+}
+
+/// Runs the reconciler every `every`, as the EventBridge schedule does in AWS.
+pub fn spawn_reconciler(app: Arc<App>, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Err(e) = poll_once(&worker, &queue_url, &arn, 1).await {
-                tracing::warn!(error = format!("{e:#}"), queue = %queue_url, "poll failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            tick.tick().await;
+            if let Err(e) = shared::outbox::reconcile(&app, chrono::Utc::now()).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "reconciler run failed; the next one retries"
+                );
             }
         }
     })

@@ -6,6 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use postback_local::Consumer;
 use shared::config::Config;
 
 #[tokio::main]
@@ -19,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         let prefix = std::env::var("STACK_PREFIX").unwrap_or_else(|_| "postback-dev".into());
         let template = std::fs::read_to_string(&template_path)?;
         let sdk = aws_config::load_from_env().await;
-        let stack = shared::provision::provision(
+        let stack = postback_local::provision::provision(
             &template,
             &prefix,
             &aws_sdk_dynamodb::Client::new(&sdk),
@@ -44,24 +45,40 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(3000);
     let (addr, server) =
         postback_local::serve(app.clone(), SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-    let mut pollers = vec![postback_local::spawn_event_source(
+    let pollers: usize = std::env::var("LOCAL_POLLERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(postback_local::DEFAULT_POLLERS);
+    let every = std::env::var("RECONCILE_SECONDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60);
+    let mut tasks = postback_local::spawn_event_source(
         worker.clone(),
+        Consumer::Deliveries,
         app.config.delivery_queue_url.clone(),
-    )];
+        pollers,
+    );
     if let Some(events) = &app.config.events_queue_url {
-        pollers.push(postback_local::spawn_event_source(
+        tasks.extend(postback_local::spawn_event_source(
             worker.clone(),
+            Consumer::PipelineEvents,
             events.clone(),
+            pollers,
         ));
     }
+    tasks.push(postback_local::spawn_reconciler(
+        app.clone(),
+        std::time::Duration::from_secs(every),
+    ));
     tracing::info!("postback service listening on http://{addr}");
     println!("\n  Postback service on http://{addr}  (health: curl http://{addr}/health)\n");
     tokio::select! {
         _ = server => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
     }
-    for p in pollers {
-        p.abort();
+    for t in tasks {
+        t.abort();
     }
     Ok(())
 }

@@ -66,6 +66,8 @@ pub struct Config {
 
 /// Minimum length of the admin key, so that a placeholder cannot go live.
 pub const MIN_ADMIN_KEY_LEN: usize = 16;
+/// Maximum length of the admin key (longer bearer keys are refused unread).
+pub const MAX_ADMIN_KEY_LEN: usize = 256;
 
 impl Config {
     /// Reads and checks the configuration; the error names the variable at fault.
@@ -82,8 +84,8 @@ impl Config {
         };
         let optional = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let admin = required("ADMIN_API_KEY")?;
-        if admin.len() < MIN_ADMIN_KEY_LEN {
-            anyhow::bail!("ADMIN_API_KEY must be at least {MIN_ADMIN_KEY_LEN} characters");
+        if !(MIN_ADMIN_KEY_LEN..=MAX_ADMIN_KEY_LEN).contains(&admin.len()) {
+            anyhow::bail!("ADMIN_API_KEY must be at least {MIN_ADMIN_KEY_LEN} and at most {MAX_ADMIN_KEY_LEN} characters");
         }
         let allow_private_targets = match optional("ALLOW_PRIVATE_TARGETS").as_deref() {
             None | Some("false") | Some("0") => false,

@@ -7,6 +7,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::lifecycle::{AttemptError, RetrySchedule};
+
 /// Status of a conversion or payout, as the contract spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -159,8 +161,6 @@ impl std::fmt::Debug for BasicAuth {
     }
 }
 
-/// The default retry schedule: attempts at 0 s, +60, +90, +120, +150, then `failed`.
-pub const DEFAULT_RETRY_SCHEDULE: [u32; 5] = [0, 60, 90, 120, 150];
 /// Default time allowed for one attempt.
 pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 
@@ -194,9 +194,13 @@ pub struct Endpoint {
     /// Whether invalidations are sent (off by default: they are opt-in).
     #[serde(default)]
     pub invalidations: bool,
-    pub retry_schedule: Vec<u32>,
+    pub retry_schedule: RetrySchedule,
     pub timeout_ms: u32,
     pub active: bool,
+    /// Optimistic concurrency: every write is conditional on the version it
+    /// read, so a stale copy (a worker pausing on 410) never reverts a change.
+    #[serde(default)]
+    pub version: u64,
     /// Why the endpoint was paused automatically (e.g. it answered 410 Gone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
@@ -260,6 +264,8 @@ pub enum DeliveryStatus {
     Pending,
     Delivered,
     Failed,
+    /// Its endpoint was deleted before it could be delivered.
+    Cancelled,
 }
 
 impl DeliveryStatus {
@@ -269,23 +275,21 @@ impl DeliveryStatus {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Cancelled => "cancelled",
         }
     }
-    /// Parses `pending`, `delivered` or `failed`.
+    /// Parses `pending`, `delivered`, `failed` or `cancelled`.
     pub fn parse(raw: &str) -> Option<Self> {
         [
             DeliveryStatus::Pending,
             DeliveryStatus::Delivered,
             DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
         ]
         .into_iter()
         .find(|s| s.as_str() == raw.trim())
     }
 }
-
-/// Longest a whole retry schedule may last: a day inside the delivery queue's
-/// 14-day retention (template.yaml `MessageRetentionPeriod`).
-pub const MAX_SCHEDULE_SECONDS: u64 = 13 * 86_400;
 
 /// One try at sending a postback.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -296,9 +300,9 @@ pub struct Attempt {
     /// HTTP status, when the partner answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
-    /// Error kind when the attempt failed: `http_status`, `timeout`, `connect`, `redirect`, `blocked`, ...
+    /// Why the attempt failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<AttemptError>,
     /// The start of the partner's answer, truncated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
@@ -327,6 +331,12 @@ pub struct Delivery {
     pub round_start: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Pending but held back without attempts while its endpoint is paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
+    /// Why it waits or ended when the attempts do not say (paused, deleted endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -46,6 +46,11 @@ pub fn plan(event: &Event, endpoints: &[Endpoint], now: DateTime<Utc>) -> Vec<De
             attempts: Vec::new(),
             round_start: 0,
             next_attempt_at: Some(now),
+            // Never parked here, even for a paused endpoint: the endpoint list
+            // may be a cached copy, and only the worker's check against the
+            // stored endpoint may park a delivery.
+            parked: false,
+            reason: None,
             created_at: now,
             updated_at: now,
         })
@@ -110,7 +115,8 @@ mod tests {
             offers: vec![],
             goals: vec![],
             invalidations: false,
-            retry_schedule: vec![0, 60],
+            retry_schedule: crate::lifecycle::RetrySchedule::new(vec![0, 60]).unwrap(),
+            version: 1,
             timeout_ms: 1000,
             active: true,
             paused_reason: None,

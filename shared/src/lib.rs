@@ -4,19 +4,21 @@
 
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fanout;
+pub mod fields;
 pub mod ids;
-pub mod ingest;
+pub mod inbound;
+pub mod lifecycle;
 pub mod metrics;
 pub mod money;
-pub mod provision;
+pub mod outbox;
 pub mod queue;
 pub mod render;
-pub mod retry;
 pub mod sender;
 pub mod store;
 pub mod telemetry;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use crate::lifecycle::{parse_retry_after, AttemptError, Sent};
 use crate::render::Prepared;
 
 /// How much of a partner's answer is read.
@@ -93,61 +94,6 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Why an attempt failed, as recorded in the attempt log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The partner answered with a non-2xx, non-3xx status.
-    HttpStatus,
-    /// A 3xx: redirects are not followed.
-    Redirect,
-    /// No answer within the endpoint's timeout.
-    Timeout,
-    /// The connection could not be opened (refused, reset, DNS, TLS).
-    Connect,
-    /// The address is private, loopback or link-local: refused, not retried.
-    Blocked,
-    /// The request could not be rendered or sent at all.
-    Request,
-}
-
-impl ErrorKind {
-    /// The attempt log's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::HttpStatus => "http_status",
-            ErrorKind::Redirect => "redirect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Blocked => "blocked",
-            ErrorKind::Request => "request",
-        }
-    }
-    /// Whether trying again could help. A blocked address never will.
-    pub fn is_retryable(self) -> bool {
-        !matches!(self, ErrorKind::Blocked | ErrorKind::Request)
-    }
-}
-
-/// What one attempt got back.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub status: Option<u16>,
-    pub error: Option<ErrorKind>,
-    /// A readable reason for logs and the test route.
-    pub detail: Option<String>,
-    pub retry_after: Option<u32>,
-    /// The start of the answer (at most `MAX_RESPONSE_KEPT` bytes, lossy UTF-8).
-    pub response: Option<String>,
-    pub duration: Duration,
-}
-
-impl Sent {
-    /// Any 2xx.
-    pub fn is_success(&self) -> bool {
-        self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
-    }
-}
-
 /// The postback HTTP client.
 #[derive(Clone)]
 pub struct Sender {
@@ -175,7 +121,7 @@ impl Sender {
     /// Sends one prepared request within `timeout`.
     pub async fn send(&self, request: &Prepared, timeout: Duration) -> Sent {
         let started = Instant::now();
-        let fail = |kind: ErrorKind, detail: String| Sent {
+        let fail = |kind: AttemptError, detail: String| Sent {
             status: None,
             error: Some(kind),
             detail: Some(detail),
@@ -185,7 +131,7 @@ impl Sender {
         };
         let url = match reqwest::Url::parse(&request.url) {
             Ok(u) => u,
-            Err(e) => return fail(ErrorKind::Request, format!("invalid URL: {e}")),
+            Err(e) => return fail(AttemptError::Request, format!("invalid URL: {e}")),
         };
         // IP literals never reach the resolver, so they are checked here.
         if !self.allow_private {
@@ -196,7 +142,7 @@ impl Sender {
             };
             if let Some(ip) = literal.filter(|ip| is_forbidden(*ip)) {
                 return fail(
-                    ErrorKind::Blocked,
+                    AttemptError::Blocked,
                     format!("refused: {ip} is a private, loopback or link-local address"),
                 );
             }
@@ -222,20 +168,22 @@ impl Sender {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::retry::parse_retry_after(v, chrono::Utc::now()));
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        // The status line is the partner's answer: a 2xx is success even if
+        // the body then stalls or breaks off (sending again would double it).
         let (body, read_error) = read_limited(response).await;
-        let error = match (read_error, status) {
-            (Some(kind), _) => Some(kind),
-            (None, 200..=299) => None,
-            (None, 300..=399) => Some(ErrorKind::Redirect),
-            (None, _) => Some(ErrorKind::HttpStatus),
+        let error = match (status, read_error) {
+            (200..=299, _) => None,
+            (300..=399, _) => Some(AttemptError::Redirect),
+            (_, Some(kind)) => Some(kind),
+            (_, None) => Some(AttemptError::HttpStatus),
         };
         Sent {
             status: Some(status),
             error,
             detail: error.map(|k| match k {
-                ErrorKind::Redirect => format!("answered {status}: redirects are not followed"),
-                ErrorKind::Timeout => "timed out while reading the answer".into(),
+                AttemptError::Redirect => format!("answered {status}: redirects are not followed"),
+                AttemptError::Timeout => "timed out while reading the answer".into(),
                 _ => format!("answered {status}"),
             }),
             retry_after,
@@ -246,13 +194,13 @@ impl Sender {
 }
 
 /// Reads at most `MAX_RESPONSE_READ` bytes of the answer, then drops the rest.
-async fn read_limited(mut response: reqwest::Response) -> (Vec<u8>, Option<ErrorKind>) {
+async fn read_limited(mut response: reqwest::Response) -> (Vec<u8>, Option<AttemptError>) {
     let mut body = Vec::new();
     while body.len() < MAX_RESPONSE_READ {
         match response.chunk().await {
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => break,
-            Err(e) if e.is_timeout() => return (body, Some(ErrorKind::Timeout)),
+            Err(e) if e.is_timeout() => return (body, Some(AttemptError::Timeout)),
             // The status already arrived; a body cut short does not change it.
             Err(_) => break,
         }
@@ -271,20 +219,20 @@ pub fn truncate(bytes: &[u8], max: usize) -> String {
     out
 }
 
-fn classify(e: &reqwest::Error) -> ErrorKind {
+fn classify(e: &reqwest::Error) -> AttemptError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<Blocked>() {
-            return ErrorKind::Blocked;
+            return AttemptError::Blocked;
         }
         source = s.source();
     }
     if e.is_timeout() {
-        ErrorKind::Timeout
+        AttemptError::Timeout
     } else if e.is_connect() || e.is_request() {
-        ErrorKind::Connect
+        AttemptError::Connect
     } else {
-        ErrorKind::Request
+        AttemptError::Request
     }
 }
 

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use shared::ingest::{parse_event, parse_events_body, parse_postback};
+use shared::inbound::{parse_event, parse_events_body, parse_postback};
 use shared::money::parse_payout;
 use shared::template::{Lookup, Template};
 use std::collections::{BTreeSet, HashMap};

@@ -101,6 +101,8 @@ pub enum Answer {
     Hang,
     /// Close the connection with a TCP reset, no answer.
     Reset,
+    /// Send `200 OK` and the start of a body, then stall without finishing it.
+    OkThenStall,
 }
 
 /// One request the fault receiver got, and what it answered.
@@ -195,6 +197,14 @@ async fn handle(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>, script: fn(us
                 }
             }
             Answer::Hang => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return;
+            }
+            Answer::OkThenStall => {
+                let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\naccepted";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 return;
             }

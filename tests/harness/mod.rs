@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use deliver::Worker;
+use postback_local::provision::{provision, Provisioned};
 use serde_json::{json, Value};
 use shared::config::Config;
-use shared::provision::{provision, Provisioned};
 use shared::App;
 
 /// The admin key tests use.
@@ -252,23 +252,7 @@ impl TestApp {
 
     /// Approximate number of messages on a queue (visible + in flight + delayed).
     pub async fn queue_depth(&self, logical_id: &str) -> i64 {
-        let out = self
-            .app
-            .queue
-            .client()
-            .get_queue_attributes()
-            .queue_url(self.queue_url(logical_id))
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .expect("queue attributes");
-        out.attributes
-            .unwrap_or_default()
-            .values()
-            .map(|v| v.parse::<i64>().unwrap_or(0))
-            .sum()
+        depth_of(&self.app, &self.queue_url(logical_id)).await
     }
 
     /// Runs the local event-source mapping on a queue until `done` holds or `limit` passes.
@@ -287,7 +271,12 @@ impl TestApp {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            let _ = postback_local::poll_once(&self.worker, &url, &arn, 1).await;
+            let consumer = if logical_id.starts_with("Events") {
+                postback_local::Consumer::PipelineEvents
+            } else {
+                postback_local::Consumer::Deliveries
+            };
+            let _ = postback_local::poll_once(&self.worker, consumer, &url, &arn, 1).await;
         }
     }
 
@@ -296,6 +285,26 @@ impl TestApp {
         self.pump_until(logical_id, duration, || async { false })
             .await;
     }
+}
+
+/// Approximate number of messages on the queue at `url` (visible + in flight + delayed).
+pub async fn depth_of(app: &App, url: &str) -> i64 {
+    let out = app
+        .queue
+        .client()
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes");
+    out.attributes
+        .unwrap_or_default()
+        .values()
+        .map(|v| v.parse::<i64>().unwrap_or(0))
+        .sum()
 }
 
 /// What `TestApp::seed` created.

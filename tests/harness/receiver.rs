@@ -36,6 +36,8 @@ pub enum Reply {
     StatusWithHeader(u16, &'static str, &'static str),
     /// Waits, then answers 200.
     Delay(Duration),
+    /// Waits, then answers with this status.
+    DelayThen(Duration, u16),
 }
 
 #[derive(Clone)]
@@ -122,6 +124,10 @@ async fn handle(
         Reply::Delay(d) => {
             tokio::time::sleep(d).await;
             (StatusCode::OK, "late").into_response()
+        }
+        Reply::DelayThen(d, code) => {
+            tokio::time::sleep(d).await;
+            (StatusCode::from_u16(code).unwrap(), "late").into_response()
         }
     }
 }

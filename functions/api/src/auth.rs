@@ -10,6 +10,10 @@ use shared::{App, Error};
 
 use crate::error::ApiError;
 
+/// Longest bearer key looked at: partner keys are at most about 190
+/// characters, and the admin key at most `shared::config::MAX_ADMIN_KEY_LEN`.
+pub const MAX_KEY_LEN: usize = 256;
+
 /// The authenticated caller of a request.
 pub struct Auth(pub Caller);
 
@@ -57,6 +61,11 @@ impl FromRequestParts<Arc<App>> for Auth {
             .ok_or_else(|| {
                 Error::Unauthorized("the `Authorization` header must be `Bearer <key>`".into())
             })?;
+        // No key is this long: refused before any lookup (a DynamoDB key
+        // over its limit would otherwise look like an outage).
+        if key.len() > MAX_KEY_LEN {
+            return Err(Error::Unauthorized("invalid API key".into()).into());
+        }
         if constant_time_eq(key, app.config.admin_api_key.expose()) {
             return Ok(Auth(Caller::Admin));
         }

@@ -52,6 +52,32 @@ async fn trace_request(
     .await
 }
 
+/// Ids in the path are bounded like ids anywhere else: an over-long one is a
+/// 400 naming it, answered before any AWS call (DynamoDB refuses keys over
+/// 2 KB, which would otherwise look like an outage).
+async fn bounded_path_ids(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::{FromRequestParts, RawPathParams};
+    use axum::response::IntoResponse;
+    let (mut parts, body) = request.into_parts();
+    if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await {
+        for (name, value) in &params {
+            let field = match name {
+                "pid" => "partner_id",
+                "eid" => "endpoint_id",
+                other => other,
+            };
+            if let Err(e) = shared::fields::id_field(field, value) {
+                return ApiError(e).into_response();
+            }
+        }
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
 /// Largest request body accepted; larger ones answer 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -88,6 +114,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/partners/{pid}/deliveries", get(deliveries::history))
         .route("/events/{id}/deliveries", get(deliveries::of_event))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route_layer(axum::middleware::from_fn(bounded_path_ids))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

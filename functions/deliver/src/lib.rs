@@ -1,12 +1,14 @@
-//! The SQS lambda. Two queues feed it:
+//! The SQS lambdas and the reconciler, over the shared library:
 //!
-//! * the delivery queue: one message per delivery. Each is claimed (one
-//!   conditional write), sent, and its attempt recorded (one write). On
-//!   failure the message is hidden for the next delay of the endpoint's
-//!   schedule with `ChangeMessageVisibility` and reported in
-//!   `batchItemFailures`, so SQS hands it back when the next attempt is due.
-//! * the events queue: our pipelines' events, one per message, recorded by
-//!   the same code as `POST /events`.
+//! * [`handle`] (binary `deliver`): the delivery queue, one message per
+//!   delivery. Each is claimed (one conditional write), sent, and its attempt
+//!   recorded (one write); the lifecycle ([`shared::lifecycle`]) decides what
+//!   comes next, and a retry hides the message until the next attempt is due
+//!   with `ChangeMessageVisibility` and reports it in `batchItemFailures`.
+//! * [`handle_events`] (binary `events`): the events queue, our pipelines'
+//!   events, recorded by the same code as `POST /events`. Its own function, so
+//!   a flood of pipeline events never takes the deliveries' concurrency.
+//! * binary `reconcile`: [`shared::outbox::reconcile`] on a schedule.
 //!
 //! A message that cannot be parsed goes to its dead-letter queue with the
 //! reason and is acknowledged; nothing is dropped silently.
@@ -14,24 +16,23 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-use shared::domain::{Attempt, Delivery, DeliveryStatus, Endpoint};
+use shared::backoff::{with_backoff, BRIEF_BACKOFF_MS};
+use shared::domain::{Delivery, Endpoint};
 use shared::fanout::DeliveryMessage;
+use shared::lifecycle::{outage_backoff_seconds, visibility_until, Sent, Step};
 use shared::render::prepare;
-use shared::retry::{next_delay, with_backoff, BRIEF_BACKOFF_MS};
-use shared::sender::{ErrorKind, Sent};
 use shared::store::Claim;
-use shared::{ingest, App};
+use shared::{inbound, App};
 
 /// Records of one batch processed at once (a batch holds at most 10).
 pub const CONCURRENCY: usize = 10;
 /// Extra lease beyond the endpoint's timeout, to record the attempt.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
-/// Visibility after a store or queue outage, so the message comes back soon.
-const TRANSIENT_RETRY_SECONDS: i32 = 10;
 
 /// What to tell SQS about one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +56,27 @@ impl Worker {
     }
 }
 
-/// Handles one SQS batch: records run concurrently; the failed ones are
-/// reported so that only they come back.
+/// Handles one batch of the delivery queue.
 pub async fn handle(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
+    handle_with(event, |record| deliver(worker, record)).await
+}
+
+/// Handles one batch of the events queue.
+pub async fn handle_events(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
+    handle_with(event, |record| ingest_event(worker, record)).await
+}
+
+/// Records run concurrently; the failed ones are reported so that only they come back.
+async fn handle_with<'a, F, Fut>(event: SqsEvent, process: F) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Disposition> + 'a,
+{
     let outcomes: Vec<(Option<String>, Disposition)> = futures::stream::iter(event.records)
-        .map(|record| async move {
+        .map(|record| {
             let id = record.message_id.clone();
-            (id, process(worker, record).await)
+            let work = process(record);
+            async move { (id, work.await) }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -75,26 +90,6 @@ pub async fn handle(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
         }
     }
     response
-}
-
-fn queue_name(url_or_arn: &str) -> &str {
-    url_or_arn.rsplit(['/', ':']).next().unwrap_or("")
-}
-
-/// Whether the record came from the events queue (else the delivery queue).
-fn from_events_queue(app: &App, record: &SqsMessage) -> bool {
-    match (&app.config.events_queue_url, &record.event_source_arn) {
-        (Some(url), Some(arn)) => queue_name(url) == queue_name(arn),
-        _ => false,
-    }
-}
-
-async fn process(worker: &Worker, record: SqsMessage) -> Disposition {
-    if from_events_queue(&worker.app, &record) {
-        ingest_event(worker, &record).await
-    } else {
-        deliver(worker, &record).await
-    }
 }
 
 async fn dead_letter(app: &App, dlq: Option<&String>, body: &str, reason: &str) -> Disposition {
@@ -118,7 +113,7 @@ async fn dead_letter(app: &App, dlq: Option<&String>, body: &str, reason: &str) 
 /// Hides the message for `seconds` and keeps it. A short SQS outage is
 /// ridden out with a few tries; after that the queue's own visibility timeout
 /// (6 minutes) brings the message back: later than scheduled, never lost.
-async fn retry_soon(app: &App, queue_url: &str, record: &SqsMessage, seconds: i32) -> Disposition {
+async fn retry_in(app: &App, queue_url: &str, record: &SqsMessage, seconds: i32) -> Disposition {
     let Some(receipt) = &record.receipt_handle else {
         return Disposition::Retry;
     };
@@ -136,9 +131,20 @@ async fn retry_soon(app: &App, queue_url: &str, record: &SqsMessage, seconds: i3
     Disposition::Retry
 }
 
+/// After a store or queue outage: back off by how often SQS has handed the
+/// message out already, so that a long outage costs few receives.
+async fn retry_after_outage(app: &App, queue_url: &str, record: &SqsMessage) -> Disposition {
+    let received = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    retry_in(app, queue_url, record, outage_backoff_seconds(received)).await
+}
+
 // ------------------------------------------------------------------ events
 
-async fn ingest_event(worker: &Worker, record: &SqsMessage) -> Disposition {
+async fn ingest_event(worker: &Worker, record: SqsMessage) -> Disposition {
     let app = &worker.app;
     let dlq = app.config.events_dlq_url.as_ref();
     let body = record.body.as_deref().unwrap_or("");
@@ -146,19 +152,22 @@ async fn ingest_event(worker: &Worker, record: &SqsMessage) -> Disposition {
         Ok(v) => v,
         Err(e) => return dead_letter(app, dlq, body, &format!("not JSON: {e}")).await,
     };
-    let input = match ingest::parse_event(&value) {
+    let input = match inbound::parse_event(&value) {
         Ok(i) => i,
         Err(e) => return dead_letter(app, dlq, body, &format!("{}: {e}", e.code())).await,
     };
     let span = tracing::info_span!("pipeline_event", transaction_id = %input.transaction_id, event = %input.event);
-    match ingest::record_internal(app, input, Utc::now())
+    match inbound::record_internal(app, input, Utc::now())
         .instrument(span)
         .await
     {
         Ok(_) => Disposition::Done,
         Err(e) if e.is_server_error() => {
             tracing::error!(error = ?e, "pipeline event not recorded; SQS will redeliver");
-            Disposition::Retry
+            match &app.config.events_queue_url {
+                Some(url) => retry_after_outage(app, url, &record).await,
+                None => Disposition::Retry,
+            }
         }
         Err(e) => dead_letter(app, dlq, body, &format!("{}: {e}", e.code())).await,
     }
@@ -166,7 +175,7 @@ async fn ingest_event(worker: &Worker, record: &SqsMessage) -> Disposition {
 
 // ------------------------------------------------------------------ deliveries
 
-async fn deliver(worker: &Worker, record: &SqsMessage) -> Disposition {
+async fn deliver(worker: &Worker, record: SqsMessage) -> Disposition {
     let app = &worker.app;
     let body = record.body.as_deref().unwrap_or("");
     let message: DeliveryMessage = match serde_json::from_str(body) {
@@ -187,24 +196,26 @@ async fn deliver(worker: &Worker, record: &SqsMessage) -> Disposition {
         endpoint_id = %message.endpoint_id,
         partner_id = %message.partner_id
     );
-    deliver_message(worker, record, &message)
+    deliver_message(worker, &record, &message)
         .instrument(span)
         .await
 }
 
-/// The endpoint, re-read once if the cached list predates it.
+/// The endpoint as the worker must act on it. The cached list serves the
+/// common case (active and listed); anything else (missing, paused) is read
+/// again from the store, so a stale cache can neither cancel nor hold back a
+/// delivery whose endpoint is in fact active.
 async fn endpoint_of(app: &App, m: &DeliveryMessage) -> shared::Result<Option<Endpoint>> {
-    let find = |list: &Vec<Endpoint>| list.iter().find(|e| e.id == m.endpoint_id).cloned();
-    if let Some(e) = find(&*app.partner_endpoints(&m.partner_id).await?) {
-        return Ok(Some(e));
+    let cached = app
+        .partner_endpoints(&m.partner_id)
+        .await?
+        .iter()
+        .find(|e| e.id == m.endpoint_id)
+        .cloned();
+    match cached {
+        Some(e) if e.active => Ok(Some(e)),
+        _ => app.store.get_endpoint(&m.partner_id, &m.endpoint_id).await,
     }
-    app.endpoints.invalidate(&m.partner_id);
-    Ok(find(&*app.partner_endpoints(&m.partner_id).await?))
-}
-
-fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i32 {
-    let ms = (at - now).num_milliseconds().max(0);
-    ((ms + 999) / 1000).clamp(1, 43_200) as i32
 }
 
 async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessage) -> Disposition {
@@ -214,14 +225,14 @@ async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessa
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = ?e, "endpoints unavailable");
-            return retry_soon(app, queue_url, record, TRANSIENT_RETRY_SECONDS).await;
+            return retry_after_outage(app, queue_url, record).await;
         }
     };
     let timeout = Duration::from_millis(u64::from(
         endpoint.as_ref().map(|e| e.timeout_ms).unwrap_or(10_000),
     ));
     let now = Utc::now();
-    let delivery = match app
+    let mut delivery = match app
         .store
         .claim_delivery(&m.delivery_id, now, timeout + LEASE_MARGIN)
         .await
@@ -231,44 +242,60 @@ async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessa
             tracing::info!(status = ?d.status, "already finished; acknowledged without sending");
             return Disposition::Done;
         }
+        Ok(Claim::Parked) => {
+            tracing::info!("parked on a paused endpoint; re-activation queues it again");
+            return Disposition::Done;
+        }
         Ok(Claim::Missing) => {
             tracing::warn!("no such delivery; acknowledged");
             return Disposition::Done;
         }
         Ok(Claim::NotDue(at)) | Ok(Claim::Leased(at)) => {
-            return retry_soon(app, queue_url, record, seconds_until(at, now)).await;
+            return retry_in(app, queue_url, record, visibility_until(at, now)).await;
         }
         Err(e) => {
             tracing::error!(error = ?e, "could not claim the delivery");
-            return retry_soon(app, queue_url, record, TRANSIENT_RETRY_SECONDS).await;
+            return retry_after_outage(app, queue_url, record).await;
         }
     };
     let Some(endpoint) = endpoint else {
-        let mut d = delivery;
-        d.status = DeliveryStatus::Failed;
-        d.next_attempt_at = None;
-        d.updated_at = now;
-        return finish(app, record, d, None, "endpoint deleted").await;
+        delivery.cancel("endpoint deleted", now);
+        return finish(app, record, delivery, Step::Finished).await;
     };
     if !endpoint.active {
-        // Paused: keep it pending (this write releases the lease); re-activating the endpoint queues it again.
-        tracing::info!("endpoint paused; delivery kept pending");
-        return finish(app, record, delivery, None, "endpoint paused").await;
+        let open = delivery.clone();
+        let reason = endpoint
+            .paused_reason
+            .clone()
+            .unwrap_or_else(|| "endpoint paused".into());
+        delivery.park(reason, now);
+        return match app.store.park_delivery(&delivery, &endpoint).await {
+            Ok(true) => {
+                tracing::info!("endpoint paused; delivery parked until it is re-activated");
+                Disposition::Done
+            }
+            Ok(false) => {
+                // The endpoint changed under us (re-activated, deleted): release and look again.
+                tracing::info!("endpoint changed while parking; trying again");
+                finish(app, record, open, Step::RetryIn(1)).await
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "could not park the delivery");
+                retry_after_outage(app, queue_url, record).await
+            }
+        };
     }
-    let (d, delay) = attempt(worker, &endpoint, delivery, now).await;
-    finish(app, record, d, delay, "attempted").await
+    let step = attempt(worker, &endpoint, &mut delivery, now).await;
+    finish(app, record, delivery, step).await
 }
 
-/// Makes one attempt and returns the delivery as it now stands, with the
-/// delay before the next attempt if there is one.
+/// Makes one attempt and records it on the delivery; what comes next.
 pub async fn attempt(
     worker: &Worker,
     endpoint: &Endpoint,
-    mut d: Delivery,
+    d: &mut Delivery,
     now: DateTime<Utc>,
-) -> (Delivery, Option<u32>) {
-    let in_round = d.attempts.len().saturating_sub(d.round_start) + 1;
-    let manual = d.round_start > 0 && d.attempts.len() == d.round_start;
+) -> Step {
     let sent = match prepare(endpoint, &d.event, &d.id, now.timestamp()) {
         Ok(request) => {
             worker
@@ -280,69 +307,39 @@ pub async fn attempt(
                 )
                 .await
         }
-        Err(reason) => Sent {
-            status: None,
-            error: Some(ErrorKind::Request),
-            detail: Some(reason),
-            retry_after: None,
-            response: None,
-            duration: Duration::ZERO,
-        },
+        Err(reason) => Sent::unsendable(reason),
     };
-    let mut record = Attempt {
-        n: d.attempts.len() as u32 + 1,
-        at: now,
-        ms: sent.duration.as_millis() as u64,
-        code: sent.status,
-        error: sent.error.map(|k| k.as_str().to_string()),
-        response: sent.response.clone(),
-        next_at: None,
-        manual,
-    };
-    let mut delay = None;
-    if sent.is_success() {
-        d.status = DeliveryStatus::Delivered;
-        d.next_attempt_at = None;
-    } else {
-        let retryable = sent.error.is_some_and(ErrorKind::is_retryable);
-        delay = if retryable {
-            next_delay(&endpoint.retry_schedule, in_round, sent.retry_after)
-        } else {
-            None
-        };
-        match delay {
-            Some(secs) => {
-                let at = now + chrono::Duration::seconds(i64::from(secs));
-                record.next_at = Some(at);
-                d.next_attempt_at = Some(at);
-                d.status = DeliveryStatus::Pending;
-            }
-            None => {
-                d.status = DeliveryStatus::Failed;
-                d.next_attempt_at = None;
-            }
-        }
-        tracing::info!(attempt = record.n, error = ?sent.error, detail = ?sent.detail, status = ?sent.status, next_in = ?delay, "attempt failed");
+    let step = d.record(&sent, &endpoint.retry_schedule, now);
+    if !sent.is_success() {
+        tracing::info!(attempt = d.attempts.len(), error = ?sent.error, detail = ?sent.detail, status = ?sent.status, next = ?step, "attempt failed");
     }
     if sent.status == Some(410) {
         pause_gone(worker, endpoint, now).await;
     }
-    d.attempts.push(record);
-    d.updated_at = now;
-    (d, delay)
+    step
 }
 
 /// A 410 Gone means the partner removed this endpoint: pause it so nothing
-/// more is sent; deliveries wait, pending, until it is re-activated.
+/// more is sent. The write is conditional on the version the worker read, so
+/// a change the partner made meanwhile (new URL, deletion) is never reverted.
 async fn pause_gone(worker: &Worker, endpoint: &Endpoint, now: DateTime<Utc>) {
     let mut paused = endpoint.clone();
     paused.active = false;
     paused.paused_reason = Some(format!("answered 410 Gone at {}", now.to_rfc3339()));
     paused.paused_at = Some(now);
     paused.updated_at = now;
-    match worker.app.store.put_endpoint(&paused).await {
+    paused.version = endpoint.version + 1;
+    match worker
+        .app
+        .store
+        .replace_endpoint(&paused, endpoint.version, false, now)
+        .await
+    {
         Ok(()) => {
             tracing::warn!(endpoint_id = %endpoint.id, "endpoint answered 410 Gone and was paused")
+        }
+        Err(e) if !e.is_server_error() => {
+            tracing::info!(endpoint_id = %endpoint.id, reason = %e, "endpoint answered 410 but was changed meanwhile; left as it is")
         }
         Err(e) => tracing::error!(error = ?e, "could not pause the endpoint"),
     }
@@ -351,13 +348,7 @@ async fn pause_gone(worker: &Worker, endpoint: &Endpoint, now: DateTime<Utc>) {
 
 /// Stores the delivery (releasing the lease); with a delay, hides the message
 /// until the next attempt is due and keeps it, else acknowledges it.
-async fn finish(
-    app: &App,
-    record: &SqsMessage,
-    d: Delivery,
-    delay: Option<u32>,
-    what: &str,
-) -> Disposition {
+async fn finish(app: &App, record: &SqsMessage, d: Delivery, step: Step) -> Disposition {
     // After a send, failing to record it risks a second send once the lease
     // ends: keep trying for a while (the SDK also retries each call).
     let stored = with_backoff(&BRIEF_BACKOFF_MS, || app.store.put_delivery(&d)).await;
@@ -365,9 +356,11 @@ async fn finish(
         tracing::error!(error = ?e, "could not record the attempt; the message will come back");
         return Disposition::Retry;
     }
-    tracing::info!(status = ?d.status, attempts = d.attempts.len(), what, "delivery updated");
-    match delay {
-        Some(secs) => retry_soon(app, &app.config.delivery_queue_url, record, secs as i32).await,
-        None => Disposition::Done,
+    tracing::info!(status = ?d.status, attempts = d.attempts.len(), reason = ?d.reason, "delivery updated");
+    match step {
+        Step::RetryIn(secs) => {
+            retry_in(app, &app.config.delivery_queue_url, record, secs as i32).await
+        }
+        Step::Finished => Disposition::Done,
     }
 }

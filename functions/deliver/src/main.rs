@@ -1,5 +1,5 @@
-//! SQS lambda (delivery and events queues): logging, configuration and
-//! clients once per cold start, then the shared handler for every batch.
+//! Delivery-queue lambda: logging, configuration and clients once per cold
+//! start, then the shared handler for every batch.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shared::domain::{Click, Offer};
-use shared::ingest::{id_field, string_attributes};
+use shared::fields::{id_field, string_attributes};
 use shared::template::encode_component;
 use shared::{ids, App, Error};
 

@@ -7,15 +7,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use shared::domain::{Delivery, DeliveryStatus};
-use shared::store::DeliveryQuery;
-use shared::{ingest, App, Error};
+use shared::store::{DeliveryQuery, HistoryCursor};
+use shared::{outbox, App, Error};
 
 use crate::auth::Auth;
 use crate::body::query_pairs;
@@ -35,12 +33,13 @@ pub fn row(d: &Delivery) -> Value {
         "offer_id": d.event.offer_id, "advertiser": d.event.advertiser, "event": d.event.event,
         "event_status": d.event.status, "transaction_id": d.event.transaction_id, "click_id": d.event.click_id,
         "payout": d.event.payout.to_string(), "currency": d.event.currency, "deleted_at": d.event.deleted_at,
-        "status": d.status, "last_http_code": last.and_then(|a| a.code), "last_error": last.and_then(|a| a.error.clone()),
+        "status": d.status, "last_http_code": last.and_then(|a| a.code), "last_error": last.and_then(|a| a.error),
         "attempts": d.attempts, "next_attempt_at": d.next_attempt_at, "updated_at": d.updated_at,
+        "parked": d.parked, "reason": d.reason,
     })
 }
 
-const CSV_COLUMNS: [&str; 17] = [
+const CSV_COLUMNS: [&str; 18] = [
     "time",
     "delivery_id",
     "event_id",
@@ -58,14 +57,24 @@ const CSV_COLUMNS: [&str; 17] = [
     "last_http_code",
     "last_error",
     "next_attempt_at",
+    "reason",
 ];
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, quote or line
-/// break, quotes doubled. Text that a spreadsheet would run as a formula
-/// (`=`, `+`, `@`, or `-` not followed by a digit) is prefixed with `'`.
+/// break, quotes doubled. A cell a spreadsheet could run as a formula (one
+/// that starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is
+/// prefixed with `'` (OWASP's advice), except a plain negative decimal such as
+/// `-120.00`, which a spreadsheet reads as the number it is.
 pub fn csv_field(value: &str) -> String {
-    let formula = value.starts_with(['=', '+', '@', '\t', '\r'])
-        || (value.starts_with('-') && !value[1..].starts_with(|c: char| c.is_ascii_digit()));
+    let plain_negative = value.strip_prefix('-').is_some_and(|rest| {
+        let mut parts = rest.splitn(2, '.');
+        let whole = parts.next().unwrap_or("");
+        let frac = parts.next();
+        !whole.is_empty()
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']) && !plain_negative;
     let value = if formula {
         format!("'{value}")
     } else {
@@ -99,10 +108,13 @@ fn csv_line(d: &Delivery) -> String {
         last.and_then(|a| a.code)
             .map(|c| c.to_string())
             .unwrap_or_default(),
-        last.and_then(|a| a.error.clone()).unwrap_or_default(),
+        last.and_then(|a| a.error)
+            .map(|e| e.as_str().to_string())
+            .unwrap_or_default(),
         d.next_attempt_at
             .map(|t| t.to_rfc3339())
             .unwrap_or_default(),
+        text(d.reason.as_ref()),
     ];
     let mut line = fields
         .iter()
@@ -130,34 +142,6 @@ fn time_param(field: &str, raw: &str, end_of_day: bool) -> ApiResult<DateTime<Ut
         date.and_hms_opt(0, 0, 0)
     };
     Ok(t.unwrap_or_default().and_utc())
-}
-
-fn encode_cursor(key: &HashMap<String, String>) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(key).unwrap_or_default())
-}
-
-fn decode_cursor(raw: &str, partner_id: &str) -> ApiResult<HashMap<String, String>> {
-    let bad = || {
-        ApiError(Error::invalid(
-            "cursor",
-            "`cursor` is not a cursor this history returned",
-        ))
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw.trim())
-        .map_err(|_| bad())?;
-    let key: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    // A cursor only continues the history it came from.
-    let expected = format!("PARTNER#{partner_id}");
-    let keys_ok = ["pk", "sk", "gsi1pk", "gsi1sk"]
-        .iter()
-        .all(|k| key.contains_key(*k))
-        && key.len() == 4;
-    if !keys_ok || key.get("gsi1pk") != Some(&expected) {
-        return Err(bad());
-    }
-    Ok(key)
 }
 
 /// `GET /partners/{pid}/deliveries?from=&to=&status=&endpoint_id=&limit=&cursor=&format=`.
@@ -188,7 +172,10 @@ pub async fn history(
             "to" => q.to = Some(time_param("to", &v, true)?),
             "status" => {
                 q.status = Some(DeliveryStatus::parse(&v).ok_or_else(|| {
-                    Error::invalid("status", "`status` must be pending, delivered or failed")
+                    Error::invalid(
+                        "status",
+                        "`status` must be pending, delivered, failed or cancelled",
+                    )
                 })?);
             }
             "endpoint_id" => q.endpoint_id = Some(v),
@@ -202,7 +189,11 @@ pub async fn history(
                     })?;
                 limit_given = Some(q.limit);
             }
-            "cursor" => q.start = Some(decode_cursor(&v, &pid)?),
+            "cursor" => {
+                q.start = Some(HistoryCursor::decode(&v, &pid).ok_or_else(|| {
+                    Error::invalid("cursor", "`cursor` is not a cursor this history returned")
+                })?)
+            }
             "format" => match v.as_str() {
                 "csv" => csv = true,
                 "json" => csv = false,
@@ -228,7 +219,7 @@ pub async fn history(
     let page = app.store.query_deliveries(&q).await?;
     let items: Vec<Value> = page.items.iter().map(row).collect();
     Ok(
-        Json(json!({"items": items, "next_cursor": page.next.as_ref().map(encode_cursor)}))
+        Json(json!({"items": items, "next_cursor": page.next.as_ref().map(HistoryCursor::encode)}))
             .into_response(),
     )
 }
@@ -311,13 +302,15 @@ pub async fn retry(
         return Err(Error::not_found("delivery", &id).into());
     }
     let now = Utc::now();
-    d.status = DeliveryStatus::Pending;
-    d.round_start = d.attempts.len();
-    d.next_attempt_at = Some(now);
-    d.updated_at = now;
+    d.restart(now).map_err(|e| Error::Conflict(e.to_string()))?;
     app.store.restart_delivery(&d).await?;
-    ingest::enqueue(&app, std::slice::from_ref(&d)).await?;
-    tracing::info!(delivery_id = %d.id, "manual retry queued");
+    // Stored as pending and due now: if the queue refuses, the reconciler sends it.
+    match outbox::enqueue(&app, std::slice::from_ref(&d)).await {
+        Ok(()) => tracing::info!(delivery_id = %d.id, "manual retry queued"),
+        Err(e) => {
+            tracing::warn!(delivery_id = %d.id, error = format!("{e:#}"), "manual retry stored, not queued; the reconciler will send it")
+        }
+    }
     Ok((StatusCode::ACCEPTED, Json(row(&d))))
 }
 
@@ -339,6 +332,13 @@ mod tests {
         assert_eq!(csv_field("@cmd"), "'@cmd");
         assert_eq!(csv_field("-120.00"), "-120.00");
         assert_eq!(csv_field("-x"), "'-x");
+        // A leading minus followed by a digit is not enough to be a number.
+        assert_eq!(
+            csv_field("-1+1+cmd|' /C calc'!A0"),
+            "'-1+1+cmd|' /C calc'!A0"
+        );
+        assert_eq!(csv_field("-1."), "'-1.");
+        assert_eq!(csv_field("\tx"), "'\tx");
     }
 
     #[test]
@@ -360,22 +360,5 @@ mod tests {
             "2026-11-01T08:00:00+00:00"
         );
         assert!(time_param("from", "yesterday", false).is_err());
-    }
-
-    #[test]
-    fn cursors_only_continue_their_own_partners_history() {
-        let key: HashMap<String, String> = [
-            ("pk", "DELIVERY#d"),
-            ("sk", "DELIVERY"),
-            ("gsi1pk", "PARTNER#p1"),
-            ("gsi1sk", "t#d"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let c = encode_cursor(&key);
-        assert_eq!(decode_cursor(&c, "p1").unwrap(), key);
-        assert!(decode_cursor(&c, "p2").is_err());
-        assert!(decode_cursor("garbage!", "p1").is_err());
     }
 }

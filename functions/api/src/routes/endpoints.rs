@@ -11,11 +11,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use shared::domain::{
-    BasicAuth, Endpoint, Method, Status, DEFAULT_RETRY_SCHEDULE, DEFAULT_TIMEOUT_MS,
-    MAX_SCHEDULE_SECONDS,
-};
-use shared::ingest::name_field;
+use shared::domain::{BasicAuth, Endpoint, Method, Status, DEFAULT_TIMEOUT_MS};
+use shared::fields::name_field;
+use shared::lifecycle::RetrySchedule;
+use shared::outbox;
 use shared::template::{SampleValues, Template};
 use shared::{ids, App, Error};
 
@@ -25,10 +24,6 @@ use crate::error::{ApiError, ApiResult};
 
 /// Most endpoints one partner may have (an event's deliveries must fit one DynamoDB transaction).
 pub const MAX_ENDPOINTS_PER_PARTNER: usize = 50;
-/// Most attempts in a retry schedule; the delivery queue's `maxReceiveCount` is above it.
-pub const MAX_ATTEMPTS: usize = 20;
-/// Longest single delay: the SQS visibility-timeout limit (12 hours).
-pub const MAX_DELAY_SECONDS: u32 = 43_200;
 /// Bounds of one attempt's timeout.
 pub const TIMEOUT_MS_RANGE: (u32, u32) = (100, 30_000);
 
@@ -240,7 +235,7 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
     }
 
     let retry_schedule = match f.0.get("retry_schedule") {
-        None | Some(Value::Null) => DEFAULT_RETRY_SCHEDULE.to_vec(),
+        None | Some(Value::Null) => RetrySchedule::default(),
         Some(v) => retry_schedule(v)?,
     };
     let now = Utc::now();
@@ -273,6 +268,7 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
             .opt_u32("timeout_ms", TIMEOUT_MS_RANGE.0, TIMEOUT_MS_RANGE.1)?
             .unwrap_or(DEFAULT_TIMEOUT_MS),
         active,
+        version: previous.map(|p| p.version + 1).unwrap_or(1),
         paused_reason,
         paused_at,
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
@@ -280,37 +276,26 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
     })
 }
 
-/// A retry schedule: 1-20 delays in seconds, each within the SQS visibility
-/// limit, the whole within the queue's retention.
-pub fn retry_schedule(v: &Value) -> Result<Vec<u32>, ApiError> {
-    let bad = |m: String| ApiError(Error::invalid("retry_schedule", m));
+/// A retry schedule: a list of delays in seconds, within the lifecycle's limits.
+pub fn retry_schedule(v: &Value) -> Result<RetrySchedule, ApiError> {
+    let bad = |m: String| {
+        ApiError(Error::invalid(
+            "retry_schedule",
+            format!("`retry_schedule` {m}"),
+        ))
+    };
     let items = v
         .as_array()
-        .ok_or_else(|| bad("`retry_schedule` must be a list of delays in seconds".into()))?;
-    if items.is_empty() || items.len() > MAX_ATTEMPTS {
-        return Err(bad(format!(
-            "`retry_schedule` must hold 1 to {MAX_ATTEMPTS} delays"
-        )));
-    }
+        .ok_or_else(|| bad("must be a list of delays in seconds".into()))?;
     let delays = items
         .iter()
         .map(|d| {
             d.as_u64()
-                .filter(|&s| s <= u64::from(MAX_DELAY_SECONDS))
-                .map(|s| s as u32)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "each delay of `retry_schedule` must be 0 to {MAX_DELAY_SECONDS} seconds"
-                    ))
-                })
+                .and_then(|s| u32::try_from(s).ok())
+                .ok_or_else(|| bad("must hold whole numbers of seconds".into()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if delays.iter().map(|&d| u64::from(d)).sum::<u64>() > MAX_SCHEDULE_SECONDS {
-        return Err(bad(format!(
-            "`retry_schedule` must fit in {MAX_SCHEDULE_SECONDS} seconds"
-        )));
-    }
-    Ok(delays)
+    RetrySchedule::new(delays).map_err(bad)
 }
 
 async fn partner_exists(app: &App, auth: &Auth, pid: &str) -> ApiResult<()> {
@@ -336,7 +321,7 @@ pub async fn create(
         ))
         .into());
     }
-    app.store.put_endpoint(&endpoint).await?;
+    app.store.create_endpoint(&endpoint).await?;
     app.endpoints.invalidate(&pid);
     tracing::info!(partner_id = %pid, endpoint_id = %endpoint.id, "endpoint created");
     Ok((StatusCode::CREATED, Json(view(&endpoint))))
@@ -385,13 +370,25 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     let previous = load(&app, &auth, &pid, &eid).await?;
     let endpoint = from_body(&body.object()?, &pid, Some(&previous))?;
-    app.store.put_endpoint(&endpoint).await?;
+    let reactivated = !previous.active && endpoint.active;
+    let now = Utc::now();
+    // Conditional on the version read: a concurrent change answers 409, never reverted.
+    app.store
+        .replace_endpoint(&endpoint, previous.version, reactivated, now)
+        .await?;
     app.endpoints.invalidate(&pid);
-    if !previous.active && endpoint.active {
-        // What waited while it was paused goes out now.
-        let since = previous.paused_at.unwrap_or(previous.created_at);
-        let queued = shared::ingest::requeue_endpoint(&app, &endpoint, since).await?;
-        tracing::info!(partner_id = %pid, endpoint_id = %eid, queued, "endpoint re-activated");
+    if reactivated {
+        // What waited while it was paused goes out now: the first page here,
+        // the rest (a partner with months of history) by the reconciler,
+        // which the mark written with the endpoint hands it to.
+        match outbox::release_parked(&app, &eid, now, 1).await {
+            Ok((released, _)) => {
+                tracing::info!(partner_id = %pid, endpoint_id = %eid, released, "endpoint re-activated")
+            }
+            Err(e) => {
+                tracing::warn!(partner_id = %pid, endpoint_id = %eid, error = format!("{e:#}"), "endpoint re-activated; the reconciler will release what waited")
+            }
+        }
     }
     Ok(Json(view(&endpoint)))
 }
@@ -403,7 +400,9 @@ pub async fn delete(
     Path((pid, eid)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     auth.require_partner(&pid)?;
-    if !app.store.delete_endpoint(&pid, &eid).await? {
+    // Its parked deliveries are ended (cancelled) by the reconciler, which the
+    // mark written with the deletion hands them to.
+    if !app.store.delete_endpoint(&pid, &eid, Utc::now()).await? {
         return Err(Error::not_found("endpoint", &eid).into());
     }
     app.endpoints.invalidate(&pid);
@@ -508,7 +507,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.method, Method::Get);
-        assert_eq!(e.retry_schedule, DEFAULT_RETRY_SCHEDULE);
+        assert_eq!(e.retry_schedule, RetrySchedule::default());
         assert_eq!(e.timeout_ms, DEFAULT_TIMEOUT_MS);
         assert_eq!(e.events, ["*"]);
         assert!(e.active && !e.invalidations);

@@ -9,14 +9,14 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use shared::ingest::{parse_events_body, record_internal};
+use shared::inbound::{parse_events_body, record_internal};
 use shared::{App, Error};
 
 use crate::auth::Auth;
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
 
-fn result_json(index: usize, r: &Result<shared::ingest::Outcome, Error>) -> Value {
+fn result_json(index: usize, r: &Result<shared::inbound::Outcome, Error>) -> Value {
     match r {
         Ok(o) => json!({"index": index, "status": o.status, "event_id": o.event_id}),
         Err(e) => json!({"index": index, "status": "error", "error": e.body()["error"]}),

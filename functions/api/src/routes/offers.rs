@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use shared::domain::Offer;
-use shared::ingest::DEFAULT_CURRENCY;
+use shared::inbound::DEFAULT_CURRENCY;
 use shared::money::{parse_currency, parse_payout};
 use shared::{ids, App, Error};
 

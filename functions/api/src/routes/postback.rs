@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use shared::ingest::{parse_postback, record_postback};
+use shared::inbound::{parse_postback, record_postback};
 use shared::{App, Error};
 
 use crate::body::{query_pairs, RawBody};

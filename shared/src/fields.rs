@@ -1,0 +1,129 @@
+//! Field rules shared by every route: ids, names, statuses and
+//! attributes, each refused with an error that names the field.
+
+use std::collections::BTreeMap;
+
+use crate::domain::Status;
+use crate::error::{Error, Result};
+use crate::inbound::{
+    MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_LEN, MAX_ID_LEN,
+    MAX_NAME_LEN,
+};
+
+/// Checks an identifier: not empty, not too long, no control characters.
+pub fn id_field(field: &str, raw: &str) -> Result<String> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` must not be empty"),
+        ));
+    }
+    if s.chars().count() > MAX_ID_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` is longer than {MAX_ID_LEN} characters"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` contains control characters"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Checks an event or goal name: 1-64 characters of letters, digits and `_ . : -`.
+pub fn name_field(field: &str, raw: &str) -> Result<String> {
+    let s = raw.trim();
+    if s.is_empty() || s.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` must be 1 to {MAX_NAME_LEN} characters"),
+        ));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` may hold only letters, digits and _ . : -"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// How deeply a JSON value nests (a scalar is 0).
+pub fn depth(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Checks a set of attributes as a whole: its size as JSON and how deep its values nest.
+pub fn attributes_bounds<V: serde::Serialize>(
+    field: &str,
+    values: &BTreeMap<String, V>,
+) -> Result<()> {
+    let json = serde_json::to_value(values).unwrap_or_default();
+    if depth(&json) > MAX_ATTRIBUTE_DEPTH + 1 {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` nests deeper than {MAX_ATTRIBUTE_DEPTH} levels"),
+        ));
+    }
+    if json.to_string().len() > MAX_ATTRIBUTES_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` is larger than {MAX_ATTRIBUTES_BYTES} bytes as JSON"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn status_field(field: &str, raw: &str) -> Result<Status> {
+    Status::parse(raw).ok_or_else(|| {
+        Error::invalid(
+            field,
+            format!("`{field}` must be pending, approved or rejected"),
+        )
+    })
+}
+
+pub(crate) fn attribute(field: &str, key: &str, value: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_NAME_LEN || key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` has a key that is empty, too long or not printable"),
+        ));
+    }
+    if value.len() > MAX_ATTRIBUTE_LEN {
+        return Err(Error::invalid(
+            format!("{field}.{key}"),
+            format!("`{field}.{key}` is longer than {MAX_ATTRIBUTE_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// String attributes (click sub ids, extra postback parameters), checked.
+pub fn string_attributes(
+    field: &str,
+    pairs: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    if pairs.len() > MAX_ATTRIBUTES {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` has more than {MAX_ATTRIBUTES} entries"),
+        ));
+    }
+    for (k, v) in &pairs {
+        attribute(field, k, v)?;
+    }
+    attributes_bounds(field, &pairs)?;
+    Ok(pairs)
+}

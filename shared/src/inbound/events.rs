@@ -1,0 +1,411 @@
+//! Our pipelines' events: `POST /events` and the events queue.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use super::{record, Outcome, DEFAULT_CURRENCY, MAX_ATTRIBUTES, MAX_EVENTS_PER_REQUEST};
+use crate::domain::{Event, Source, Status, Transaction, INVALIDATION};
+use crate::error::{Error, Result};
+use crate::fields::{attribute, attributes_bounds, id_field, name_field, status_field};
+use crate::ids;
+use crate::money::{parse_currency, parse_payout};
+use crate::App;
+
+/// A parsed internal event (`POST /events` item or events-queue message).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventInput {
+    pub transaction_id: String,
+    pub event: String,
+    pub partner_id: Option<String>,
+    pub click_id: Option<String>,
+    pub lead_id: Option<String>,
+    pub offer_id: Option<String>,
+    pub goal: Option<String>,
+    pub payout: Option<Decimal>,
+    pub currency: Option<String>,
+    pub status: Status,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub attributes: BTreeMap<String, Value>,
+}
+
+/// Known fields of an internal event; any other field is refused so that a
+/// typo (`transacton_id`) is caught rather than silently ignored.
+const EVENT_FIELDS: [&str; 12] = [
+    "transaction_id",
+    "event",
+    "partner_id",
+    "click_id",
+    "lead_id",
+    "offer_id",
+    "goal",
+    "payout",
+    "currency",
+    "status",
+    "occurred_at",
+    "attributes",
+];
+
+fn json_text(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) if field == "payout" => Ok(Some(n.to_string())),
+        Some(_) => Err(Error::invalid(field, format!("`{field}` must be a string"))),
+    }
+}
+
+/// Parses one internal event object.
+pub fn parse_event(value: &Value) -> Result<EventInput> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| Error::MalformedBody("each event must be a JSON object".into()))?;
+    if let Some(unknown) = obj.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            unknown.as_str(),
+            format!("`{unknown}` is not a field of an event"),
+        ));
+    }
+    let id = |f: &str| json_text(obj, f)?.map(|v| id_field(f, &v)).transpose();
+    let transaction_id = id("transaction_id")?.ok_or_else(|| Error::missing("transaction_id"))?;
+    let event = name_field(
+        "event",
+        &json_text(obj, "event")?.ok_or_else(|| Error::missing("event"))?,
+    )?;
+    let is_invalidation = event == INVALIDATION;
+    let payout = json_text(obj, "payout")?
+        .map(|p| parse_payout("payout", &p, is_invalidation))
+        .transpose()?;
+    let occurred_at = json_text(obj, "occurred_at")?
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t.trim())
+                .map(|d| d.with_timezone(&Utc))
+                .map_err(|_| {
+                    Error::invalid(
+                        "occurred_at",
+                        "`occurred_at` must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
+                    )
+                })
+        })
+        .transpose()?;
+    let attributes = match obj.get("attributes") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => {
+            if m.len() > MAX_ATTRIBUTES {
+                return Err(Error::invalid(
+                    "attributes",
+                    format!("`attributes` has more than {MAX_ATTRIBUTES} entries"),
+                ));
+            }
+            for (k, v) in m {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                attribute("attributes", k, &text)?;
+            }
+            let map: BTreeMap<String, Value> =
+                m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            attributes_bounds("attributes", &map)?;
+            map
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "attributes",
+                "`attributes` must be an object",
+            ))
+        }
+    };
+    Ok(EventInput {
+        transaction_id,
+        event,
+        partner_id: id("partner_id")?,
+        click_id: id("click_id")?,
+        lead_id: id("lead_id")?,
+        offer_id: id("offer_id")?,
+        goal: json_text(obj, "goal")?
+            .map(|g| name_field("goal", &g))
+            .transpose()?,
+        payout,
+        currency: json_text(obj, "currency")?
+            .map(|c| parse_currency("currency", &c))
+            .transpose()?,
+        status: json_text(obj, "status")?
+            .map(|s| status_field("status", &s))
+            .transpose()?
+            .unwrap_or(Status::Approved),
+        occurred_at,
+        attributes,
+    })
+}
+
+/// A `POST /events` body: one object, or an array of 1 to 100. Each item is
+/// parsed on its own, so one bad item does not refuse its neighbours.
+pub fn parse_events_body(value: &Value) -> Result<(bool, Vec<Result<EventInput>>)> {
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(Error::invalid("events", "the array of events is empty"));
+            }
+            if items.len() > MAX_EVENTS_PER_REQUEST {
+                return Err(Error::invalid(
+                    "events",
+                    format!("at most {MAX_EVENTS_PER_REQUEST} events may be sent in one request"),
+                ));
+            }
+            Ok((false, items.iter().map(parse_event).collect()))
+        }
+        Value::Object(_) => Ok((true, vec![parse_event(value)])),
+        _ => Err(Error::MalformedBody(
+            "the body must be an event object or an array of them".into(),
+        )),
+    }
+}
+
+/// The idempotency key of an internal event: transaction, event and status.
+pub fn internal_event_id(input: &EventInput) -> String {
+    ids::derived_id(
+        "evt",
+        &[
+            "internal",
+            &input.transaction_id,
+            &input.event,
+            input.status.as_str(),
+        ],
+    )
+}
+
+/// Records an internal event: a payout, an invalidation of an earlier one, a
+/// status change of a known transaction, or any free event name.
+pub async fn record_internal(app: &App, input: EventInput, now: DateTime<Utc>) -> Result<Outcome> {
+    let known = app.store.get_transaction(&input.transaction_id).await?;
+    let event_id = internal_event_id(&input);
+    let is_invalidation = input.event == INVALIDATION;
+    let occurred_at = input.occurred_at.unwrap_or(now);
+
+    // What the event inherits from the transaction it continues.
+    let base = match (&known, is_invalidation) {
+        (Some(t), _) => Some(t.clone()),
+        (None, true) => {
+            return Err(Error::not_found("transaction", &input.transaction_id));
+        }
+        (None, false) => None,
+    };
+    let partner_id = match (&input.partner_id, &base) {
+        (Some(p), Some(t)) if p != &t.partner_id => {
+            return Err(Error::invalid(
+                "partner_id",
+                format!(
+                    "`partner_id` does not match transaction `{}`",
+                    input.transaction_id
+                ),
+            ))
+        }
+        (_, Some(t)) => t.partner_id.clone(),
+        (Some(p), None) => p.clone(),
+        (None, None) => return Err(Error::missing("partner_id")),
+    };
+    if base.is_none() && app.partner(&partner_id).await?.is_none() {
+        return Err(Error::not_found("partner", &partner_id));
+    }
+    let payout = if is_invalidation {
+        let original = base.as_ref().map(|t| t.payout).unwrap_or_default();
+        -input.payout.unwrap_or(original).abs()
+    } else {
+        input
+            .payout
+            .or(base.as_ref().map(|t| t.payout))
+            .unwrap_or(Decimal::ZERO)
+    };
+    let pick = |own: &Option<String>, inherited: Option<&Option<String>>| {
+        own.clone().or_else(|| inherited.cloned().flatten())
+    };
+    let mut attributes = base
+        .as_ref()
+        .map(|t| t.attributes.clone())
+        .unwrap_or_default();
+    attributes.extend(input.attributes.clone());
+    let offer_id = pick(&input.offer_id, base.as_ref().map(|t| &t.offer_id));
+    // The advertiser's name, for the partner's history (from the cached offer).
+    let advertiser = match &offer_id {
+        Some(id) => app
+            .offer(id)
+            .await?
+            .as_ref()
+            .as_ref()
+            .map(|o| o.advertiser.clone()),
+        None => None,
+    };
+    let event = Event {
+        id: event_id.clone(),
+        source: Source::Internal,
+        event: input.event.clone(),
+        status: input.status,
+        transaction_id: Some(input.transaction_id.clone()),
+        partner_id: partner_id.clone(),
+        click_id: pick(&input.click_id, base.as_ref().map(|t| &t.click_id)),
+        lead_id: pick(&input.lead_id, base.as_ref().map(|t| &t.lead_id)),
+        offer_id,
+        advertiser,
+        goal: pick(&input.goal, base.as_ref().map(|t| &t.goal)),
+        payout,
+        currency: input
+            .currency
+            .clone()
+            .or_else(|| base.as_ref().map(|t| t.currency.clone()))
+            .unwrap_or_else(|| DEFAULT_CURRENCY.to_string()),
+        occurred_at,
+        recorded_at: now,
+        deleted_at: is_invalidation.then_some(occurred_at),
+        attributes,
+        delivery_ids: Vec::new(),
+    };
+    let transaction = Transaction {
+        transaction_id: input.transaction_id.clone(),
+        partner_id,
+        event: if is_invalidation {
+            base.as_ref()
+                .map(|t| t.event.clone())
+                .unwrap_or_else(|| event.event.clone())
+        } else {
+            event.event.clone()
+        },
+        status: event.status,
+        payout: if is_invalidation {
+            base.as_ref().map(|t| t.payout).unwrap_or_default()
+        } else {
+            event.payout
+        },
+        currency: event.currency.clone(),
+        click_id: event.click_id.clone(),
+        lead_id: event.lead_id.clone(),
+        offer_id: event.offer_id.clone(),
+        goal: event.goal.clone(),
+        attributes: event.attributes.clone(),
+        last_event_id: event_id,
+        invalidated_at: if is_invalidation {
+            Some(occurred_at)
+        } else {
+            base.as_ref().and_then(|t| t.invalidated_at)
+        },
+        updated_at: now,
+    };
+    record(app, event, Some(transaction), now).await
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field_of(e: &Error) -> &str {
+        match e {
+            Error::Invalid { field, .. } => field,
+            _ => panic!("not a field error: {e:?}"),
+        }
+    }
+
+    fn event_err(v: Value) -> Error {
+        parse_event(&v).expect_err("should be refused")
+    }
+
+    #[test]
+    fn an_internal_event_parses() {
+        let e = parse_event(&json!({
+            "transaction_id": "T1", "event": "payout", "partner_id": "prt_1", "payout": "12.50",
+            "currency": "usd", "status": "pending", "occurred_at": "2026-01-31T12:00:00+01:00",
+            "attributes": {"user_id": "u1", "n": 3}
+        }))
+        .unwrap();
+        assert_eq!(e.payout.unwrap().to_string(), "12.50");
+        assert_eq!(e.status, Status::Pending);
+        assert_eq!(
+            e.occurred_at.unwrap().to_rfc3339(),
+            "2026-01-31T11:00:00+00:00"
+        );
+        assert_eq!(e.attributes["n"], json!(3));
+    }
+
+    #[test]
+    fn internal_events_name_their_bad_fields() {
+        let cases = [
+            (json!({"event": "payout"}), "transaction_id"),
+            (json!({"transaction_id": "t"}), "event"),
+            (
+                json!({"transaction_id": "t", "event": "payout", "payout": "abc"}),
+                "payout",
+            ),
+            (
+                json!({"transaction_id": "t", "event": "payout", "payout": "-1"}),
+                "payout",
+            ),
+            (
+                json!({"transaction_id": "t", "event": "payout", "occurred_at": "yesterday"}),
+                "occurred_at",
+            ),
+            (
+                json!({"transaction_id": "t", "event": "payout", "attributes": [1]}),
+                "attributes",
+            ),
+            (
+                json!({"transaction_id": "t", "event": "payout", "transacton_id": "x"}),
+                "transacton_id",
+            ),
+            (
+                json!({"transaction_id": 5, "event": "payout"}),
+                "transaction_id",
+            ),
+        ];
+        for (value, field) in cases {
+            assert_eq!(field_of(&event_err(value.clone())), field, "{value}");
+        }
+    }
+
+    #[test]
+    fn invalidations_may_carry_a_negative_payout() {
+        let e =
+            parse_event(&json!({"transaction_id": "t", "event": "invalidation", "payout": "-5"}))
+                .unwrap();
+        assert_eq!(e.payout.unwrap().to_string(), "-5");
+    }
+
+    #[test]
+    fn a_json_number_payout_keeps_its_decimal_text() {
+        let e = parse_event(&json!({"transaction_id": "t", "event": "payout", "payout": 49.99}))
+            .unwrap();
+        assert_eq!(e.payout.unwrap().to_string(), "49.99");
+    }
+
+    #[test]
+    fn event_batches_are_bounded_and_parsed_item_by_item() {
+        let (single, items) =
+            parse_events_body(&json!({"transaction_id": "t", "event": "x"})).unwrap();
+        assert!(single);
+        assert_eq!(items.len(), 1);
+        let (_, items) =
+            parse_events_body(&json!([{"transaction_id": "t", "event": "x"}, {"event": "x"}]))
+                .unwrap();
+        assert!(items[0].is_ok() && items[1].is_err());
+        assert!(parse_events_body(&json!([])).is_err());
+        let many: Vec<Value> = (0..101).map(|_| json!({})).collect();
+        assert!(parse_events_body(&Value::Array(many)).is_err());
+        assert!(parse_events_body(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn internal_ids_key_on_transaction_event_and_status() {
+        let a =
+            parse_event(&json!({"transaction_id": "t", "event": "payout", "status": "pending"}))
+                .unwrap();
+        let b =
+            parse_event(&json!({"transaction_id": "t", "event": "payout", "status": "approved"}))
+                .unwrap();
+        let a2 = parse_event(
+            &json!({"transaction_id": "t", "event": "payout", "status": "pending", "payout": "3"}),
+        )
+        .unwrap();
+        assert_ne!(internal_event_id(&a), internal_event_id(&b));
+        assert_eq!(internal_event_id(&a), internal_event_id(&a2));
+    }
+}

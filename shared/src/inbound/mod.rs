@@ -1,0 +1,100 @@
+//! Conversions in: the advertiser's S2S postback ([`postback`]) and our
+//! pipelines' internal events ([`events`]). Parsing is pure and names the
+//! field at fault ([`fields`]); recording writes the event and its deliveries
+//! in one transaction, then hands them to the [`crate::outbox`].
+//!
+//! Idempotency: an event's id is derived from its idempotency key, so a retry
+//! lands on the same item and answers `duplicate`. Once the transaction has
+//! committed the caller is told `recorded`, whatever happens to the queue
+//! afterwards: the outbox's reconciler sends what the queue did not take.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Event, Transaction};
+use crate::error::Result;
+use crate::store::Recorded;
+use crate::{fanout, outbox, App};
+
+pub mod events;
+pub mod postback;
+
+pub use events::{parse_event, parse_events_body, record_internal, EventInput};
+pub use postback::{parse_postback, record_postback, Postback};
+
+/// Longest id we accept from outside (click, transaction, lead, offer, partner ids).
+pub const MAX_ID_LEN: usize = 128;
+/// Longest event or goal name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Most extra parameters / attributes stored with a click or event.
+pub const MAX_ATTRIBUTES: usize = 50;
+/// Longest attribute value.
+pub const MAX_ATTRIBUTE_LEN: usize = 1024;
+/// Most bytes (as JSON) of one set of attributes (a click's, a postback's
+/// extra parameters, an event's), and of an event's attributes once merged
+/// with its click's or transaction's: an event is copied into each of its
+/// deliveries, and up to 100 of them must fit one 4 MB DynamoDB transaction.
+pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
+/// Deepest nesting of an attribute value (DynamoDB refuses beyond 32 levels;
+/// no network's payload needs more than a few).
+pub const MAX_ATTRIBUTE_DEPTH: usize = 8;
+/// Most events in one `POST /events`.
+pub const MAX_EVENTS_PER_REQUEST: usize = 100;
+/// Event name of a postback that names none.
+pub const DEFAULT_EVENT: &str = "conversion";
+/// Currency when neither the request nor the offer names one.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// What a recorded (or repeated) event answers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Outcome {
+    /// `recorded` or `duplicate`.
+    pub status: &'static str,
+    pub event_id: String,
+}
+
+impl Outcome {
+    fn new(recorded: Recorded, event_id: String) -> Self {
+        let status = match recorded {
+            Recorded::New => "recorded",
+            Recorded::Duplicate => "duplicate",
+        };
+        Outcome { status, event_id }
+    }
+}
+
+/// Fans `event` out and writes it with its deliveries in one transaction,
+/// then queues them. A queue failure after the commit is logged, not
+/// returned: the event is durable and the reconciler owns its deliveries.
+pub(crate) async fn record(
+    app: &App,
+    mut event: Event,
+    transaction: Option<Transaction>,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    // Permanent, so refused before any write: retrying could never help.
+    let merged = serde_json::to_vec(&event.attributes).map_or(0, |b| b.len());
+    if merged > 2 * MAX_ATTRIBUTES_BYTES {
+        return Err(crate::Error::invalid(
+            "attributes",
+            format!(
+                "`attributes`, with those of the click or transaction, exceed {} bytes",
+                2 * MAX_ATTRIBUTES_BYTES
+            ),
+        ));
+    }
+    let endpoints = app.partner_endpoints(&event.partner_id).await?;
+    let deliveries = fanout::plan(&event, &endpoints, now);
+    event.delivery_ids = deliveries.iter().map(|d| d.id.clone()).collect();
+    let recorded = app
+        .store
+        .record_event(&event, &deliveries, transaction.as_ref())
+        .await?;
+    if recorded == Recorded::New {
+        if let Err(e) = outbox::enqueue(app, &deliveries).await {
+            tracing::warn!(event_id = %event.id, error = format!("{e:#}"), "deliveries stored but not queued; the reconciler will send them");
+        }
+    }
+    tracing::info!(event_id = %event.id, event = %event.event, deliveries = deliveries.len(), outcome = ?recorded, "event");
+    Ok(Outcome::new(recorded, event.id))
+}

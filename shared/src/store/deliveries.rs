@@ -1,0 +1,420 @@
+//! Deliveries: claims, attempts, parking, the partner's history (GSI1).
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
+};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use super::open::{due_keys, gsi2_of};
+use super::{
+    from_attrs, is_condition_failure, key, keys, millis, sort_key_time, to_attrs, Attrs, Item,
+    PutCondition, Store, GSI1,
+};
+use crate::domain::{Delivery, DeliveryStatus, Endpoint};
+use crate::error::{unavailable, Error, Result};
+use crate::lifecycle::RECONCILE_GRACE;
+
+impl Store {
+    /// One delivery.
+    pub async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        let (pk, sk) = keys::delivery(id);
+        self.get(pk, sk, true).await
+    }
+
+    /// Several deliveries by id (BatchGetItem, 100 keys a request), in no particular order.
+    pub async fn get_deliveries(&self, ids: &[String]) -> Result<Vec<Delivery>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let keys: Vec<Attrs> = chunk
+                .iter()
+                .map(|id| {
+                    let (pk, sk) = keys::delivery(id);
+                    key(pk, sk)
+                })
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::Internal(e.into()))?,
+            );
+            // Unprocessed keys are retried; DynamoDB returns them under throttling.
+            for _ in 0..8 {
+                let Some(request) = pending.take() else { break };
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable("reading deliveries"))?;
+                for item in resp
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    out.push(from_attrs(item)?);
+                }
+                pending = resp
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table));
+            }
+            if pending.is_some() {
+                return Err(Error::Unavailable(anyhow::anyhow!(
+                    "deliveries left unprocessed by BatchGetItem"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims a due, pending delivery for `lease` with one conditional
+    /// `UpdateItem` that also returns it: two workers handed the same message
+    /// (SQS is at-least-once) cannot both send, and a message that arrives
+    /// before its delivery is due does not bring the attempt forward.
+    pub async fn claim_delivery(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Claim> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let (pk, sk) = keys::delivery(id);
+        let now_ms = now.timestamp_millis();
+        let lease_end = now + chrono::Duration::milliseconds(lease.as_millis() as i64);
+        let (due_pk, check) = due_keys(id, lease_end + RECONCILE_GRACE);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            // The reconciler looks again only once the lease has run out.
+            .update_expression("SET lease_ms = :lease, gsi2pk = :duepk, gsi2sk = :check")
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :pending \
+                 AND (attribute_not_exists(parked) OR parked = :no) \
+                 AND (attribute_not_exists(lease_ms) OR lease_ms < :now) \
+                 AND (attribute_not_exists(due_ms) OR due_ms <= :now)",
+            )
+            .expression_attribute_values(":duepk", AttributeValue::S(due_pk))
+            .expression_attribute_values(":check", AttributeValue::S(check))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(
+                ":lease",
+                AttributeValue::N((now_ms + lease.as_millis() as i64).to_string()),
+            )
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match result {
+            Ok(out) => {
+                let attrs = out
+                    .attributes
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
+                return Ok(Claim::Claimed(from_attrs(attrs)?));
+            }
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                other => return Err(unavailable("claiming a delivery")(other)),
+            },
+        };
+        // Some DynamoDB implementations do not return the old item: read it.
+        let attrs = match old {
+            Some(a) => a,
+            None => {
+                let (pk, sk) = keys::delivery(id);
+                match self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(pk, sk)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                {
+                    Ok(out) => match out.item {
+                        Some(item) => item,
+                        None => return Ok(Claim::Missing),
+                    },
+                    Err(e) => return Err(unavailable("reading a delivery")(e)),
+                }
+            }
+        };
+        let item: Item<Delivery> = serde_dynamo::from_item(attrs).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e).context("reading a stored delivery"))
+        })?;
+        Ok(match item.data.status {
+            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Cancelled => {
+                Claim::Finished(item.data)
+            }
+            DeliveryStatus::Pending if item.data.parked => Claim::Parked,
+            DeliveryStatus::Pending => match (item.lease_ms, item.due_ms) {
+                (Some(l), _) if l >= now_ms => Claim::Leased(millis(l)),
+                (_, Some(d)) if d > now_ms => Claim::NotDue(millis(d)),
+                // The condition failed but neither reason holds any more: it just changed.
+                _ => Claim::Leased(now + chrono::Duration::seconds(1)),
+            },
+        })
+    }
+
+    /// A page of a partner's deliveries from GSI1 (never a table scan),
+    /// newest first, within `from..=to`, filtered by status and endpoint.
+    /// Filters apply after DynamoDB's own page limit, so pages are read until
+    /// `limit` items are found or the index ends.
+    pub async fn query_deliveries(&self, q: &DeliveryQuery) -> Result<DeliveryPage> {
+        let (gpk, _) = keys::delivery_gsi1(&q.partner_id, &Utc::now(), "");
+        // Key values cannot be empty: `0` sorts before every timestamp.
+        let lower = q
+            .from
+            .map(|t| sort_key_time(&t))
+            .unwrap_or_else(|| "0".into());
+        // `~` sorts after every character used in the sort key.
+        let upper =
+            q.to.map(|t| format!("{}~", sort_key_time(&t)))
+                .unwrap_or_else(|| "~".into());
+        let mut filters = Vec::new();
+        if q.status.is_some() {
+            filters.push("#status = :status");
+        }
+        if q.endpoint_id.is_some() {
+            filters.push("endpoint_id = :endpoint");
+        }
+        let mut items = Vec::new();
+        let mut start: Option<Attrs> = q.start.as_ref().map(|k| {
+            k.0.iter()
+                .map(|(n, v)| (n.clone(), AttributeValue::S(v.clone())))
+                .collect()
+        });
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lower AND :upper")
+                .expression_attribute_values(":pk", AttributeValue::S(gpk.clone()))
+                .expression_attribute_values(":lower", AttributeValue::S(lower.clone()))
+                .expression_attribute_values(":upper", AttributeValue::S(upper.clone()))
+                .scan_index_forward(false)
+                .limit((q.limit - items.len()).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(status) = q.status {
+                req = req
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(
+                        ":status",
+                        AttributeValue::S(status.as_str().into()),
+                    );
+            }
+            if let Some(e) = &q.endpoint_id {
+                req = req.expression_attribute_values(":endpoint", AttributeValue::S(e.clone()));
+            }
+            if !filters.is_empty() {
+                req = req.filter_expression(filters.join(" AND "));
+            }
+            let out = req
+                .send()
+                .await
+                .map_err(unavailable("querying deliveries"))?;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_attrs::<Delivery>(item)?);
+            }
+            let last = out.last_evaluated_key.filter(|k| !k.is_empty());
+            match last {
+                Some(k) if items.len() < q.limit => start = Some(k),
+                Some(k) => {
+                    let next = k
+                        .into_iter()
+                        .filter_map(|(n, v)| v.as_s().ok().map(|s| (n, s.clone())))
+                        .collect();
+                    return Ok(DeliveryPage {
+                        items,
+                        next: Some(HistoryCursor(next)),
+                    });
+                }
+                None => return Ok(DeliveryPage { items, next: None }),
+            }
+        }
+    }
+
+    /// Holds a claimed delivery while its endpoint is paused, in one
+    /// transaction with a check that the endpoint is still paused at this very
+    /// version: a re-activation (or deletion) that raced the worker makes it
+    /// fail, and the worker looks again instead of parking what nobody would
+    /// release. False when the endpoint changed.
+    pub async fn park_delivery(&self, delivery: &Delivery, endpoint: &Endpoint) -> Result<bool> {
+        let (epk, esk) = keys::endpoint(&endpoint.partner_id, &endpoint.id);
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(epk, esk)))
+            .condition_expression("attribute_exists(pk) AND active = :no AND version = :v")
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":v", AttributeValue::N(endpoint.version.to_string()))
+            .build()
+            .map_err(|e| Error::Internal(e.into()))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(&delivery_item(delivery))?))
+            .build()
+            .map_err(|e| Error::Internal(e.into()))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if super::events::cancelled_by_condition(&e) => Ok(false),
+            Err(e) => Err(unavailable("parking a delivery")(e)),
+        }
+    }
+
+    /// Starts a new round of attempts on a finished delivery. Fails with
+    /// `Conflict` if it is pending (a round is already under way).
+    pub async fn restart_delivery(&self, delivery: &Delivery) -> Result<()> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(&delivery_item(delivery))?))
+            .condition_expression("attribute_exists(pk) AND #status <> :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+            );
+        put = put.return_values(aws_sdk_dynamodb::types::ReturnValue::None);
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict(format!(
+                "delivery `{}` is already pending",
+                delivery.id
+            ))),
+            Err(e) => Err(unavailable("restarting a delivery")(e)),
+        }
+    }
+
+    /// Writes a delivery as it now stands (no condition: the caller holds its lease).
+    pub async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
+        self.put(&delivery_item(delivery), PutCondition::None)
+            .await?;
+        Ok(())
+    }
+}
+/// A page of a partner's deliveries, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    /// Where the next page starts, when more may follow.
+    pub next: Option<HistoryCursor>,
+}
+
+/// Where a page of a partner's history continues: opaque to callers, bound
+/// to the partner whose history it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryCursor(HashMap<String, String>);
+
+impl HistoryCursor {
+    /// The cursor as it travels in a URL.
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&self.0).unwrap_or_default())
+    }
+
+    /// A cursor from a URL, if it is one this partner's history returned.
+    pub fn decode(raw: &str, partner_id: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw.trim())
+            .ok()?;
+        let key: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
+        let expected = format!("PARTNER#{partner_id}");
+        let keys_ok = ["pk", "sk", "gsi1pk", "gsi1sk"]
+            .iter()
+            .all(|k| key.contains_key(*k))
+            && key.len() == 4;
+        (keys_ok && key.get("gsi1pk") == Some(&expected)).then_some(HistoryCursor(key))
+    }
+}
+
+/// What to list of a partner's deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub partner_id: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub status: Option<DeliveryStatus>,
+    pub endpoint_id: Option<String>,
+    pub limit: usize,
+    /// The `next` of the previous page.
+    pub start: Option<HistoryCursor>,
+}
+
+/// A delivery's item as it now stands: no lease (writing it releases the
+/// worker's claim), due time and open-work index keys derived from its state.
+pub(super) fn delivery_item(d: &Delivery) -> Item<&Delivery> {
+    let (pk, sk) = keys::delivery(&d.id);
+    let (gpk, gsk) = keys::delivery_gsi1(&d.partner_id, &d.created_at, &d.id);
+    let mut item = Item::new(pk, sk, d);
+    item.gsi1pk = Some(gpk);
+    item.gsi1sk = Some(gsk);
+    if d.status == DeliveryStatus::Pending {
+        item.due_ms = Some(d.next_attempt_at.map(|t| t.timestamp_millis()).unwrap_or(0));
+    }
+    if let Some((pk2, sk2)) = gsi2_of(d, None) {
+        item.gsi2pk = Some(pk2);
+        item.gsi2sk = Some(sk2);
+    }
+    item
+}
+/// What a worker's claim on a delivery found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The worker now holds the delivery until its lease ends.
+    Claimed(Delivery),
+    /// Pending, but its next attempt is due later (a duplicate or early message).
+    NotDue(DateTime<Utc>),
+    /// Another worker holds it until this time.
+    Leased(DateTime<Utc>),
+    /// Delivered, failed or cancelled: nothing to send.
+    Finished(Delivery),
+    /// Held while its endpoint is paused; re-activation queues it again.
+    Parked,
+    /// No such delivery.
+    Missing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_only_continue_their_own_partners_history() {
+        let key: HashMap<String, String> = [
+            ("pk", "DELIVERY#d"),
+            ("sk", "DELIVERY"),
+            ("gsi1pk", "PARTNER#p1"),
+            ("gsi1sk", "t#d"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = HistoryCursor(key.clone()).encode();
+        assert_eq!(HistoryCursor::decode(&c, "p1"), Some(HistoryCursor(key)));
+        assert!(HistoryCursor::decode(&c, "p2").is_none());
+        assert!(HistoryCursor::decode("garbage!", "p1").is_none());
+    }
+}

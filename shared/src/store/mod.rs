@@ -1,0 +1,268 @@
+//! The DynamoDB adapter: one table, items mapped with `serde_dynamo`.
+//!
+//! | item        | pk                 | sk             |
+//! |-------------|--------------------|----------------|
+//! | offer       | `OFFER#<id>`       | `OFFER`        |
+//! | partner     | `PARTNER#<id>`     | `PARTNER`      |
+//! | endpoint    | `PARTNER#<id>`     | `ENDPOINT#<id>`|
+//! | click       | `CLICK#<id>`       | `CLICK` (ttl)  |
+//! | event       | `EVENT#<id>`       | `EVENT`        |
+//! | transaction | `TXN#<id>`         | `TXN`          |
+//! | delivery    | `DELIVERY#<id>`    | `DELIVERY`, GSI1 `PARTNER#<id>` / `<created_at>#<id>` |
+//! | unpark mark | `PARTNER#<id>`     | `UNPARK#<endpoint id>` |
+//!
+//! GSI2 is the sparse index of open work the reconciler reads (never a scan):
+//! a pending delivery is under `DUE#<shard>` / `<check time>#<id>` (when
+//! nobody has attempted it by then, it is queued again), a parked one under
+//! `PARKED#<endpoint id>` / `<created_at>#<id>`, and an endpoint re-activated
+//! or deleted leaves a mark under `UNPARK` until its parked deliveries are
+//! released. Delivered, failed and cancelled deliveries are not in it.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+use crate::error::{unavailable, Error, Result};
+
+mod config;
+mod deliveries;
+mod events;
+mod open;
+
+pub use deliveries::{Claim, DeliveryPage, DeliveryQuery, HistoryCursor};
+pub use open::{OpenRef, UnparkMark, DUE_SHARDS};
+
+/// Name of the partner-and-time index of deliveries (template.yaml `GSI1`).
+pub const GSI1: &str = "GSI1";
+/// Name of the sparse index of open work (template.yaml `GSI2`).
+pub const GSI2: &str = "GSI2";
+/// Most items in one `TransactWriteItems` (a DynamoDB limit).
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+type Attrs = HashMap<String, AttributeValue>;
+
+/// A stored item: keys beside the domain value's own fields.
+#[derive(Serialize, Deserialize)]
+struct Item<T> {
+    pk: String,
+    sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
+    /// Deliveries: epoch ms when the next attempt is due (numeric, for conditions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_ms: Option<i64>,
+    /// Deliveries: epoch ms until which a worker holds the delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_ms: Option<i64>,
+    #[serde(flatten)]
+    data: T,
+}
+
+impl<T> Item<T> {
+    fn new(pk: String, sk: &str, data: T) -> Self {
+        Item {
+            pk,
+            sk: sk.to_string(),
+            ttl: None,
+            gsi1pk: None,
+            gsi1sk: None,
+            gsi2pk: None,
+            gsi2sk: None,
+            due_ms: None,
+            lease_ms: None,
+            data,
+        }
+    }
+}
+
+/// Keys of each kind of item.
+pub mod keys {
+    pub fn offer(id: &str) -> (String, &'static str) {
+        (format!("OFFER#{id}"), "OFFER")
+    }
+    pub fn partner(id: &str) -> (String, &'static str) {
+        (format!("PARTNER#{id}"), "PARTNER")
+    }
+    pub fn endpoint(partner_id: &str, id: &str) -> (String, String) {
+        (format!("PARTNER#{partner_id}"), format!("ENDPOINT#{id}"))
+    }
+    pub fn click(id: &str) -> (String, &'static str) {
+        (format!("CLICK#{id}"), "CLICK")
+    }
+    pub fn event(id: &str) -> (String, &'static str) {
+        (format!("EVENT#{id}"), "EVENT")
+    }
+    pub fn transaction(id: &str) -> (String, &'static str) {
+        (format!("TXN#{id}"), "TXN")
+    }
+    pub fn delivery(id: &str) -> (String, &'static str) {
+        (format!("DELIVERY#{id}"), "DELIVERY")
+    }
+    /// The mark left by re-activating or deleting an endpoint.
+    pub fn unpark_mark(partner_id: &str, endpoint_id: &str) -> (String, String) {
+        (
+            format!("PARTNER#{partner_id}"),
+            format!("UNPARK#{endpoint_id}"),
+        )
+    }
+    /// GSI1 keys of a delivery: by partner, then creation time.
+    pub fn delivery_gsi1(
+        partner_id: &str,
+        created_at: &chrono::DateTime<chrono::Utc>,
+        id: &str,
+    ) -> (String, String) {
+        (
+            format!("PARTNER#{partner_id}"),
+            format!("{}#{id}", super::sort_key_time(created_at)),
+        )
+    }
+}
+
+/// What recording an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The event is new and now stored with its deliveries.
+    New,
+    /// The event was already stored (an idempotent retry); nothing was written.
+    Duplicate,
+}
+
+fn to_attrs<T: Serialize>(item: &Item<T>) -> Result<Attrs> {
+    serde_dynamo::to_item(item)
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("serializing an item")))
+}
+
+fn from_attrs<T: DeserializeOwned>(attrs: Attrs) -> Result<T> {
+    let item: Item<T> = serde_dynamo::from_item(attrs)
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading a stored item")))?;
+    Ok(item.data)
+}
+
+fn key(pk: String, sk: impl Into<String>) -> Attrs {
+    HashMap::from([
+        ("pk".to_string(), AttributeValue::S(pk)),
+        ("sk".to_string(), AttributeValue::S(sk.into())),
+    ])
+}
+
+fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// The DynamoDB table of the service.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+impl Store {
+    /// A store over `table`.
+    pub fn new(client: Client, table: String) -> Self {
+        Store { client, table }
+    }
+
+    /// The SDK client, for tests and provisioning.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Cheap reachability check for `/health`.
+    pub async fn ping(&self) -> Result<()> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(unavailable("describing the table"))?;
+        Ok(())
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: impl Into<String>,
+        consistent: bool,
+    ) -> Result<Option<T>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(unavailable("reading an item"))?;
+        out.item.map(from_attrs).transpose()
+    }
+
+    /// Writes `item`; with `create`, fails with `Conflict` if it exists; with `replace`, with `NotFound` if it does not.
+    async fn put<T: Serialize>(&self, item: &Item<T>, condition: PutCondition) -> Result<bool> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(item)?));
+        req = match condition {
+            PutCondition::None => req,
+            PutCondition::Create => req.condition_expression("attribute_not_exists(pk)"),
+            PutCondition::Replace => req.condition_expression("attribute_exists(pk)"),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("writing an item")(e)),
+        }
+    }
+
+    async fn delete(&self, pk: String, sk: impl Into<String>) -> Result<bool> {
+        match self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("deleting an item")(e)),
+        }
+    }
+}
+
+enum PutCondition {
+    None,
+    Create,
+    Replace,
+}
+
+fn millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A timestamp as stored in sort keys, for range conditions on GSI1.
+pub fn sort_key_time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}

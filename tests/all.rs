@@ -1,0 +1,11 @@
+//! Every integration test, in one binary (one link of the AWS SDK instead of
+//! one per file). Each module is one concern; test names are sentences.
+
+mod deliver;
+mod faults;
+mod ingest;
+mod lambda_events;
+mod logs;
+mod openapi;
+mod partner;
+mod reliability;

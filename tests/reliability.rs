@@ -1,0 +1,706 @@
+//! Trust with money (issue 9): every guarantee holds when the queue, the
+//! store, the partner or the process fails at the worst moment, and when the
+//! caller never retries. Each test reproduces one observed failure; each
+//! prints its tally (sent / stored / delivered / stranded / doubled).
+
+use chrono::Utc;
+use integration_tests::faults::{Answer, FaultReceiver, Mode, Proxy};
+use integration_tests::receiver::{Receiver, Reply};
+use integration_tests::{offer_body, Options, Seed, TestApp, ADMIN_KEY};
+use serde_json::{json, Value};
+use shared::domain::{Delivery, DeliveryStatus};
+use shared::outbox;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+async fn endpoint(t: &TestApp, seed: &Seed, body: Value) -> String {
+    let (s, e) = t
+        .admin_post(&format!("/partners/{}/endpoints", seed.partner_id), body)
+        .await;
+    assert_eq!(s, 201, "{e}");
+    e["id"].as_str().unwrap().to_string()
+}
+
+async fn deliveries_of(t: &TestApp, event_ids: &[String]) -> Vec<Delivery> {
+    let mut ids = Vec::new();
+    for id in event_ids {
+        let e = t.app.store.get_event(id).await.unwrap().expect("stored");
+        ids.extend(e.delivery_ids);
+    }
+    t.app.store.get_deliveries(&ids).await.unwrap()
+}
+
+/// Runs the reconciler as the schedule would, `ahead` past now (as if that
+/// much time had gone by), then the worker until every delivery of `events`
+/// is finished or `limit` passes.
+async fn reconcile_and_pump(
+    t: &TestApp,
+    events: &[String],
+    ahead: chrono::Duration,
+    limit: Duration,
+) {
+    let done = outbox::reconcile(&t.app, Utc::now() + ahead).await.unwrap();
+    println!("reconciler: {done:?}");
+    let store = t.app.store.clone();
+    let ids = events.to_vec();
+    let app = t.app.clone();
+    t.pump_until("DeliveryQueue", limit, || {
+        let (store, ids, app) = (store.clone(), ids.clone(), app.clone());
+        async move {
+            let mut all = Vec::new();
+            for id in &ids {
+                let e = store.get_event(id).await.unwrap().unwrap();
+                all.extend(e.delivery_ids);
+            }
+            let ds = app.store.get_deliveries(&all).await.unwrap();
+            ds.iter().all(|d| d.status != DeliveryStatus::Pending)
+        }
+    })
+    .await;
+}
+
+fn tally(name: &str, sent: usize, stored: usize, ds: &[Delivery], keys: &[String]) {
+    let delivered = ds
+        .iter()
+        .filter(|d| d.status == DeliveryStatus::Delivered)
+        .count();
+    let stranded = ds
+        .iter()
+        .filter(|d| d.status == DeliveryStatus::Pending)
+        .count();
+    let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in keys {
+        *per_key.entry(k.as_str()).or_default() += 1;
+    }
+    let doubled = per_key.values().filter(|&&n| n > 1).count();
+    println!("{name}: sent {sent} / stored {stored} / delivered {delivered} / stranded {stranded} / doubled {doubled}");
+}
+
+#[tokio::test]
+async fn conversions_stored_while_sqs_refuses_are_answered_200_and_delivered_though_no_advertiser_retries(
+) {
+    let direct = TestApp::start().await;
+    let sqs = Proxy::start(host_port(&std::env::var("AWS_ENDPOINT_URL_SQS").unwrap())).await;
+    let options = Options {
+        aws_timeouts_ms: Some((500, 1_500)),
+        endpoints: Some((
+            std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(),
+            sqs.url.clone(),
+        )),
+        ..Default::default()
+    };
+    let api = TestApp::on_stack(direct.stack.clone(), options, None).await;
+    let r = Receiver::ok().await;
+    let seed = direct
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb?tx={transaction_id}")})),
+        )
+        .await;
+    let click = direct.click(&seed, json!({})).await;
+
+    sqs.set(Mode::Refuse);
+    let mut events = Vec::new();
+    for i in 0..10 {
+        // Each advertiser calls once and never again, whatever the answer.
+        let (s, b) = api
+            .postback(&[
+                ("click_id", &click),
+                ("event", "sale"),
+                ("transaction_id", &format!("Q{i}")),
+            ])
+            .await;
+        assert_eq!(
+            s, 200,
+            "a stored conversion is answered 200 whatever the queue does: {b}"
+        );
+        assert_eq!(b["status"], "recorded");
+        events.push(b["conversion_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        direct.queue_depth("DeliveryQueue").await,
+        0,
+        "nothing reached the queue"
+    );
+    sqs.set(Mode::Pass);
+
+    // Not yet overdue: the reconciler leaves them (they may still be in flight).
+    let early = outbox::reconcile(&direct.app, Utc::now()).await.unwrap();
+    assert_eq!(early.requeued, 0);
+    reconcile_and_pump(
+        &direct,
+        &events,
+        chrono::Duration::minutes(1),
+        Duration::from_secs(20),
+    )
+    .await;
+    let ds = deliveries_of(&direct, &events).await;
+    let keys: Vec<String> = r
+        .requests()
+        .iter()
+        .map(|c| c.header("idempotency-key").unwrap_or("").to_string())
+        .collect();
+    tally("SQS refusing at ingest", 10, events.len(), &ds, &keys);
+    assert!(
+        ds.iter().all(|d| d.status == DeliveryStatus::Delivered),
+        "{ds:#?}"
+    );
+    assert_eq!(r.count(), 10, "each sent exactly once");
+}
+
+#[tokio::test]
+async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by_the_reconciler() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    // The state a kill between the write and the send leaves: the event and
+    // its deliveries committed, no message. Written through the store exactly
+    // as `record` writes it, and the process "dies" before `enqueue`.
+    let endpoints = t.app.store.list_endpoints(&seed.partner_id).await.unwrap();
+    let now = Utc::now();
+    let mut events = Vec::new();
+    for i in 0..10 {
+        let mut event = shared::domain::Event {
+            id: format!("evt_killed_{i}"),
+            source: shared::domain::Source::Internal,
+            event: "payout".into(),
+            status: shared::domain::Status::Approved,
+            transaction_id: Some(format!("K{i}")),
+            partner_id: seed.partner_id.clone(),
+            click_id: None,
+            lead_id: None,
+            offer_id: None,
+            advertiser: None,
+            goal: None,
+            payout: rust_decimal::Decimal::new(500, 2),
+            currency: "USD".into(),
+            occurred_at: now,
+            recorded_at: now,
+            deleted_at: None,
+            attributes: Default::default(),
+            delivery_ids: vec![],
+        };
+        let planned = shared::fanout::plan(&event, &endpoints, now);
+        event.delivery_ids = planned.iter().map(|d| d.id.clone()).collect();
+        t.app
+            .store
+            .record_event(&event, &planned, None)
+            .await
+            .unwrap();
+        events.push(event.id);
+    }
+    assert_eq!(t.queue_depth("DeliveryQueue").await, 0);
+    reconcile_and_pump(
+        &t,
+        &events,
+        chrono::Duration::minutes(1),
+        Duration::from_secs(20),
+    )
+    .await;
+    let ds = deliveries_of(&t, &events).await;
+    let keys: Vec<String> = r
+        .requests()
+        .iter()
+        .map(|c| c.header("idempotency-key").unwrap_or("").to_string())
+        .collect();
+    tally("killed between write and send", 10, 10, &ds, &keys);
+    assert!(ds.iter().all(|d| d.status == DeliveryStatus::Delivered));
+    assert_eq!(r.count(), 10);
+}
+
+#[tokio::test]
+async fn the_reconciler_never_resends_what_is_delivered_nor_what_a_worker_holds() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "R1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let ev = vec![b["event_id"].as_str().unwrap().to_string()];
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 1
+    })
+    .await;
+    // Hours later, many runs: nothing open, nothing queued, nothing sent.
+    for hours in [1, 5, 24] {
+        let done = outbox::reconcile(&t.app, Utc::now() + chrono::Duration::hours(hours))
+            .await
+            .unwrap();
+        assert_eq!(done, outbox::Reconciled::default());
+    }
+    assert_eq!(t.queue_depth("DeliveryQueue").await, 0);
+    assert_eq!(
+        deliveries_of(&t, &ev).await[0].status,
+        DeliveryStatus::Delivered
+    );
+    assert_eq!(r.count(), 1);
+}
+
+#[tokio::test]
+async fn a_manual_retry_during_an_sqs_outage_is_accepted_and_sent_after_it() {
+    let direct = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Status(500), Reply::Status(200)]).await;
+    let seed = direct
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb"), "retry_schedule": [0]})),
+        )
+        .await;
+    let (_, b) = direct
+        .admin_post("/events", json!({"transaction_id": "M1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+        .await;
+    let ev = vec![b["event_id"].as_str().unwrap().to_string()];
+    direct
+        .pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+            r.count() >= 1
+        })
+        .await;
+    let d = deliveries_of(&direct, &ev).await.remove(0);
+    assert_eq!(d.status, DeliveryStatus::Failed);
+
+    let broken = format!("{}-missing", direct.queue_url("DeliveryQueue"));
+    let api = TestApp::on_stack(direct.stack.clone(), Default::default(), Some(broken)).await;
+    let (s, body) = api
+        .send(
+            api.http
+                .post(api.url(&format!("/deliveries/{}/retry", d.id)))
+                .bearer_auth(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(
+        s, 202,
+        "stored as a new round; the queue's failure is the reconciler's problem: {body}"
+    );
+    reconcile_and_pump(
+        &direct,
+        &ev,
+        chrono::Duration::minutes(1),
+        Duration::from_secs(15),
+    )
+    .await;
+    let d = deliveries_of(&direct, &ev).await.remove(0);
+    assert_eq!(d.status, DeliveryStatus::Delivered, "{d:#?}");
+    assert!(d.attempts[1].manual);
+}
+
+#[tokio::test]
+async fn a_delivery_whose_message_went_to_the_dlq_in_a_store_outage_is_sent_after_recovery() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    let (_, b) = t
+        .admin_post("/events", json!({"transaction_id": "D1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+        .await;
+    let ev = vec![b["event_id"].as_str().unwrap().to_string()];
+    // What a long DynamoDB outage leaves: every receive failed to claim, SQS
+    // moved the message to the DLQ; the delivery is pending in the table.
+    let sqs = t.app.queue.client();
+    let got = sqs
+        .receive_message()
+        .queue_url(t.queue_url("DeliveryQueue"))
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let m = got.messages.unwrap().remove(0);
+    sqs.send_message()
+        .queue_url(t.queue_url("DeliveryDLQ"))
+        .message_body(m.body.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    sqs.delete_message()
+        .queue_url(t.queue_url("DeliveryQueue"))
+        .receipt_handle(m.receipt_handle.unwrap())
+        .send()
+        .await
+        .unwrap();
+    reconcile_and_pump(
+        &t,
+        &ev,
+        chrono::Duration::minutes(1),
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        deliveries_of(&t, &ev).await[0].status,
+        DeliveryStatus::Delivered
+    );
+    assert_eq!(r.count(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_with_a_stale_cache_sends_what_waited_once_the_endpoint_is_reactivated() {
+    // Two processes, as in AWS: the API and a deliver worker with its own cache.
+    let api = TestApp::start().await;
+    let worker = TestApp::on_stack(
+        api.stack.clone(),
+        Options {
+            cache_seconds: 300,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let r = Receiver::ok().await;
+    let seed = api.seed(offer_body(), None).await;
+    let eid = endpoint(
+        &api,
+        &seed,
+        json!({"name": "p", "url": r.url("/pb"), "active": false}),
+    )
+    .await;
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let (_, b) = api
+            .admin_post("/events", json!({"transaction_id": format!("S{i}"), "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+            .await;
+        events.push(b["event_id"].as_str().unwrap().to_string());
+    }
+    // The worker parks them, and caches the endpoint as paused.
+    worker
+        .pump_for("DeliveryQueue", Duration::from_secs(2))
+        .await;
+    assert!(deliveries_of(&api, &events).await.iter().all(|d| d.parked));
+    assert!(
+        !worker
+            .app
+            .partner_endpoints(&seed.partner_id)
+            .await
+            .unwrap()[0]
+            .active
+    );
+
+    // Re-activated through the API process; the worker's cache still says paused.
+    let path = format!("/partners/{}/endpoints/{eid}", seed.partner_id);
+    let (s, _) = api
+        .send(
+            api.http
+                .put(api.url(&path))
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({"name": "p", "url": r.url("/pb"), "active": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    worker
+        .pump_until("DeliveryQueue", Duration::from_secs(15), || async {
+            r.count() >= 5
+        })
+        .await;
+    let ds = deliveries_of(&api, &events).await;
+    let keys: Vec<String> = r
+        .requests()
+        .iter()
+        .map(|c| c.header("idempotency-key").unwrap_or("").to_string())
+        .collect();
+    tally("re-activation with a stale worker cache", 5, 5, &ds, &keys);
+    assert!(
+        ds.iter().all(|d| d.status == DeliveryStatus::Delivered),
+        "{ds:#?}"
+    );
+    assert_eq!(r.count(), 5);
+}
+
+#[tokio::test]
+async fn reactivation_releases_more_than_a_page_of_waiting_deliveries_through_the_reconciler() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t.seed(offer_body(), None).await;
+    let eid = endpoint(
+        &t,
+        &seed,
+        json!({"name": "p", "url": r.url("/pb"), "active": false}),
+    )
+    .await;
+    let mut events = Vec::new();
+    let batch: Vec<Value> = (0..100)
+        .map(|i| json!({"transaction_id": format!("W{i}"), "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+        .collect();
+    let (s, b) = t.admin_post("/events", Value::Array(batch.clone())).await;
+    assert_eq!(s, 200, "{b}");
+    let more: Vec<Value> = (100..130)
+        .map(|i| json!({"transaction_id": format!("W{i}"), "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+        .collect();
+    let (_, b2) = t.admin_post("/events", Value::Array(more)).await;
+    for item in b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(b2["results"].as_array().unwrap())
+    {
+        events.push(item["event_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(events.len(), 130);
+    t.pump_until("DeliveryQueue", Duration::from_secs(30), || async {
+        t.queue_depth("DeliveryQueue").await == 0
+    })
+    .await;
+    let path = format!("/partners/{}/endpoints/{eid}", seed.partner_id);
+    let (s, _) = t
+        .send(
+            t.http
+                .put(t.url(&path))
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({"name": "p", "url": r.url("/pb"), "active": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // The PUT released one page; the rest waits for the reconciler's run.
+    reconcile_and_pump(
+        &t,
+        &events,
+        chrono::Duration::zero(),
+        Duration::from_secs(40),
+    )
+    .await;
+    let ds = deliveries_of(&t, &events).await;
+    assert_eq!(
+        ds.iter()
+            .filter(|d| d.status == DeliveryStatus::Delivered)
+            .count(),
+        130
+    );
+    assert_eq!(r.count(), 130);
+    assert!(
+        t.app.store.unpark_marks(10).await.unwrap().is_empty(),
+        "the mark is gone once all is released"
+    );
+}
+
+#[tokio::test]
+async fn a_410_that_loses_the_race_to_a_partners_change_or_delete_reverts_nothing() {
+    let t = TestApp::start().await;
+    let gone = Receiver::start(vec![Reply::DelayThen(Duration::from_millis(800), 410)]).await;
+    let seed = t.seed(offer_body(), None).await;
+    let eid = endpoint(&t, &seed, json!({"name": "old", "url": gone.url("/old")})).await;
+    let path = format!("/partners/{}/endpoints/{eid}", seed.partner_id);
+    t.admin_post("/events", json!({"transaction_id": "G1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"})).await;
+    // While the attempt is in flight, the partner moves the endpoint.
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        t.send(t.http.put(t.url(&path)).bearer_auth(ADMIN_KEY).json(&json!({"name": "new", "url": "https://partner.example/new", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})))
+            .await
+    };
+    let ((s, _), _) = tokio::join!(
+        change,
+        t.pump_until("DeliveryQueue", Duration::from_secs(5), || async {
+            gone.count() >= 1
+        })
+    );
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, shown) = t.admin_get(&path).await;
+    assert_eq!(
+        shown["url"], "https://partner.example/new",
+        "the partner's change stands: {shown}"
+    );
+    assert_eq!(shown["active"], true);
+    assert_eq!(shown["secret_set"], true);
+
+    // And a delete during an in-flight 410 stays deleted.
+    let gone2 = Receiver::start(vec![Reply::DelayThen(Duration::from_millis(800), 410)]).await;
+    let eid2 = endpoint(
+        &t,
+        &seed,
+        json!({"name": "doomed", "url": gone2.url("/x"), "events": ["doomed"]}),
+    )
+    .await;
+    let path2 = format!("/partners/{}/endpoints/{eid2}", seed.partner_id);
+    t.admin_post("/events", json!({"transaction_id": "G2", "event": "doomed", "partner_id": seed.partner_id, "payout": "1.00"})).await;
+    let delete = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        t.send(t.http.delete(t.url(&path2)).bearer_auth(ADMIN_KEY))
+            .await
+    };
+    let ((s, _), _) = tokio::join!(
+        delete,
+        t.pump_until("DeliveryQueue", Duration::from_secs(5), || async {
+            gone2.count() >= 1
+        })
+    );
+    assert_eq!(s, 204);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (s, _) = t.admin_get(&path2).await;
+    assert_eq!(s, 404, "a deleted endpoint does not come back");
+}
+
+#[tokio::test]
+async fn deleting_an_endpoint_cancels_its_waiting_deliveries_and_says_why() {
+    let t = TestApp::start().await;
+    let r = Receiver::start(vec![Reply::Status(500)]).await;
+    let seed = t.seed(offer_body(), None).await;
+    let paused = endpoint(
+        &t,
+        &seed,
+        json!({"name": "paused", "url": r.url("/p"), "active": false, "events": ["a"]}),
+    )
+    .await;
+    let failing = endpoint(&t, &seed, json!({"name": "failing", "url": r.url("/f"), "events": ["b"], "retry_schedule": [0, 1, 1, 1]})).await;
+    let (_, a) = t.admin_post("/events", json!({"transaction_id": "X1", "event": "a", "partner_id": seed.partner_id, "payout": "1.00"})).await;
+    let (_, b) = t.admin_post("/events", json!({"transaction_id": "X2", "event": "b", "partner_id": seed.partner_id, "payout": "1.00"})).await;
+    let events = vec![
+        a["event_id"].as_str().unwrap().to_string(),
+        b["event_id"].as_str().unwrap().to_string(),
+    ];
+    t.pump_until("DeliveryQueue", Duration::from_secs(5), || async {
+        r.count() >= 1
+    })
+    .await;
+    for eid in [&paused, &failing] {
+        let (s, _) = t
+            .send(
+                t.http
+                    .delete(t.url(&format!("/partners/{}/endpoints/{eid}", seed.partner_id)))
+                    .bearer_auth(ADMIN_KEY),
+            )
+            .await;
+        assert_eq!(s, 204);
+    }
+    reconcile_and_pump(
+        &t,
+        &events,
+        chrono::Duration::zero(),
+        Duration::from_secs(15),
+    )
+    .await;
+    for d in deliveries_of(&t, &events).await {
+        assert_eq!(d.status, DeliveryStatus::Cancelled, "{d:#?}");
+        assert_eq!(d.reason.as_deref(), Some("endpoint deleted"));
+    }
+    let (_, history) = t
+        .admin_get(&format!(
+            "/partners/{}/deliveries?status=cancelled",
+            seed.partner_id
+        ))
+        .await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 2, "{history}");
+    assert_eq!(history["items"][0]["reason"], "endpoint deleted");
+}
+
+#[tokio::test]
+async fn a_partner_that_answers_200_and_stalls_the_body_is_delivered_once() {
+    let t = TestApp::start().await;
+    let r = FaultReceiver::start(|_| Answer::OkThenStall).await;
+    let seed = t
+        .seed(offer_body(), Some(json!({"name": "stall", "url": r.url("/pb"), "timeout_ms": 500, "retry_schedule": [0, 1, 1]})))
+        .await;
+    let mut events = Vec::new();
+    for i in 0..3 {
+        let (_, b) = t
+            .admin_post("/events", json!({"transaction_id": format!("T{i}"), "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+            .await;
+        events.push(b["event_id"].as_str().unwrap().to_string());
+    }
+    reconcile_and_pump(
+        &t,
+        &events,
+        chrono::Duration::zero(),
+        Duration::from_secs(15),
+    )
+    .await;
+    let ds = deliveries_of(&t, &events).await;
+    assert!(
+        ds.iter()
+            .all(|d| d.status == DeliveryStatus::Delivered && d.attempts.len() == 1),
+        "{ds:#?}"
+    );
+    assert_eq!(r.seen().len(), 3, "one send per delivery");
+    let _ = seed;
+}
+
+#[tokio::test]
+async fn permanent_problems_are_4xx_naming_the_field_on_every_route_never_503() {
+    let t = TestApp::start().await;
+    let seed = t.seed(offer_body(), None).await;
+    let long = "x".repeat(3000);
+    for path in [
+        format!("/partners/{long}/endpoints"),
+        format!("/partners/{}/endpoints/{long}", seed.partner_id),
+        format!("/events/{long}/deliveries"),
+        format!("/offers/{long}"),
+        format!("/partners/{long}/deliveries"),
+    ] {
+        let (s, b) = t.admin_get(&path).await;
+        assert!((400..500).contains(&s), "{path}: {s} {b}");
+        assert_ne!(b["error"]["code"], "unavailable");
+    }
+    let (s, b) = t
+        .send(
+            t.http
+                .post(t.url(&format!("/deliveries/{long}/retry")))
+                .bearer_auth(ADMIN_KEY),
+        )
+        .await;
+    assert!((400..500).contains(&s), "{s} {b}");
+    // An over-long key, valid or not: 401, before any AWS call.
+    let before = t.app.requests.snapshot();
+    let (s, b) = t
+        .send(
+            t.http
+                .get(t.url("/offers/x"))
+                .bearer_auth(format!("pbk_{long}_abc")),
+        )
+        .await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(
+        t.app.requests.snapshot(),
+        before,
+        "refused before any AWS request"
+    );
+    // Attributes nested too deep, or too large to store: 400 naming the field.
+    let mut deep = json!("leaf");
+    for _ in 0..40 {
+        deep = json!({"n": deep});
+    }
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "N1", "event": "payout", "partner_id": seed.partner_id, "attributes": {"deep": deep}}))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attributes"),
+        "{b}"
+    );
+    let big: serde_json::Map<String, Value> = (0..40)
+        .map(|i| (format!("k{i}"), json!("v".repeat(1000))))
+        .collect();
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "N2", "event": "payout", "partner_id": seed.partner_id, "attributes": big}))
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attributes"),
+        "{b}"
+    );
+}
