@@ -704,3 +704,182 @@ async fn permanent_problems_are_4xx_naming_the_field_on_every_route_never_503() 
         "{b}"
     );
 }
+
+#[tokio::test]
+async fn the_operator_reads_dead_letters_with_their_reason_and_a_redrive_never_sends_twice() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    let (_, b) = t
+        .admin_post("/events", json!({"transaction_id": "L1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+        .await;
+    let ev = vec![b["event_id"].as_str().unwrap().to_string()];
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 1
+    })
+    .await;
+    let delivered = deliveries_of(&t, &ev).await.remove(0);
+    assert_eq!(delivered.status, DeliveryStatus::Delivered);
+
+    // One message SQS gave up on (its delivery went out since), one poison message.
+    let sqs = t.app.queue.client();
+    let body = json!({"delivery_id": delivered.id, "partner_id": seed.partner_id, "endpoint_id": delivered.endpoint_id});
+    sqs.send_message()
+        .queue_url(t.queue_url("DeliveryDLQ"))
+        .message_body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    sqs.send_message()
+        .queue_url(t.queue_url("DeliveryQueue"))
+        .message_body("{not json")
+        .send()
+        .await
+        .unwrap();
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        t.queue_depth("DeliveryQueue").await == 0
+    })
+    .await;
+
+    let (s, listed) = t.admin_get("/admin/dead-letters?queue=deliveries").await;
+    assert_eq!(s, 200, "{listed}");
+    let reasons: Vec<String> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{listed}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("unparseable delivery message")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("receive limit")),
+        "{reasons:?}"
+    );
+    let (s, _) = t
+        .send(
+            t.http
+                .get(t.url("/admin/dead-letters"))
+                .bearer_auth(&seed.partner_key),
+        )
+        .await;
+    assert_eq!(s, 403, "partners do not see the operator's queues");
+    let (s, b) = t.admin_get("/admin/dead-letters?queue=nope").await;
+    assert_eq!(
+        (
+            s,
+            b["error"]["message"].as_str().map(|m| m.contains("queue"))
+        ),
+        (400, Some(true))
+    );
+
+    let (s, moved) = t
+        .send(
+            t.http
+                .post(t.url("/admin/dead-letters/redrive?queue=deliveries"))
+                .bearer_auth(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!((s, moved["redriven"].as_u64()), (200, Some(2)), "{moved}");
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        t.queue_depth("DeliveryQueue").await == 0
+    })
+    .await;
+    assert_eq!(
+        r.count(),
+        1,
+        "the re-driven message of a delivered delivery sends nothing"
+    );
+    assert_eq!(
+        t.queue_depth("DeliveryDLQ").await,
+        1,
+        "the poison message is back in the DLQ, with its reason"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_partner_neither_holds_up_a_healthy_one_nor_eats_the_pool() {
+    let t = TestApp::start().await;
+    let healthy = Receiver::ok().await;
+    let hung = FaultReceiver::start(|_| Answer::Hang).await;
+    let seed = t.seed(offer_body(), None).await;
+    endpoint(&t, &seed, json!({"name": "hung", "url": hung.url("/h"), "events": ["slow"], "timeout_ms": 1000, "retry_schedule": [0, 2, 2, 2, 2]})).await;
+    endpoint(
+        &t,
+        &seed,
+        json!({"name": "healthy", "url": healthy.url("/ok"), "events": ["fast"]}),
+    )
+    .await;
+    // The local event-source mapping, as `make dev` runs it: five pollers.
+    let pollers = postback_local::spawn_event_source(
+        t.worker.clone(),
+        postback_local::Consumer::Deliveries,
+        t.queue_url("DeliveryQueue"),
+        postback_local::DEFAULT_POLLERS,
+    );
+    let mut fast = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..20 {
+        for (name, list) in [("slow", &mut slow), ("fast", &mut fast)] {
+            let (s, b) = t
+                .admin_post("/events", json!({"transaction_id": format!("{name}-{i}"), "event": name, "partner_id": seed.partner_id, "payout": "1.00"}))
+                .await;
+            assert_eq!(s, 200, "{b}");
+            list.push(b["event_id"].as_str().unwrap().to_string());
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ds = deliveries_of(&t, &fast).await;
+        if ds.iter().all(|d| d.status == DeliveryStatus::Delivered)
+            || tokio::time::Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the hung partner's retries come due (every 2 s) for a while.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for p in pollers {
+        p.abort();
+    }
+    let ds = deliveries_of(&t, &fast).await;
+    assert!(
+        ds.iter().all(|d| d.status == DeliveryStatus::Delivered),
+        "{ds:#?}"
+    );
+    let mut latency: Vec<i64> = ds
+        .iter()
+        .map(|d| (d.attempts[0].at - d.created_at).num_milliseconds() + d.attempts[0].ms as i64)
+        .collect();
+    latency.sort();
+    println!(
+        "healthy partner beside a hung one: p50 {} ms, max {} ms over {} deliveries; hung partner got {} requests",
+        latency[latency.len() / 2],
+        latency[latency.len() - 1],
+        latency.len(),
+        hung.seen().len()
+    );
+    // Without the breaker every slow delivery is retried every 2 s (about 60
+    // requests in this window); with it, the endpoint is held after 3 timeouts.
+    assert!(
+        hung.seen().len() <= 25,
+        "the hung endpoint kept eating the pool: {} requests",
+        hung.seen().len()
+    );
+    let held = deliveries_of(&t, &slow).await;
+    assert!(
+        held.iter()
+            .any(|d| d.reason.as_deref().is_some_and(|r| r.starts_with("held"))),
+        "the history says why they wait: {held:#?}"
+    );
+}

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod backoff;
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod domain;

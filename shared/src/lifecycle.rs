@@ -284,6 +284,14 @@ impl Delivery {
         self.updated_at = now;
     }
 
+    /// Puts the next attempt off until `until` without making one (the
+    /// endpoint's circuit breaker is open), saying why.
+    pub fn hold(&mut self, reason: impl Into<String>, until: DateTime<Utc>, now: DateTime<Utc>) {
+        self.next_attempt_at = Some(until);
+        self.reason = Some(reason.into());
+        self.updated_at = now;
+    }
+
     /// Ends a pending delivery that can never be sent (its endpoint was deleted).
     pub fn cancel(&mut self, reason: impl Into<String>, now: DateTime<Utc>) {
         self.status = DeliveryStatus::Cancelled;
@@ -494,6 +502,9 @@ mod tests {
         d.record(&answered(500), &s, at(2));
         assert_eq!(d.open(None), Open::CheckAt(at(62) + RECONCILE_GRACE));
         assert_eq!(d.reason, None, "an attempt clears the parking reason");
+        d.hold("circuit open", at(500), at(3));
+        assert_eq!(d.open(None), Open::CheckAt(at(500) + RECONCILE_GRACE));
+        assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Pending, 1));
         d.cancel("endpoint deleted", at(3));
         assert_eq!(
             (d.open(None), d.status),

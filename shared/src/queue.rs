@@ -142,6 +142,56 @@ impl Queue {
         Ok(())
     }
 
+    /// Up to `max` (at most 10) messages now visible, with their `reason`
+    /// attribute and receive count, left visible (visibility 0): a look, not a take.
+    pub async fn peek(&self, queue_url: &str, max: i32) -> Result<Vec<Message>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(max.clamp(1, MAX_BATCH as i32))
+            .visibility_timeout(0)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(unavailable("reading a dead-letter queue"))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    /// Moves up to `max` messages from `from` to `to` (a dead-letter queue
+    /// back to its source), each sent before it is deleted: a failure in
+    /// between leaves a copy in both, never in neither. Returns how many moved.
+    pub async fn redrive(&self, from: &str, to: &str, max: usize) -> Result<usize> {
+        let mut moved = 0;
+        while moved < max {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(from)
+                .max_number_of_messages(MAX_BATCH as i32)
+                .visibility_timeout(60)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .map_err(unavailable("reading a dead-letter queue"))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            let bodies: Vec<String> = messages.iter().filter_map(|m| m.body.clone()).collect();
+            self.send_all(to, &bodies).await?;
+            let handles: Vec<String> = messages
+                .iter()
+                .filter_map(|m| m.receipt_handle.clone())
+                .collect();
+            self.delete_all(from, &handles).await?;
+            moved += messages.len();
+        }
+        Ok(moved)
+    }
+
     /// Long-polls up to 10 messages with their attributes (the event-source mapping's receive).
     pub async fn receive(&self, queue_url: &str, wait_seconds: i32) -> Result<Vec<Message>> {
         let out = self

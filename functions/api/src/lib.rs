@@ -114,6 +114,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/partners/{pid}/deliveries", get(deliveries::history))
         .route("/events/{id}/deliveries", get(deliveries::of_event))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/admin/dead-letters", get(admin::list))
+        .route("/admin/dead-letters/redrive", post(admin::redrive))
         .route_layer(axum::middleware::from_fn(bounded_path_ids))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -22,9 +22,10 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use shared::backoff::{with_backoff, BRIEF_BACKOFF_MS};
+use shared::breaker::{Breakers, Gate, Health, TRIP_AFTER};
 use shared::domain::{Delivery, Endpoint};
 use shared::fanout::DeliveryMessage;
-use shared::lifecycle::{outage_backoff_seconds, visibility_until, Sent, Step};
+use shared::lifecycle::{outage_backoff_seconds, visibility_until, AttemptError, Sent, Step};
 use shared::render::prepare;
 use shared::store::Claim;
 use shared::{inbound, App};
@@ -46,13 +47,18 @@ pub enum Disposition {
 /// The worker's clients, built once per cold start.
 pub struct Worker {
     pub app: Arc<App>,
+    /// This process's circuit breakers, by endpoint.
+    pub breakers: Breakers,
 }
 
 impl Worker {
     /// A worker over the app's clients (its HTTP client has the SSRF guard on
     /// unless configured off).
     pub fn new(app: Arc<App>) -> anyhow::Result<Self> {
-        Ok(Worker { app })
+        Ok(Worker {
+            app,
+            breakers: Breakers::default(),
+        })
     }
 }
 
@@ -285,6 +291,19 @@ async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessa
             }
         };
     }
+    if let Gate::Open(until) = worker.breakers.gate(&endpoint.id, now) {
+        // Held without an attempt, so a hung partner cannot hold the pool.
+        delivery.hold(
+            format!(
+                "held: the endpoint timed out {TRIP_AFTER} times in a row; next try after {}",
+                until.to_rfc3339()
+            ),
+            until,
+            now,
+        );
+        let wait = visibility_until(until, now) as u32;
+        return finish(app, record, delivery, Step::RetryIn(wait)).await;
+    }
     let step = attempt(worker, &endpoint, &mut delivery, now).await;
     finish(app, record, delivery, step).await
 }
@@ -310,6 +329,12 @@ pub async fn attempt(
         Err(reason) => Sent::unsendable(reason),
     };
     let step = d.record(&sent, &endpoint.retry_schedule, now);
+    let health = if sent.error == Some(AttemptError::Timeout) {
+        Health::TimedOut
+    } else {
+        Health::Answered
+    };
+    worker.breakers.record(&endpoint.id, health, Utc::now());
     if !sent.is_success() {
         tracing::info!(attempt = d.attempts.len(), error = ?sent.error, detail = ?sent.detail, status = ?sent.status, next = ?step, "attempt failed");
     }

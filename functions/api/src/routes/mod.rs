@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub mod admin;
 pub mod clicks;
 pub mod deliveries;
 pub mod endpoints;
