@@ -115,4 +115,11 @@ http("deliveries-retry", "POST", "/deliveries/__DELIVERY_ID__/retry", auth=PARTN
 sqs("events-queue", "postback-dev-EventsQueue", [{**payout, "transaction_id": "LN-6001"}])
 sqs("delivery", "postback-dev-DeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "p1", "endpoint_id": "__ENDPOINT_ID__"}])
 sqs("delivery-malformed", "postback-dev-DeliveryQueue", ["{\"delivery\": oops"])
+http("admin-dead-letters", "GET", "/admin/dead-letters", query="queue=deliveries", auth=ADMIN)
+http("admin-redrive", "POST", "/admin/dead-letters/redrive", query="queue=deliveries", auth=ADMIN)
+# The reconciler's trigger: an EventBridge Scheduler invocation (its payload is not read).
+write("scheduled-reconcile.json", {"version": "0", "id": "6f6a1c1e-0000-4d6a-9c2f-000000000000",
+      "detail-type": "Scheduled Event", "source": "aws.scheduler", "account": "123456789012",
+      "time": "2026-11-23T12:00:00Z", "region": "us-east-1",
+      "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/postback-reconcile"], "detail": {}})
 print("wrote", len(os.listdir(os.path.join(ROOT, "events"))), "events")

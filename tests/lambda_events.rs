@@ -215,6 +215,16 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         .to_string();
     assert!(reason.contains("unparseable delivery message"), "{reason}");
 
+    // The operator reads the dead letter and re-drives it; the scheduled reconciler runs.
+    let (dead, _) = http!("http-admin-dead-letters.json", 200);
+    assert_eq!(dead["items"].as_array().unwrap().len(), 1, "{dead}");
+    let (redriven, _) = http!("http-admin-redrive.json", 200);
+    assert_eq!(redriven["redriven"], 1);
+    let _schedule: Value =
+        serde_json::from_str(include_str!("../events/scheduled-reconcile.json")).unwrap();
+    let ran = deliver::reconcile(&t.app).await.unwrap();
+    assert_eq!(ran["requeued"], 0, "nothing is overdue: {ran}");
+
     http!("http-endpoints-delete.json", 204);
     http!("http-offers-delete.json", 204);
 }

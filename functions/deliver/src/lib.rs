@@ -148,6 +148,17 @@ async fn retry_after_outage(app: &App, queue_url: &str, record: &SqsMessage) -> 
     retry_in(app, queue_url, record, outage_backoff_seconds(received)).await
 }
 
+// ------------------------------------------------------------------ reconciler
+
+/// The reconciler's handler: one run at the current time; the scheduled
+/// event's payload is not read. Answers the run's counts.
+pub async fn reconcile(app: &App) -> shared::Result<serde_json::Value> {
+    let done = shared::outbox::reconcile(app, Utc::now()).await?;
+    Ok(serde_json::json!({
+        "requeued": done.requeued, "released": done.released, "endpoints_done": done.endpoints_done,
+    }))
+}
+
 // ------------------------------------------------------------------ events
 
 async fn ingest_event(worker: &Worker, record: SqsMessage) -> Disposition {

@@ -10,12 +10,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::App::from_env().await?;
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
-        async move {
-            let done = shared::outbox::reconcile(&app, chrono::Utc::now()).await?;
-            Ok::<_, Error>(serde_json::json!({
-                "requeued": done.requeued, "released": done.released, "endpoints_done": done.endpoints_done,
-            }))
-        }
+        async move { Ok::<_, Error>(deliver::reconcile(&app).await?) }
     }))
     .await
 }
