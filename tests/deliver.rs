@@ -5,7 +5,7 @@ use chrono::Utc;
 use integration_tests::receiver::{Receiver, Reply};
 use integration_tests::{offer_body, Options, Seed, TestApp};
 use serde_json::{json, Value};
-use shared::domain::{Delivery, DeliveryStatus};
+use shared::lifecycle::{Delivery, DeliveryStatus};
 use std::time::{Duration, Instant};
 
 /// Seeds an offer, a partner and one endpoint, and returns a click with sub ids.
@@ -409,7 +409,7 @@ async fn a_malformed_delivery_message_lands_in_the_dlq_with_its_reason() {
         .contains("unparseable"));
 }
 
-async fn first_attempt(t: &TestApp, endpoint: Value) -> (Delivery, shared::domain::Attempt) {
+async fn first_attempt(t: &TestApp, endpoint: Value) -> (Delivery, shared::lifecycle::Attempt) {
     let (_, click) = setup(t, endpoint).await;
     let event_id = convert(t, &click, &[]).await;
     let id = deliveries_of(t, &event_id).await[0].id.clone();
@@ -433,7 +433,7 @@ async fn first_attempt(t: &TestApp, endpoint: Value) -> (Delivery, shared::domai
     (d, a)
 }
 
-fn delay_of(a: &shared::domain::Attempt) -> i64 {
+fn delay_of(a: &shared::lifecycle::Attempt) -> i64 {
     (a.next_at.expect("a next attempt") - a.at).num_seconds()
 }
 

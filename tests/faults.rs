@@ -7,7 +7,7 @@
 use integration_tests::faults::{Answer, FaultReceiver, Mode, Proxy};
 use integration_tests::{offer_body, Options, TestApp};
 use serde_json::json;
-use shared::domain::DeliveryStatus;
+use shared::lifecycle::DeliveryStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;

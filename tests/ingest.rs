@@ -4,7 +4,8 @@ use chrono::{Duration as ChronoDuration, Utc};
 use integration_tests::receiver::Receiver;
 use integration_tests::{offer_body, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
-use shared::domain::{Click, DeliveryStatus};
+use shared::domain::Click;
+use shared::lifecycle::DeliveryStatus;
 use std::time::Duration;
 
 fn endpoint_to(url: &str) -> Value {

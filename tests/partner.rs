@@ -5,7 +5,7 @@
 use integration_tests::receiver::{Receiver, Reply};
 use integration_tests::{offer_body, Seed, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
-use shared::domain::DeliveryStatus;
+use shared::lifecycle::DeliveryStatus;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ async fn event(t: &TestApp, seed: &Seed, tx: &str, extra: Value) -> String {
     b["event_id"].as_str().unwrap().to_string()
 }
 
-async fn deliveries(t: &TestApp, event_id: &str) -> Vec<shared::domain::Delivery> {
+async fn deliveries(t: &TestApp, event_id: &str) -> Vec<shared::lifecycle::Delivery> {
     let e = t.app.store.get_event(event_id).await.unwrap().unwrap();
     t.app.store.get_deliveries(&e.delivery_ids).await.unwrap()
 }

@@ -8,7 +8,7 @@ use integration_tests::faults::{Answer, FaultReceiver, Mode, Proxy};
 use integration_tests::receiver::{Receiver, Reply};
 use integration_tests::{offer_body, Options, Seed, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
-use shared::domain::{Delivery, DeliveryStatus};
+use shared::lifecycle::{Delivery, DeliveryStatus};
 use shared::outbox;
 use std::collections::BTreeMap;
 use std::time::Duration;

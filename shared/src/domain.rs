@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::lifecycle::{AttemptError, RetrySchedule};
+use crate::schedule::RetrySchedule;
 
 /// Status of a conversion or payout, as the contract spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -257,90 +257,6 @@ impl Endpoint {
     }
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Failed,
-    /// Its endpoint was deleted before it could be delivered.
-    Cancelled,
-}
-
-impl DeliveryStatus {
-    /// The contract's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Cancelled => "cancelled",
-        }
-    }
-    /// Parses `pending`, `delivered`, `failed` or `cancelled`.
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            DeliveryStatus::Pending,
-            DeliveryStatus::Delivered,
-            DeliveryStatus::Failed,
-            DeliveryStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw.trim())
-    }
-}
-
-/// One try at sending a postback.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Attempt {
-    pub n: u32,
-    pub at: DateTime<Utc>,
-    pub ms: u64,
-    /// HTTP status, when the partner answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<u16>,
-    /// Why the attempt failed, if it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<AttemptError>,
-    /// The start of the partner's answer, truncated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<String>,
-    /// When the next attempt is due, if there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_at: Option<DateTime<Utc>>,
-    /// Whether the round was started by hand (`POST /deliveries/{id}/retry`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub manual: bool,
-}
-
-/// One event × one endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delivery {
-    pub id: String,
-    pub event_id: String,
-    pub endpoint_id: String,
-    pub partner_id: String,
-    pub status: DeliveryStatus,
-    /// The event as it was recorded, so that a delivery renders without another read.
-    pub event: Event,
-    #[serde(default)]
-    pub attempts: Vec<Attempt>,
-    /// Index in `attempts` where the current round began (a manual retry starts a new one).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub round_start: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// Pending but held back without attempts while its endpoint is paused.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub parked: bool,
-    /// Why it waits or ended when the attempts do not say (paused, deleted endpoint).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 /// The latest known state of one of our pipelines' transactions, so that a
 /// status change or an invalidation can refer to it by `transaction_id` alone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -365,8 +281,4 @@ pub struct Transaction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidated_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Delivery, DeliveryStatus, Endpoint, Event};
+use crate::domain::{Endpoint, Event};
 use crate::ids;
+use crate::lifecycle::{Delivery, DeliveryStatus};
 
 /// Most deliveries one event may fan out to: event + transaction + deliveries
 /// must fit one 100-item DynamoDB transaction.

@@ -5,10 +5,23 @@ use std::collections::BTreeMap;
 
 use crate::domain::Status;
 use crate::error::{Error, Result};
-use crate::inbound::{
-    MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_LEN, MAX_ID_LEN,
-    MAX_NAME_LEN,
-};
+
+/// Longest id we accept from outside (click, transaction, lead, offer, partner ids).
+pub const MAX_ID_LEN: usize = 128;
+/// Longest event or goal name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Most extra parameters / attributes stored with a click or event.
+pub const MAX_ATTRIBUTES: usize = 50;
+/// Longest attribute value.
+pub const MAX_ATTRIBUTE_LEN: usize = 1024;
+/// Most bytes (as JSON) of one set of attributes (a click's, a postback's
+/// extra parameters, an event's), and of an event's attributes once merged
+/// with its click's or transaction's: an event is copied into each of its
+/// deliveries, and up to 100 of them must fit one 4 MB DynamoDB transaction.
+pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
+/// Deepest nesting of an attribute value (DynamoDB refuses beyond 32 levels;
+/// no network's payload needs more than a few).
+pub const MAX_ATTRIBUTE_DEPTH: usize = 8;
 
 /// Checks an identifier: not empty, not too long, no control characters.
 pub fn id_field(field: &str, raw: &str) -> Result<String> {

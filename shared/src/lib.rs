@@ -20,6 +20,7 @@ pub mod money;
 pub mod outbox;
 pub mod queue;
 pub mod render;
+pub mod schedule;
 pub mod sender;
 pub mod store;
 pub mod telemetry;

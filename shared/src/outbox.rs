@@ -16,9 +16,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::Delivery;
 use crate::error::Result;
 use crate::fanout::{message, DeliveryMessage};
+use crate::lifecycle::Delivery;
 use crate::lifecycle::RECONCILE_GRACE;
 use crate::store::{OpenRef, DUE_SHARDS};
 use crate::App;

@@ -23,8 +23,9 @@ use tracing::Instrument;
 
 use shared::backoff::{with_backoff, BRIEF_BACKOFF_MS};
 use shared::breaker::{Breakers, Gate, Health, TRIP_AFTER};
-use shared::domain::{Delivery, Endpoint};
+use shared::domain::Endpoint;
 use shared::fanout::DeliveryMessage;
+use shared::lifecycle::Delivery;
 use shared::lifecycle::{outage_backoff_seconds, visibility_until, AttemptError, Sent, Step};
 use shared::render::prepare;
 use shared::store::Claim;

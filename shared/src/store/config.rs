@@ -8,7 +8,7 @@ use crate::error::{unavailable, Error, Result};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::events::cancelled_by_condition;
+use super::cancelled_by_condition;
 
 impl Store {
     // ---- offers

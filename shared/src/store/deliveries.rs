@@ -12,9 +12,10 @@ use super::{
     from_attrs, is_condition_failure, key, keys, millis, sort_key_time, to_attrs, Attrs, Item,
     PutCondition, Store, GSI1,
 };
-use crate::domain::{Delivery, DeliveryStatus, Endpoint};
+use crate::domain::Endpoint;
 use crate::error::{unavailable, Error, Result};
 use crate::lifecycle::RECONCILE_GRACE;
+use crate::lifecycle::{Delivery, DeliveryStatus};
 
 impl Store {
     /// One delivery.
@@ -278,7 +279,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if super::events::cancelled_by_condition(&e) => Ok(false),
+            Err(e) if super::cancelled_by_condition(&e) => Ok(false),
             Err(e) => Err(unavailable("parking a delivery")(e)),
         }
     }

@@ -9,7 +9,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::{deliveries::delivery_item, Recorded, MAX_TRANSACTION_ITEMS};
-use crate::domain::{Click, Delivery, Event, Transaction};
+use crate::domain::{Click, Event, Transaction};
+use crate::lifecycle::Delivery;
 
 impl Store {
     // ---- clicks
@@ -98,17 +99,6 @@ impl Store {
     pub async fn get_transaction(&self, id: &str) -> Result<Option<Transaction>> {
         let (pk, sk) = keys::transaction(id);
         self.get(pk, sk, true).await
-    }
-}
-
-/// Whether a transaction was cancelled by a failed condition (on any item).
-pub(super) fn cancelled_by_condition<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
     }
 }
 

@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::{is_condition_failure, key, keys, sort_key_time, to_attrs, Attrs, Item, Store, GSI2};
-use crate::domain::Delivery;
 use crate::error::{unavailable, Error, Result};
+use crate::lifecycle::Delivery;
 use crate::lifecycle::Open;
 
 /// Partitions of the due index. Writes spread over them so that no single

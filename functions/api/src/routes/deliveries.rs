@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use shared::domain::{Delivery, DeliveryStatus};
+use shared::lifecycle::{Delivery, DeliveryStatus};
 use shared::store::{DeliveryQuery, HistoryCursor};
 use shared::{outbox, App, Error};
 

@@ -20,76 +20,101 @@ use chrono::{DateTime, Duration as Span, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::domain::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::Event;
+pub use crate::schedule::{RetrySchedule, MAX_VISIBILITY_SECONDS};
 
-/// The SQS limit on a message's visibility timeout: the longest single delay.
-pub const MAX_VISIBILITY_SECONDS: u32 = 43_200;
-/// Most attempts in a schedule; the delivery queue's `maxReceiveCount` (50) is above it.
-pub const MAX_ATTEMPTS: usize = 20;
-/// Longest a whole schedule may last: a day inside the delivery queue's
-/// 14-day retention (template.yaml `MessageRetentionPeriod`).
-pub const MAX_SCHEDULE_SECONDS: u64 = 13 * 86_400;
-/// Longest delay a partner's `Retry-After` can ask for: one hour.
-pub const MAX_RETRY_AFTER_SECONDS: u32 = 3_600;
-/// The default schedule: attempts at 0 s, +60, +90, +120, +150, then `failed`.
-pub const DEFAULT_RETRY_SCHEDULE: [u32; 5] = [0, 60, 90, 120, 150];
 /// How long past its due time (or past a worker's lease) an open delivery
 /// may go unattended before the reconciler queues it again. With the
 /// reconciler running every minute, a stranded delivery is attempted within
 /// two minutes of its due time.
 pub const RECONCILE_GRACE: Span = Span::seconds(45);
 
-/// The delays before each attempt of one round: `[0, 60, 90]` means attempt 1
-/// at once, attempt 2 60 s after attempt 1, attempt 3 90 s after attempt 2.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RetrySchedule(Vec<u32>);
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    /// Its endpoint was deleted before it could be delivered.
+    Cancelled,
+}
 
-impl Default for RetrySchedule {
-    fn default() -> Self {
-        RetrySchedule(DEFAULT_RETRY_SCHEDULE.to_vec())
+impl DeliveryStatus {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+    /// Parses `pending`, `delivered`, `failed` or `cancelled`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw.trim())
     }
 }
 
-impl RetrySchedule {
-    /// A schedule of 1 to 20 delays, each within the SQS visibility limit and
-    /// the whole within the queue's retention. The error is a sentence.
-    pub fn new(delays: Vec<u32>) -> Result<Self, String> {
-        if delays.is_empty() || delays.len() > MAX_ATTEMPTS {
-            return Err(format!("must hold 1 to {MAX_ATTEMPTS} delays"));
-        }
-        if delays.iter().any(|&d| d > MAX_VISIBILITY_SECONDS) {
-            return Err(format!(
-                "each delay must be 0 to {MAX_VISIBILITY_SECONDS} seconds"
-            ));
-        }
-        if delays.iter().map(|&d| u64::from(d)).sum::<u64>() > MAX_SCHEDULE_SECONDS {
-            return Err(format!("must fit in {MAX_SCHEDULE_SECONDS} seconds"));
-        }
-        Ok(RetrySchedule(delays))
-    }
+/// One try at sending a postback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub n: u32,
+    pub at: DateTime<Utc>,
+    pub ms: u64,
+    /// HTTP status, when the partner answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// Why the attempt failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<AttemptError>,
+    /// The start of the partner's answer, truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// When the next attempt is due, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<DateTime<Utc>>,
+    /// Whether the round was started by hand (`POST /deliveries/{id}/retry`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
+}
 
-    /// The delays, in seconds.
-    pub fn delays(&self) -> &[u32] {
-        &self.0
-    }
+/// One event × one endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub partner_id: String,
+    pub status: DeliveryStatus,
+    /// The event as it was recorded, so that a delivery renders without another read.
+    pub event: Event,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Index in `attempts` where the current round began (a manual retry starts a new one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round_start: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Pending but held back without attempts while its endpoint is paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
+    /// Why it waits or ended when the attempts do not say (paused, deleted endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
 
-    /// Attempts in one round.
-    pub fn attempts(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Delay in seconds before the attempt after attempt number `made` of the
-    /// round (1-based), or `None` if that was the last. A `Retry-After` may
-    /// lengthen the delay (up to an hour); nothing shortens it, so a 429 or a
-    /// timeout never brings the next attempt forward.
-    pub fn delay_after(&self, made: usize, retry_after: Option<u32>) -> Option<u32> {
-        let base = *self.0.get(made)?;
-        let asked = retry_after
-            .map(|r| r.min(MAX_RETRY_AFTER_SECONDS))
-            .unwrap_or(0);
-        Some(base.max(asked).min(MAX_VISIBILITY_SECONDS))
-    }
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Why an attempt failed, as the attempt log spells it.
@@ -342,198 +367,4 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{Event, Source, Status};
-    use rust_decimal::Decimal;
-
-    fn at(s: u32) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + i64::from(s), 0).unwrap()
-    }
-
-    fn delivery() -> Delivery {
-        let now = at(0);
-        Delivery {
-            id: "dlv_1".into(),
-            event_id: "evt_1".into(),
-            endpoint_id: "ep_1".into(),
-            partner_id: "p".into(),
-            status: DeliveryStatus::Pending,
-            event: Event {
-                id: "evt_1".into(),
-                source: Source::Postback,
-                event: "sale".into(),
-                status: Status::Approved,
-                transaction_id: None,
-                partner_id: "p".into(),
-                click_id: None,
-                lead_id: None,
-                offer_id: None,
-                advertiser: None,
-                goal: None,
-                payout: Decimal::ONE,
-                currency: "USD".into(),
-                occurred_at: now,
-                recorded_at: now,
-                deleted_at: None,
-                attributes: Default::default(),
-                delivery_ids: vec![],
-            },
-            attempts: vec![],
-            round_start: 0,
-            next_attempt_at: Some(now),
-            parked: false,
-            reason: None,
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
-    fn answered(code: u16) -> Sent {
-        Sent {
-            status: Some(code),
-            error: (!(200..300).contains(&code)).then_some(AttemptError::HttpStatus),
-            detail: None,
-            retry_after: None,
-            response: None,
-            duration: Duration::from_millis(12),
-        }
-    }
-
-    fn failed(error: AttemptError) -> Sent {
-        Sent {
-            status: None,
-            error: Some(error),
-            ..answered(200)
-        }
-    }
-
-    #[test]
-    fn the_default_schedule_gives_five_attempts() {
-        let s = RetrySchedule::default();
-        let delays: Vec<_> = (1..=5).map(|n| s.delay_after(n, None)).collect();
-        assert_eq!(delays, [Some(60), Some(90), Some(120), Some(150), None]);
-    }
-
-    #[test]
-    fn retry_after_lengthens_but_never_shortens_nor_extends_the_round() {
-        let s = RetrySchedule::default();
-        assert_eq!(s.delay_after(1, Some(300)), Some(300));
-        assert_eq!(s.delay_after(1, Some(5)), Some(60));
-        assert_eq!(
-            s.delay_after(1, Some(999_999)),
-            Some(MAX_RETRY_AFTER_SECONDS)
-        );
-        assert_eq!(s.delay_after(5, Some(10)), None);
-    }
-
-    #[test]
-    fn schedules_outside_the_queue_limits_are_refused() {
-        assert!(RetrySchedule::new(vec![]).is_err());
-        assert!(RetrySchedule::new(vec![0; MAX_ATTEMPTS + 1]).is_err());
-        assert!(RetrySchedule::new(vec![0, MAX_VISIBILITY_SECONDS + 1]).is_err());
-        assert!(RetrySchedule::new(vec![0, MAX_VISIBILITY_SECONDS]).is_ok());
-        // The longest possible schedule stays inside the queue's retention.
-        assert!(RetrySchedule::new(vec![MAX_VISIBILITY_SECONDS; MAX_ATTEMPTS]).is_ok());
-    }
-
-    #[test]
-    fn a_failed_attempt_schedules_the_next_and_the_last_one_fails_the_delivery() {
-        let s = RetrySchedule::new(vec![0, 60, 90]).unwrap();
-        let mut d = delivery();
-        assert_eq!(d.record(&answered(500), &s, at(0)), Step::RetryIn(60));
-        assert_eq!(d.status, DeliveryStatus::Pending);
-        assert_eq!(d.next_attempt_at, Some(at(60)));
-        assert_eq!(d.attempts[0].next_at, Some(at(60)));
-        assert_eq!(
-            d.record(&failed(AttemptError::Timeout), &s, at(60)),
-            Step::RetryIn(90)
-        );
-        assert_eq!(d.record(&answered(503), &s, at(150)), Step::Finished);
-        assert_eq!(d.status, DeliveryStatus::Failed);
-        assert_eq!(d.next_attempt_at, None);
-        assert_eq!(
-            d.attempts.iter().map(|a| a.n).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-    }
-
-    #[test]
-    fn any_2xx_delivers_and_a_blocked_or_unrenderable_attempt_is_not_retried() {
-        let s = RetrySchedule::default();
-        let mut d = delivery();
-        assert_eq!(d.record(&answered(204), &s, at(0)), Step::Finished);
-        assert_eq!(d.status, DeliveryStatus::Delivered);
-        for error in [AttemptError::Blocked, AttemptError::Request] {
-            let mut d = delivery();
-            assert_eq!(d.record(&failed(error), &s, at(0)), Step::Finished);
-            assert_eq!(d.status, DeliveryStatus::Failed);
-        }
-    }
-
-    #[test]
-    fn a_manual_retry_starts_a_new_round_whose_first_attempt_says_so() {
-        let s = RetrySchedule::new(vec![0, 5]).unwrap();
-        let mut d = delivery();
-        d.record(&answered(500), &s, at(0));
-        assert_eq!(d.record(&answered(500), &s, at(5)), Step::Finished);
-        assert_eq!(d.restart(at(100)), Ok(()));
-        assert_eq!(d.trigger(), Trigger::Manual);
-        assert_eq!(d.restart(at(101)), Err(AlreadyPending("dlv_1".into())));
-        assert_eq!(d.record(&answered(500), &s, at(100)), Step::RetryIn(5));
-        assert!(d.attempts[2].manual && !d.attempts[0].manual);
-        assert_eq!(d.record(&answered(200), &s, at(105)), Step::Finished);
-        assert!(!d.attempts[3].manual);
-        assert_eq!(d.status, DeliveryStatus::Delivered);
-    }
-
-    #[test]
-    fn the_reconciler_looks_after_open_deliveries_only() {
-        let s = RetrySchedule::default();
-        let mut d = delivery();
-        assert_eq!(d.open(None), Open::CheckAt(at(0) + RECONCILE_GRACE));
-        // A worker's lease pushes the check past the lease.
-        assert_eq!(
-            d.open(Some(at(40))),
-            Open::CheckAt(at(40) + RECONCILE_GRACE)
-        );
-        d.park("endpoint paused", at(1));
-        assert_eq!(d.open(None), Open::Parked);
-        d.record(&answered(500), &s, at(2));
-        assert_eq!(d.open(None), Open::CheckAt(at(62) + RECONCILE_GRACE));
-        assert_eq!(d.reason, None, "an attempt clears the parking reason");
-        d.hold("circuit open", at(500), at(3));
-        assert_eq!(d.open(None), Open::CheckAt(at(500) + RECONCILE_GRACE));
-        assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Pending, 1));
-        d.cancel("endpoint deleted", at(3));
-        assert_eq!(
-            (d.open(None), d.status),
-            (Open::Closed, DeliveryStatus::Cancelled)
-        );
-    }
-
-    #[test]
-    fn outages_back_off_up_to_fifteen_minutes() {
-        let delays: Vec<_> = [1, 2, 3, 7, 30].map(outage_backoff_seconds).to_vec();
-        assert_eq!(delays, [10, 20, 40, 640, 900]);
-    }
-
-    #[test]
-    fn visibility_is_rounded_up_and_kept_within_sqs_limits() {
-        assert_eq!(visibility_until(at(0), at(10)), 1);
-        assert_eq!(visibility_until(at(10) + Span::milliseconds(1), at(10)), 1);
-        assert_eq!(visibility_until(at(70), at(10)), 60);
-        assert_eq!(visibility_until(at(100_000), at(0)), 43_200);
-    }
-
-    #[test]
-    fn retry_after_parses_seconds_and_dates() {
-        let now = at(0);
-        assert_eq!(parse_retry_after("120", now), Some(120));
-        let later = (now + Span::seconds(120)).to_rfc2822();
-        assert_eq!(parse_retry_after(&later, now), Some(120));
-        let earlier = (now - Span::seconds(120)).to_rfc2822();
-        assert_eq!(parse_retry_after(&earlier, now), Some(0));
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-}
+mod tests;
