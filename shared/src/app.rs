@@ -1,5 +1,8 @@
 //! The state both lambdas share: configuration and AWS clients, built once per
-//! cold start and lent to every invocation.
+//! cold start and lent to every invocation, and the catalog: offers, partners
+//! and endpoints read through a per-process cache that every write made here
+//! invalidates (the store's configuration writes are reachable only through
+//! these methods, so a forgotten invalidation does not compile).
 
 use std::sync::Arc;
 
@@ -18,10 +21,10 @@ pub struct App {
     pub queue: Queue,
     /// AWS requests sent by this process, by operation.
     pub requests: RequestCounter,
-    pub offers: TtlCache<Option<Offer>>,
-    pub partners: TtlCache<Option<Partner>>,
+    offers: TtlCache<Option<Offer>>,
+    partners: TtlCache<Option<Partner>>,
     /// A partner's endpoints, by partner id.
-    pub endpoints: TtlCache<Vec<Endpoint>>,
+    endpoints: TtlCache<Vec<Endpoint>>,
     /// The postback HTTP client (deliveries and the test route).
     pub sender: Sender,
 }
@@ -96,6 +99,70 @@ impl App {
         }
         let partner = self.store.get_partner(id).await?;
         Ok(self.partners.put(id, partner))
+    }
+
+    /// Stores a new offer.
+    pub async fn create_offer(&self, offer: &Offer) -> crate::Result<()> {
+        let r = self.store.create_offer(offer).await;
+        self.offers.invalidate(&offer.id);
+        r
+    }
+
+    /// Replaces an offer.
+    pub async fn replace_offer(&self, offer: &Offer) -> crate::Result<()> {
+        let r = self.store.replace_offer(offer).await;
+        self.offers.invalidate(&offer.id);
+        r
+    }
+
+    /// Deletes an offer; false if there was none.
+    pub async fn delete_offer(&self, id: &str) -> crate::Result<bool> {
+        let r = self.store.delete_offer(id).await;
+        self.offers.invalidate(id);
+        r
+    }
+
+    /// Stores a new partner.
+    pub async fn create_partner(&self, partner: &Partner) -> crate::Result<()> {
+        let r = self.store.create_partner(partner).await;
+        self.partners.invalidate(&partner.id);
+        r
+    }
+
+    /// Stores a new endpoint.
+    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> crate::Result<()> {
+        let r = self.store.create_endpoint(endpoint).await;
+        self.endpoints.invalidate(&endpoint.partner_id);
+        r
+    }
+
+    /// Replaces an endpoint if it still stands at `read_version` (see
+    /// [`crate::store::Store::replace_endpoint`]).
+    pub async fn replace_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        read_version: u64,
+        release_parked: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<()> {
+        let r = self
+            .store
+            .replace_endpoint(endpoint, read_version, release_parked, now)
+            .await;
+        self.endpoints.invalidate(&endpoint.partner_id);
+        r
+    }
+
+    /// Deletes an endpoint; false if there was none.
+    pub async fn delete_endpoint(
+        &self,
+        partner_id: &str,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<bool> {
+        let r = self.store.delete_endpoint(partner_id, id, now).await;
+        self.endpoints.invalidate(partner_id);
+        r
     }
 
     /// The partner's endpoints, from the cache or the store.

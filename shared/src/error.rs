@@ -1,6 +1,6 @@
-//! One error type for the domain. The API maps it to an HTTP status and the
-//! stable `{"error":{"code","message"}}` body in one place; internal causes are
-//! logged there and never shown to the client.
+//! One error type for the domain, with the contract's stable codes. The API
+//! crate alone maps it to an HTTP status and the `{"error":{"code","message"}}`
+//! body; the workers ask only whose fault it is (retry, or dead-letter).
 
 /// Everything that can go wrong while handling a request or a message.
 #[derive(Debug, thiserror::Error)]
@@ -81,21 +81,6 @@ impl Error {
         }
     }
 
-    /// The HTTP status of the public contract.
-    pub fn status(&self) -> u16 {
-        match self {
-            Error::Invalid { .. } | Error::MalformedBody(_) => 400,
-            Error::Unauthorized(_) => 401,
-            Error::Forbidden(_) => 403,
-            Error::NotFound { .. } => 404,
-            Error::Conflict(_) => 409,
-            Error::Gone(_) => 410,
-            Error::PayloadTooLarge(_) => 413,
-            Error::Unavailable(_) => 503,
-            Error::Internal(_) => 500,
-        }
-    }
-
     /// The stable snake_case code of the public contract.
     pub fn code(&self) -> &'static str {
         match self {
@@ -112,14 +97,11 @@ impl Error {
         }
     }
 
-    /// The `{"error":{"code","message"}}` body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}})
-    }
-
-    /// Whether the cause is on our side (5xx), to be logged with its chain.
-    pub fn is_server_error(&self) -> bool {
-        self.status() >= 500
+    /// Whether the input is at fault (bad, unknown, unauthorised, too
+    /// large, in conflict): sending it again unchanged cannot succeed. The
+    /// rest (a store or queue unreachable, a bug) is ours, and a retry may help.
+    pub fn is_caller_fault(&self) -> bool {
+        !matches!(self, Error::Unavailable(_) | Error::Internal(_))
     }
 }
 
@@ -136,17 +118,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_map_to_contract_statuses_and_codes() {
-        assert_eq!(Error::missing("click_id").status(), 400);
+    fn errors_have_the_contracts_codes_and_say_whose_fault_they_are() {
         assert_eq!(Error::missing("click_id").code(), "missing_field");
         assert_eq!(Error::not_found("click", "x").code(), "click_not_found");
-        assert_eq!(Error::Gone("x".into()).status(), 410);
-        assert_eq!(Error::PayloadTooLarge(65536).status(), 413);
+        assert!(Error::Gone("x".into()).is_caller_fault());
+        assert!(Error::PayloadTooLarge(65536).is_caller_fault());
+        assert!(!Error::Unavailable(anyhow::anyhow!("down")).is_caller_fault());
+        assert!(!Error::Internal(anyhow::anyhow!("bug")).is_caller_fault());
     }
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {
         let e = Error::Internal(anyhow::anyhow!("table secret-table missing"));
-        assert_eq!(e.body()["error"]["message"], "internal error");
+        assert_eq!(e.to_string(), "internal error");
     }
 }

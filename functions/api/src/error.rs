@@ -18,10 +18,30 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The HTTP status of the public contract.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::Invalid { .. } | Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Gone(_) => StatusCode::GONE,
+        Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The `{"error":{"code","message"}}` body; an internal error's cause never shows.
+pub fn body_of(e: &Error) -> serde_json::Value {
+    serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}})
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        if e.is_server_error() {
+        if !e.is_caller_fault() {
             match &e {
                 Error::Unavailable(cause) | Error::Internal(cause) => {
                     tracing::error!(
@@ -33,8 +53,7 @@ impl IntoResponse for ApiError {
                 _ => tracing::error!(code = e.code(), "request failed"),
             }
         }
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(e.body())).into_response()
+        (status_of(&e), Json(body_of(&e))).into_response()
     }
 }
 
@@ -53,4 +72,19 @@ pub async fn not_found(uri: Uri) -> ApiError {
 pub async fn method_not_allowed() -> Response {
     let body = serde_json::json!({"error": {"code": "method_not_allowed", "message": "this route does not take that method"}});
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_contract_statuses() {
+        assert_eq!(status_of(&Error::missing("click_id")), 400);
+        assert_eq!(status_of(&Error::Gone("x".into())), 410);
+        assert_eq!(status_of(&Error::PayloadTooLarge(65536)), 413);
+        assert_eq!(status_of(&Error::Unavailable(anyhow::anyhow!("down"))), 503);
+        let e = Error::Internal(anyhow::anyhow!("table secret-table missing"));
+        assert_eq!(body_of(&e)["error"]["message"], "internal error");
+    }
 }

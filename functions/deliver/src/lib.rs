@@ -180,7 +180,7 @@ async fn ingest_event(worker: &Worker, record: SqsMessage) -> Disposition {
         .await
     {
         Ok(_) => Disposition::Done,
-        Err(e) if e.is_server_error() => {
+        Err(e) if !e.is_caller_fault() => {
             tracing::error!(error = ?e, "pipeline event not recorded; SQS will redeliver");
             match &app.config.events_queue_url {
                 Some(url) => retry_after_outage(app, url, &record).await,
@@ -368,19 +368,17 @@ async fn pause_gone(worker: &Worker, endpoint: &Endpoint, now: DateTime<Utc>) {
     paused.version = endpoint.version + 1;
     match worker
         .app
-        .store
         .replace_endpoint(&paused, endpoint.version, false, now)
         .await
     {
         Ok(()) => {
             tracing::warn!(endpoint_id = %endpoint.id, "endpoint answered 410 Gone and was paused")
         }
-        Err(e) if !e.is_server_error() => {
+        Err(e) if e.is_caller_fault() => {
             tracing::info!(endpoint_id = %endpoint.id, reason = %e, "endpoint answered 410 but was changed meanwhile; left as it is")
         }
         Err(e) => tracing::error!(error = ?e, "could not pause the endpoint"),
     }
-    worker.app.endpoints.invalidate(&endpoint.partner_id);
 }
 
 /// Stores the delivery (releasing the lease); with a delay, hides the message

@@ -14,7 +14,7 @@ impl Store {
     // ---- offers
 
     /// Stores a new offer.
-    pub async fn create_offer(&self, offer: &Offer) -> Result<()> {
+    pub(crate) async fn create_offer(&self, offer: &Offer) -> Result<()> {
         let (pk, sk) = keys::offer(&offer.id);
         if self
             .put(&Item::new(pk, sk, offer), PutCondition::Create)
@@ -30,7 +30,7 @@ impl Store {
     }
 
     /// Replaces an existing offer; `NotFound` if it is gone.
-    pub async fn replace_offer(&self, offer: &Offer) -> Result<()> {
+    pub(crate) async fn replace_offer(&self, offer: &Offer) -> Result<()> {
         let (pk, sk) = keys::offer(&offer.id);
         if self
             .put(&Item::new(pk, sk, offer), PutCondition::Replace)
@@ -49,7 +49,7 @@ impl Store {
     }
 
     /// Deletes an offer; false if there was none.
-    pub async fn delete_offer(&self, id: &str) -> Result<bool> {
+    pub(crate) async fn delete_offer(&self, id: &str) -> Result<bool> {
         let (pk, sk) = keys::offer(id);
         self.delete(pk, sk).await
     }
@@ -57,7 +57,7 @@ impl Store {
     // ---- partners and endpoints
 
     /// Stores a new partner.
-    pub async fn create_partner(&self, partner: &Partner) -> Result<()> {
+    pub(crate) async fn create_partner(&self, partner: &Partner) -> Result<()> {
         let (pk, sk) = keys::partner(&partner.id);
         if self
             .put(&Item::new(pk, sk, partner), PutCondition::Create)
@@ -79,7 +79,7 @@ impl Store {
     }
 
     /// Stores a new endpoint (version 1).
-    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+    pub(crate) async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let (pk, sk) = keys::endpoint(&endpoint.partner_id, &endpoint.id);
         if self
             .put(&Item::new(pk, &sk, endpoint), PutCondition::Create)
@@ -99,7 +99,7 @@ impl Store {
     /// `NotFound` if it was deleted. With `release_parked`, leaves the mark
     /// that has the reconciler release its parked deliveries, in the same
     /// transaction. `endpoint.version` must be `read_version + 1`.
-    pub async fn replace_endpoint(
+    pub(crate) async fn replace_endpoint(
         &self,
         endpoint: &Endpoint,
         read_version: u64,
@@ -153,7 +153,7 @@ impl Store {
 
     /// Deletes an endpoint and leaves the mark that has the reconciler end
     /// its parked deliveries (as `cancelled`); false if there was none.
-    pub async fn delete_endpoint(
+    pub(crate) async fn delete_endpoint(
         &self,
         partner_id: &str,
         id: &str,

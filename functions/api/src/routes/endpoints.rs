@@ -321,8 +321,7 @@ pub async fn create(
         ))
         .into());
     }
-    app.store.create_endpoint(&endpoint).await?;
-    app.endpoints.invalidate(&pid);
+    app.create_endpoint(&endpoint).await?;
     tracing::info!(partner_id = %pid, endpoint_id = %endpoint.id, "endpoint created");
     Ok((StatusCode::CREATED, Json(view(&endpoint))))
 }
@@ -373,10 +372,8 @@ pub async fn update(
     let reactivated = !previous.active && endpoint.active;
     let now = Utc::now();
     // Conditional on the version read: a concurrent change answers 409, never reverted.
-    app.store
-        .replace_endpoint(&endpoint, previous.version, reactivated, now)
+    app.replace_endpoint(&endpoint, previous.version, reactivated, now)
         .await?;
-    app.endpoints.invalidate(&pid);
     if reactivated {
         // What waited while it was paused goes out now: the first page here,
         // the rest (a partner with months of history) by the reconciler,
@@ -402,10 +399,9 @@ pub async fn delete(
     auth.require_partner(&pid)?;
     // Its parked deliveries are ended (cancelled) by the reconciler, which the
     // mark written with the deletion hands them to.
-    if !app.store.delete_endpoint(&pid, &eid, Utc::now()).await? {
+    if !app.delete_endpoint(&pid, &eid, Utc::now()).await? {
         return Err(Error::not_found("endpoint", &eid).into());
     }
-    app.endpoints.invalidate(&pid);
     Ok(StatusCode::NO_CONTENT)
 }
 

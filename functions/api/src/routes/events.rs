@@ -19,7 +19,9 @@ use crate::error::{ApiError, ApiResult};
 fn result_json(index: usize, r: &Result<shared::inbound::Outcome, Error>) -> Value {
     match r {
         Ok(o) => json!({"index": index, "status": o.status, "event_id": o.event_id}),
-        Err(e) => json!({"index": index, "status": "error", "error": e.body()["error"]}),
+        Err(e) => {
+            json!({"index": index, "status": "error", "error": crate::error::body_of(e)["error"]})
+        }
     }
 }
 
@@ -42,7 +44,7 @@ pub async fn create(
             Err(e) => Err(e),
         };
         if let Err(e) = &r {
-            if e.is_server_error() {
+            if !e.is_caller_fault() {
                 tracing::error!(code = e.code(), error = ?e, "event not recorded");
             }
         }

@@ -92,8 +92,7 @@ pub async fn create(
     let f = body.object()?;
     let id = f.id_or_new("off")?;
     let offer = from_body(&f, id, None)?;
-    app.store.create_offer(&offer).await?;
-    app.offers.invalidate(&offer.id);
+    app.create_offer(&offer).await?;
     Ok((StatusCode::CREATED, Json(view(&offer))))
 }
 
@@ -130,8 +129,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| Error::not_found("offer", &id))?;
     let offer = from_body(&f, id, Some(&previous))?;
-    app.store.replace_offer(&offer).await?;
-    app.offers.invalidate(&offer.id);
+    app.replace_offer(&offer).await?;
     Ok(Json(view(&offer)))
 }
 
@@ -142,9 +140,8 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     auth.admin_only()?;
-    if !app.store.delete_offer(&id).await? {
+    if !app.delete_offer(&id).await? {
         return Err(Error::not_found("offer", &id).into());
     }
-    app.offers.invalidate(&id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -36,8 +36,7 @@ pub async fn create(
         api_key_sha256: vec![hash],
         created_at: Utc::now(),
     };
-    app.store.create_partner(&partner).await?;
-    app.partners.invalidate(&partner.id);
+    app.create_partner(&partner).await?;
     let mut out = view(&partner);
     out["api_key"] = Value::String(api_key);
     Ok((StatusCode::CREATED, Json(out)))
