@@ -195,7 +195,12 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
         event.delivery_ids = planned.iter().map(|d| d.id.clone()).collect();
         t.app
             .store
-            .record_event(&event, &planned, None)
+            .record_event(&shared::store::Recording {
+                event: &event,
+                deliveries: &planned,
+                transaction: None,
+                window: None,
+            })
             .await
             .unwrap();
         events.push(event.id);

@@ -52,8 +52,59 @@ pub struct Offer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_token_sha256: Option<String>,
     pub attribution_window_days: u32,
+    /// How postbacks without a `transaction_id` are told apart.
+    #[serde(default)]
+    pub repeat_conversions: RepeatPolicy,
+    /// With `every_postback`: how long an identical postback counts as the
+    /// advertiser retrying, not as a second conversion.
+    #[serde(default = "default_retry_window")]
+    pub retry_window_seconds: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// How an offer tells one conversion from the next when the advertiser's
+/// postback carries no `transaction_id` (with one, the transaction id is
+/// always the conversion's identity).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepeatPolicy {
+    /// Every postback is a conversion (recurring purchases on one click),
+    /// except an identical one within the offer's retry window.
+    #[default]
+    EveryPostback,
+    /// One conversion per click and event name (`signup`, then `purchase`).
+    PerEvent,
+    /// One conversion per click, whatever the event.
+    PerClick,
+}
+
+impl RepeatPolicy {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepeatPolicy::EveryPostback => "every_postback",
+            RepeatPolicy::PerEvent => "per_event",
+            RepeatPolicy::PerClick => "per_click",
+        }
+    }
+    /// Parses the API's spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            RepeatPolicy::EveryPostback,
+            RepeatPolicy::PerEvent,
+            RepeatPolicy::PerClick,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == raw.trim())
+    }
+}
+
+/// Default retry window of an offer: an hour of advertiser retries.
+pub const DEFAULT_RETRY_WINDOW_SECONDS: u32 = 3_600;
+
+fn default_retry_window() -> u32 {
+    DEFAULT_RETRY_WINDOW_SECONDS
 }
 
 /// A partner (publisher, affiliate). API keys are stored as SHA-256 hashes.
@@ -281,4 +332,47 @@ pub struct Transaction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidated_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The offer an advertiser's transaction belongs to: advertisers choose
+    /// their own ids, so theirs are told apart by offer. `None` for our
+    /// pipelines' transactions, whose ids are ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// How many changes followed the first event (each status change, each invalidation).
+    #[serde(default)]
+    pub changes: u32,
+    /// Optimistic concurrency: each change is written on the version it read.
+    #[serde(default)]
+    pub version: u64,
+    /// The latest changes, newest last (at most `MAX_SEEN_CHANGES`): what a
+    /// repeat is recognised by.
+    #[serde(default)]
+    pub seen: Vec<SeenChange>,
+}
+
+/// Most changes a transaction remembers to recognise repeats.
+pub const MAX_SEEN_CHANGES: usize = 20;
+
+/// One change of a transaction, as remembered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeenChange {
+    pub event: String,
+    pub status: Status,
+    pub occurred_at: DateTime<Utc>,
+    pub payout: Decimal,
+    pub event_id: String,
+}
+
+impl Transaction {
+    /// The store key of a transaction: ours by id, an advertiser's by offer and id.
+    pub fn key_of(scope: Option<&str>, transaction_id: &str) -> String {
+        match scope {
+            None => transaction_id.to_string(),
+            Some(offer) => format!("OFFER#{offer}#{transaction_id}"),
+        }
+    }
+
+    /// This transaction's store key.
+    pub fn key(&self) -> String {
+        Self::key_of(self.scope.as_deref(), &self.transaction_id)
+    }
 }

@@ -5,12 +5,16 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-use super::{record, Outcome, DEFAULT_CURRENCY, MAX_ATTRIBUTES, MAX_EVENTS_PER_REQUEST};
-use crate::domain::{Event, Source, Status, Transaction, INVALIDATION};
+use super::identity::{classify, remember, transaction_event_id, Identity};
+use super::{
+    record, too_busy, Outcome, With, DEFAULT_CURRENCY, MAX_ATTRIBUTES, MAX_EVENTS_PER_REQUEST,
+    MAX_RACES,
+};
+use crate::domain::{Event, SeenChange, Source, Status, Transaction, INVALIDATION};
 use crate::error::{Error, Result};
 use crate::fields::{attribute, attributes_bounds, id_field, name_field, status_field};
-use crate::ids;
 use crate::money::{parse_currency, parse_payout};
+use crate::store::Recorded;
 use crate::App;
 
 /// A parsed internal event (`POST /events` item or events-queue message).
@@ -164,35 +168,50 @@ pub fn parse_events_body(value: &Value) -> Result<(bool, Vec<Result<EventInput>>
     }
 }
 
-/// The idempotency key of an internal event: transaction, event and status.
-pub fn internal_event_id(input: &EventInput) -> String {
-    ids::derived_id(
-        "evt",
-        &[
-            "internal",
-            &input.transaction_id,
-            &input.event,
-            input.status.as_str(),
-        ],
-    )
-}
-
 /// Records an internal event: a payout, an invalidation of an earlier one, a
 /// status change of a known transaction, or any free event name.
 pub async fn record_internal(app: &App, input: EventInput, now: DateTime<Utc>) -> Result<Outcome> {
+    for _ in 0..MAX_RACES {
+        if let Some(outcome) = record_internal_once(app, &input, now).await? {
+            return Ok(outcome);
+        }
+    }
+    Err(too_busy(&input.transaction_id))
+}
+
+/// One decision on the transaction as read now; `None` if it changed meanwhile.
+async fn record_internal_once(
+    app: &App,
+    input: &EventInput,
+    now: DateTime<Utc>,
+) -> Result<Option<Outcome>> {
     let known = app.store.get_transaction(&input.transaction_id).await?;
-    let event_id = internal_event_id(&input);
     let is_invalidation = input.event == INVALIDATION;
+    if known.is_none() && is_invalidation {
+        return Err(Error::not_found("transaction", &input.transaction_id));
+    }
+    let change = match classify(
+        known.as_ref(),
+        &input.event,
+        input.status,
+        input.payout,
+        input.occurred_at,
+    ) {
+        Identity::Duplicate(id) => return Ok(Some(Outcome::duplicate(id))),
+        Identity::New => 0,
+        Identity::Change(n) => n,
+    };
+    let event_id = transaction_event_id(
+        "internal",
+        &input.transaction_id,
+        change,
+        &input.event,
+        input.status,
+    );
     let occurred_at = input.occurred_at.unwrap_or(now);
 
     // What the event inherits from the transaction it continues.
-    let base = match (&known, is_invalidation) {
-        (Some(t), _) => Some(t.clone()),
-        (None, true) => {
-            return Err(Error::not_found("transaction", &input.transaction_id));
-        }
-        (None, false) => None,
-    };
+    let base = known.clone();
     let partner_id = match (&input.partner_id, &base) {
         (Some(p), Some(t)) if p != &t.partner_id => {
             return Err(Error::invalid(
@@ -284,15 +303,38 @@ pub async fn record_internal(app: &App, input: EventInput, now: DateTime<Utc>) -
         offer_id: event.offer_id.clone(),
         goal: event.goal.clone(),
         attributes: event.attributes.clone(),
-        last_event_id: event_id,
+        last_event_id: event_id.clone(),
         invalidated_at: if is_invalidation {
             Some(occurred_at)
         } else {
             base.as_ref().and_then(|t| t.invalidated_at)
         },
         updated_at: now,
+        scope: None,
+        changes: change,
+        version: base.as_ref().map_or(1, |t| t.version + 1),
+        seen: base.as_ref().map(|t| t.seen.clone()).unwrap_or_default(),
     };
-    record(app, event, Some(transaction), now).await
+    let mut transaction = transaction;
+    remember(
+        &mut transaction.seen,
+        SeenChange {
+            event: input.event.clone(),
+            status: input.status,
+            occurred_at,
+            payout: event.payout,
+            event_id: event_id.clone(),
+        },
+    );
+    let with = With {
+        transaction: Some((transaction, known.as_ref().map(|t| t.version))),
+        window: None,
+    };
+    Ok(match record(app, event, with, now).await? {
+        Recorded::New => Some(Outcome::recorded(event_id)),
+        Recorded::Duplicate => Some(Outcome::duplicate(event_id)),
+        Recorded::Raced => None,
+    })
 }
 #[cfg(test)]
 mod tests {
@@ -391,21 +433,5 @@ mod tests {
         let many: Vec<Value> = (0..101).map(|_| json!({})).collect();
         assert!(parse_events_body(&Value::Array(many)).is_err());
         assert!(parse_events_body(&json!("x")).is_err());
-    }
-
-    #[test]
-    fn internal_ids_key_on_transaction_event_and_status() {
-        let a =
-            parse_event(&json!({"transaction_id": "t", "event": "payout", "status": "pending"}))
-                .unwrap();
-        let b =
-            parse_event(&json!({"transaction_id": "t", "event": "payout", "status": "approved"}))
-                .unwrap();
-        let a2 = parse_event(
-            &json!({"transaction_id": "t", "event": "payout", "status": "pending", "payout": "3"}),
-        )
-        .unwrap();
-        assert_ne!(internal_event_id(&a), internal_event_id(&b));
-        assert_eq!(internal_event_id(&a), internal_event_id(&a2));
     }
 }

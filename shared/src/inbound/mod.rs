@@ -13,10 +13,11 @@ use serde::Serialize;
 
 use crate::domain::{Event, Transaction};
 use crate::error::Result;
-use crate::store::Recorded;
+use crate::store::{Recorded, Recording};
 use crate::{fanout, outbox, App};
 
 pub mod events;
+pub mod identity;
 pub mod postback;
 
 pub use events::{parse_event, parse_events_body, record_internal, EventInput};
@@ -34,6 +35,10 @@ pub const DEFAULT_EVENT: &str = "conversion";
 /// Currency when neither the request nor the offer names one.
 pub const DEFAULT_CURRENCY: &str = "USD";
 
+/// How many times a request whose transaction changed under it is decided
+/// again before it is answered 503 (the caller retries).
+const MAX_RACES: usize = 3;
+
 /// What a recorded (or repeated) event answers.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Outcome {
@@ -43,24 +48,38 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(recorded: Recorded, event_id: String) -> Self {
-        let status = match recorded {
-            Recorded::New => "recorded",
-            Recorded::Duplicate => "duplicate",
-        };
-        Outcome { status, event_id }
+    fn recorded(event_id: String) -> Self {
+        Outcome {
+            status: "recorded",
+            event_id,
+        }
+    }
+    fn duplicate(event_id: String) -> Self {
+        Outcome {
+            status: "duplicate",
+            event_id,
+        }
     }
 }
 
-/// Fans `event` out and writes it with its deliveries in one transaction,
-/// then queues them. A queue failure after the commit is logged, not
-/// returned: the event is durable and the reconciler owns its deliveries.
+/// What an event is written with, besides its deliveries.
+#[derive(Default)]
+pub(crate) struct With {
+    /// The transaction's new state, and the version it was read at.
+    pub transaction: Option<(Transaction, Option<u64>)>,
+    /// An identical-postback window: fingerprint and closing time.
+    pub window: Option<(String, DateTime<Utc>)>,
+}
+
+/// Fans `event` out and writes it with its deliveries (and `with`) in one
+/// transaction, then queues them. A queue failure after the commit is logged,
+/// not returned: the event is durable and the reconciler owns its deliveries.
 pub(crate) async fn record(
     app: &App,
     mut event: Event,
-    transaction: Option<Transaction>,
+    with: With,
     now: DateTime<Utc>,
-) -> Result<Outcome> {
+) -> Result<Recorded> {
     // Permanent, so refused before any write: retrying could never help.
     let merged = serde_json::to_vec(&event.attributes).map_or(0, |b| b.len());
     if merged > 2 * MAX_ATTRIBUTES_BYTES {
@@ -77,13 +96,25 @@ pub(crate) async fn record(
     event.delivery_ids = deliveries.iter().map(|d| d.id.clone()).collect();
     let recorded = app
         .store
-        .record_event(&event, &deliveries, transaction.as_ref())
+        .record_event(&Recording {
+            event: &event,
+            deliveries: &deliveries,
+            transaction: with.transaction.as_ref().map(|(t, v)| (t, *v)),
+            window: with.window.as_ref().map(|(f, at)| (f.as_str(), *at)),
+        })
         .await?;
     if recorded == Recorded::New {
         if let Err(e) = outbox::enqueue(app, &deliveries).await {
             tracing::warn!(event_id = %event.id, error = format!("{e:#}"), "deliveries stored but not queued; the reconciler will send them");
         }
     }
-    tracing::info!(event_id = %event.id, event = %event.event, deliveries = deliveries.len(), outcome = ?recorded, "event");
-    Ok(Outcome::new(recorded, event.id))
+    tracing::info!(event_id = %event.id, event = %event.event, status = event.status.as_str(), deliveries = deliveries.len(), outcome = ?recorded, "event");
+    Ok(recorded)
+}
+
+/// The error after `MAX_RACES` lost races on one transaction.
+fn too_busy(transaction_id: &str) -> crate::Error {
+    crate::Error::Unavailable(anyhow::anyhow!(
+        "transaction {transaction_id} kept changing while being recorded"
+    ))
 }

@@ -5,13 +5,18 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use super::{record, Outcome, DEFAULT_EVENT};
+use super::identity::{
+    classify, postback_identity, remember, transaction_event_id, Identity, PostbackIdentity,
+    PostbackParts,
+};
+use super::{record, too_busy, Outcome, With, DEFAULT_EVENT, MAX_RACES};
 use crate::auth::constant_time_eq;
-use crate::domain::{Event, Source, Status, INVALIDATION};
+use crate::domain::{Click, Event, Offer, SeenChange, Source, Status, Transaction, INVALIDATION};
 use crate::error::{Error, Result};
 use crate::fields::{id_field, name_field, status_field, string_attributes};
 use crate::ids;
 use crate::money::{parse_currency, parse_payout};
+use crate::store::Recorded;
 use crate::App;
 
 /// Parameters of `/postback` that are not stored as attributes.
@@ -114,23 +119,9 @@ pub fn parse_postback(pairs: Vec<(String, String)>) -> Result<Postback> {
     })
 }
 
-/// The idempotency key of a postback: click, event, transaction and status.
-pub fn postback_event_id(p: &Postback) -> String {
-    ids::derived_id(
-        "evt",
-        &[
-            "postback",
-            &p.click_id,
-            &p.event,
-            p.transaction_id.as_deref().unwrap_or(""),
-            p.status.as_str(),
-        ],
-    )
-}
-
-/// Records an advertiser postback: one consistent read of the click, the
-/// offer and the partner's endpoints from the process cache, one transaction,
-/// one batched send.
+/// Records an advertiser postback: one consistent read of the click (the
+/// offer and the partner's endpoints come from the process cache), one of its
+/// transaction if it names one, one write, one batched send.
 pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Result<Outcome> {
     let click = app
         .store
@@ -159,6 +150,21 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
             click.expires_at.to_rfc3339()
         )));
     }
+    match p.transaction_id.clone() {
+        Some(tx) => {
+            for _ in 0..MAX_RACES {
+                if let Some(outcome) = record_transaction(app, &p, &tx, &click, offer, now).await? {
+                    return Ok(outcome);
+                }
+            }
+            Err(too_busy(&tx))
+        }
+        None => record_untracked(app, &p, &click, offer, now).await,
+    }
+}
+
+/// The event a postback records, before its identity is decided.
+fn event_of(p: &Postback, click: &Click, offer: &Offer, now: DateTime<Utc>) -> Event {
     let mut attributes: BTreeMap<String, Value> = click
         .attributes
         .iter()
@@ -169,28 +175,152 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
     );
-    let event = Event {
-        id: postback_event_id(&p),
+    Event {
+        id: String::new(),
         source: Source::Postback,
-        event: p.event,
+        event: p.event.clone(),
         status: p.status,
-        transaction_id: p.transaction_id,
+        transaction_id: p.transaction_id.clone(),
         partner_id: click.partner_id.clone(),
         click_id: Some(click.click_id.clone()),
         lead_id: None,
         offer_id: Some(offer.id.clone()),
         advertiser: Some(offer.advertiser.clone()),
-        goal: p.goal,
+        goal: p.goal.clone(),
         payout: p.payout.or(offer.default_payout).unwrap_or(Decimal::ZERO),
-        currency: p.currency.unwrap_or_else(|| offer.currency.clone()),
+        currency: p.currency.clone().unwrap_or_else(|| offer.currency.clone()),
         occurred_at: now,
         recorded_at: now,
         deleted_at: None,
         attributes,
         delivery_ids: Vec::new(),
-    };
-    record(app, event, None, now).await
+    }
 }
+
+/// A postback without a transaction id: the offer's repeat policy decides.
+async fn record_untracked(
+    app: &App,
+    p: &Postback,
+    click: &Click,
+    offer: &Offer,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let parts = PostbackParts {
+        click_id: &click.click_id,
+        event: &p.event,
+        status: p.status,
+        payout: p.payout,
+        currency: p.currency.as_deref(),
+        goal: p.goal.as_deref(),
+        extra: &p.extra,
+    };
+    let mut event = event_of(p, click, offer, now);
+    let (with, fingerprint) = match postback_identity(offer.repeat_conversions, &parts, now) {
+        PostbackIdentity::Keyed(id) => {
+            event.id = id;
+            (With::default(), None)
+        }
+        PostbackIdentity::Windowed {
+            fingerprint,
+            event_id,
+        } => {
+            event.id = event_id;
+            let closes = now + chrono::Duration::seconds(i64::from(offer.retry_window_seconds));
+            (
+                With {
+                    transaction: None,
+                    window: Some((fingerprint.clone(), closes)),
+                },
+                Some(fingerprint),
+            )
+        }
+    };
+    let event_id = event.id.clone();
+    match (record(app, event, with, now).await?, fingerprint) {
+        (Recorded::Duplicate, Some(fp)) => {
+            // The identical postback this one repeats: its window's event.
+            let first = app.store.window_event(&fp).await?.ok_or_else(|| {
+                Error::Unavailable(anyhow::anyhow!("retry window {fp} closed while being read"))
+            })?;
+            Ok(Outcome::duplicate(first))
+        }
+        (Recorded::Duplicate, None) => Ok(Outcome::duplicate(event_id)),
+        (_, _) => Ok(Outcome::recorded(event_id)),
+    }
+}
+
+/// A postback with a transaction id: the transaction (scoped by offer) is the
+/// identity; a status change keeps what the first event said unless this one
+/// says otherwise (the payout above all). `None` if it changed meanwhile.
+async fn record_transaction(
+    app: &App,
+    p: &Postback,
+    tx: &str,
+    click: &Click,
+    offer: &Offer,
+    now: DateTime<Utc>,
+) -> Result<Option<Outcome>> {
+    let key = Transaction::key_of(Some(&offer.id), tx);
+    let known = app.store.get_transaction(&key).await?;
+    let change = match classify(known.as_ref(), &p.event, p.status, p.payout, None) {
+        Identity::Duplicate(id) => return Ok(Some(Outcome::duplicate(id))),
+        Identity::New => 0,
+        Identity::Change(n) => n,
+    };
+    let mut event = event_of(p, click, offer, now);
+    event.id = transaction_event_id("postback", &key, change, &p.event, p.status);
+    if let Some(t) = &known {
+        // A status change that names no payout keeps the transaction's.
+        event.payout = p.payout.unwrap_or(t.payout);
+        event.currency = p.currency.clone().unwrap_or_else(|| t.currency.clone());
+        event.goal = p.goal.clone().or_else(|| t.goal.clone());
+        let mut attributes = t.attributes.clone();
+        attributes.extend(event.attributes);
+        event.attributes = attributes;
+    }
+    let mut seen = known.as_ref().map(|t| t.seen.clone()).unwrap_or_default();
+    remember(
+        &mut seen,
+        SeenChange {
+            event: event.event.clone(),
+            status: event.status,
+            occurred_at: now,
+            payout: event.payout,
+            event_id: event.id.clone(),
+        },
+    );
+    let transaction = Transaction {
+        transaction_id: tx.to_string(),
+        partner_id: event.partner_id.clone(),
+        event: event.event.clone(),
+        status: event.status,
+        payout: event.payout,
+        currency: event.currency.clone(),
+        click_id: event.click_id.clone(),
+        lead_id: None,
+        offer_id: event.offer_id.clone(),
+        goal: event.goal.clone(),
+        attributes: event.attributes.clone(),
+        last_event_id: event.id.clone(),
+        invalidated_at: None,
+        updated_at: now,
+        scope: Some(offer.id.clone()),
+        changes: change,
+        version: known.as_ref().map_or(1, |t| t.version + 1),
+        seen,
+    };
+    let event_id = event.id.clone();
+    let with = With {
+        transaction: Some((transaction, known.as_ref().map(|t| t.version))),
+        window: None,
+    };
+    Ok(match record(app, event, with, now).await? {
+        Recorded::New => Some(Outcome::recorded(event_id)),
+        Recorded::Duplicate => Some(Outcome::duplicate(event_id)),
+        Recorded::Raced => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,31 +453,5 @@ mod tests {
     fn the_first_of_repeated_parameters_wins() {
         let p = parse_postback(pairs(&[("click_id", "a"), ("click_id", "b")])).unwrap();
         assert_eq!(p.click_id, "a");
-    }
-
-    #[test]
-    fn postback_ids_differ_by_event_transaction_and_status_only() {
-        let base = parse_postback(pairs(&[
-            ("click_id", "a"),
-            ("event", "sale"),
-            ("payout", "1"),
-        ]))
-        .unwrap();
-        let same = parse_postback(pairs(&[
-            ("click_id", "a"),
-            ("event", "sale"),
-            ("payout", "2"),
-        ]))
-        .unwrap();
-        let other_event = parse_postback(pairs(&[("click_id", "a"), ("event", "lead")])).unwrap();
-        let other_tx = parse_postback(pairs(&[
-            ("click_id", "a"),
-            ("event", "sale"),
-            ("transaction_id", "t2"),
-        ]))
-        .unwrap();
-        assert_eq!(postback_event_id(&base), postback_event_id(&same));
-        assert_ne!(postback_event_id(&base), postback_event_id(&other_event));
-        assert_ne!(postback_event_id(&base), postback_event_id(&other_tx));
     }
 }

@@ -11,6 +11,8 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use super::{deliveries::delivery_item, Recorded, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Click, Event, Transaction};
 use crate::lifecycle::Delivery;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
 
 impl Store {
     // ---- clicks
@@ -35,25 +37,43 @@ impl Store {
 
     // ---- events, transactions and deliveries
 
-    /// Writes an event with all its deliveries (and the transaction's new
-    /// state) in one all-or-nothing `TransactWriteItems`. The event's id is
-    /// its idempotency key: if it exists, nothing is written and the answer is
-    /// `Duplicate`.
-    pub async fn record_event(
-        &self,
-        event: &Event,
-        deliveries: &[Delivery],
-        transaction: Option<&Transaction>,
-    ) -> Result<Recorded> {
-        let mut items = Vec::with_capacity(deliveries.len() + 2);
-        let (pk, sk) = keys::event(&event.id);
-        items.push(self.transact_put(&Item::new(pk, sk, event), true)?);
-        for d in deliveries {
-            items.push(self.transact_put(&delivery_item(d), true)?);
+    /// Writes what one inbound request records in one all-or-nothing
+    /// `TransactWriteItems`: the retry-window claim (if any), the event, its
+    /// deliveries, the transaction's new state. The event's id (or the
+    /// window's fingerprint) is its idempotency key: if taken, nothing is
+    /// written and the answer is `Duplicate`; if the transaction changed since
+    /// it was read, `Raced` (read it again and decide again).
+    pub async fn record_event(&self, r: &Recording<'_>) -> Result<Recorded> {
+        let mut items = Vec::with_capacity(r.deliveries.len() + 3);
+        if let Some((fingerprint, expires)) = r.window {
+            items.push(self.window_put(fingerprint, &r.event.id, expires, r.event.recorded_at)?);
         }
-        if let Some(t) = transaction {
-            let (pk, sk) = keys::transaction(&t.transaction_id);
-            items.push(self.transact_put(&Item::new(pk, sk, t), false)?);
+        let (pk, sk) = keys::event(&r.event.id);
+        items.push(self.conditional_put(
+            &Item::new(pk, sk, r.event),
+            "attribute_not_exists(pk)",
+            None,
+        )?);
+        for d in r.deliveries {
+            items.push(self.conditional_put(
+                &delivery_item(d),
+                "attribute_not_exists(pk)",
+                None,
+            )?);
+        }
+        if let Some((t, read_version)) = r.transaction {
+            let (pk, sk) = keys::transaction(&t.key());
+            let item = Item::new(pk, sk, t);
+            items.push(match read_version {
+                None => self.conditional_put(&item, "attribute_not_exists(pk)", None)?,
+                // Records written before versions existed stand at 0.
+                Some(0) => self.conditional_put(
+                    &item,
+                    "attribute_not_exists(version) OR version = :v",
+                    Some(0),
+                )?,
+                Some(v) => self.conditional_put(&item, "version = :v", Some(v))?,
+            });
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(Error::Internal(anyhow::anyhow!(
@@ -69,24 +89,76 @@ impl Store {
             .await
         {
             Ok(_) => Ok(Recorded::New),
-            Err(e) if event_already_exists(&e) => Ok(Recorded::Duplicate),
-            Err(e) => Err(unavailable("recording an event")(e)),
+            Err(e) => match cancellation(&e) {
+                Some(0) => Ok(Recorded::Duplicate),
+                Some(_) => Ok(Recorded::Raced),
+                None => Err(unavailable("recording an event")(e)),
+            },
         }
     }
 
-    fn transact_put<T: Serialize>(
+    fn conditional_put<T: Serialize>(
         &self,
         item: &Item<T>,
-        create: bool,
+        condition: &str,
+        version: Option<u64>,
     ) -> Result<TransactWriteItem> {
         let mut put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(item)?));
-        if create {
-            put = put.condition_expression("attribute_not_exists(pk)");
+            .set_item(Some(to_attrs(item)?))
+            .condition_expression(condition);
+        if let Some(v) = version {
+            put = put.expression_attribute_values(":v", AttributeValue::N(v.to_string()));
         }
         let put = put.build().map_err(|e| Error::Internal(e.into()))?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The claim of an identical-postback window: taken unless one is still open.
+    fn window_put(
+        &self,
+        fingerprint: &str,
+        event_id: &str,
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem> {
+        #[derive(Serialize)]
+        struct Window<'a> {
+            event_id: &'a str,
+            expires_ms: i64,
+        }
+        let (pk, sk) = keys::window(fingerprint);
+        let mut item = Item::new(
+            pk,
+            sk,
+            Window {
+                event_id,
+                expires_ms: expires.timestamp_millis(),
+            },
+        );
+        // DynamoDB removes it some time after it closes; the condition, not the TTL, decides.
+        item.ttl = Some(expires.timestamp() + 86_400);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(&item)?))
+            .condition_expression("attribute_not_exists(pk) OR expires_ms < :now")
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.timestamp_millis().to_string()),
+            )
+            .build()
+            .map_err(|e| Error::Internal(e.into()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The event an open identical-postback window belongs to.
+    pub async fn window_event(&self, fingerprint: &str) -> Result<Option<String>> {
+        #[derive(serde::Deserialize)]
+        struct Window {
+            event_id: String,
+        }
+        let (pk, sk) = keys::window(fingerprint);
+        Ok(self.get::<Window>(pk, sk, true).await?.map(|w| w.event_id))
     }
 
     /// The event, read consistently.
@@ -102,14 +174,23 @@ impl Store {
     }
 }
 
-/// Whether a cancelled transaction failed because its first item, the event, exists.
-fn event_already_exists<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+/// The index of the first item whose condition failed, if the transaction was cancelled by one.
+fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<usize> {
     match err.as_service_error() {
         Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
             .cancellation_reasons()
-            .first()
-            .and_then(|r| r.code())
-            .is_some_and(|c| c == "ConditionalCheckFailed"),
-        _ => false,
+            .iter()
+            .position(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => None,
     }
+}
+
+/// What one inbound request writes.
+pub struct Recording<'a> {
+    pub event: &'a Event,
+    pub deliveries: &'a [Delivery],
+    /// The transaction's new state, and the version it was read at (`None`: it is new).
+    pub transaction: Option<(&'a Transaction, Option<u64>)>,
+    /// An identical-postback window: its fingerprint and when it closes.
+    pub window: Option<(&'a str, DateTime<Utc>)>,
 }

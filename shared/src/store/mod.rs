@@ -35,6 +35,7 @@ mod events;
 mod open;
 
 pub use deliveries::{Claim, DeliveryPage, DeliveryQuery, HistoryCursor};
+pub use events::Recording;
 pub use open::{OpenRef, UnparkMark, DUE_SHARDS};
 
 /// Name of the partner-and-time index of deliveries (template.yaml `GSI1`).
@@ -111,6 +112,10 @@ pub mod keys {
     pub fn delivery(id: &str) -> (String, &'static str) {
         (format!("DELIVERY#{id}"), "DELIVERY")
     }
+    /// The claim of an identical-postback retry window.
+    pub fn window(fingerprint: &str) -> (String, &'static str) {
+        (format!("WINDOW#{fingerprint}"), "WINDOW")
+    }
     /// The mark left by re-activating or deleting an endpoint.
     pub fn unpark_mark(partner_id: &str, endpoint_id: &str) -> (String, String) {
         (
@@ -138,6 +143,8 @@ pub enum Recorded {
     New,
     /// The event was already stored (an idempotent retry); nothing was written.
     Duplicate,
+    /// The transaction changed since it was read; nothing was written.
+    Raced,
 }
 
 fn to_attrs<T: Serialize>(item: &Item<T>) -> Result<Attrs> {

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use shared::domain::Offer;
+use shared::domain::{Offer, RepeatPolicy, DEFAULT_RETRY_WINDOW_SECONDS};
 use shared::inbound::DEFAULT_CURRENCY;
 use shared::money::{parse_currency, parse_payout};
 use shared::{ids, App, Error};
@@ -16,7 +16,9 @@ use crate::auth::Auth;
 use crate::body::{http_url, Fields, RawBody};
 use crate::error::ApiResult;
 
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 10] = [
+    "repeat_conversions",
+    "retry_window_seconds",
     "id",
     "name",
     "advertiser",
@@ -36,6 +38,7 @@ pub fn view(o: &Offer) -> Value {
         "default_payout": o.default_payout.map(|d| d.to_string()), "currency": o.currency,
         "has_security_token": o.security_token_sha256.is_some(),
         "attribution_window_days": o.attribution_window_days,
+        "repeat_conversions": o.repeat_conversions.as_str(), "retry_window_seconds": o.retry_window_seconds,
         "created_at": o.created_at, "updated_at": o.updated_at,
     })
 }
@@ -77,6 +80,21 @@ fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offe
         attribution_window_days: f
             .opt_u32("attribution_window_days", 1, 365)?
             .unwrap_or(DEFAULT_WINDOW_DAYS),
+        repeat_conversions: match f.opt_str("repeat_conversions")? {
+            None => previous.map(|p| p.repeat_conversions).unwrap_or_default(),
+            Some(raw) => RepeatPolicy::parse(&raw).ok_or_else(|| {
+                Error::invalid(
+                    "repeat_conversions",
+                    "`repeat_conversions` must be every_postback, per_event or per_click",
+                )
+            })?,
+        },
+        // Up to a week (under a minute rarely covers an advertiser's retries;
+        // longer merges genuine repeat purchases).
+        retry_window_seconds: f
+            .opt_u32("retry_window_seconds", 1, 7 * 86_400)?
+            .or(previous.map(|p| p.retry_window_seconds))
+            .unwrap_or(DEFAULT_RETRY_WINDOW_SECONDS),
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
         updated_at: now,
     })

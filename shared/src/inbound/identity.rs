@@ -1,0 +1,369 @@
+//! What makes a conversion the same as another, as pure functions.
+//!
+//! * **With a transaction id** (a postback's `transaction_id`, every pipeline
+//!   event), the transaction is the identity. Its first event is a new
+//!   conversion; a request identical to the transaction's current state (same
+//!   event name, status and payout) is a duplicate; anything else is a change
+//!   (pending → approved → rejected → approved: each fires). A pipeline event
+//!   that names its `occurred_at` is also a duplicate of any remembered change
+//!   with the same event, status and time, so an at-least-once queue handing
+//!   an old message back late cannot pass for a reversal.
+//! * **Without one** (advertiser postbacks only), the offer's
+//!   [`RepeatPolicy`] decides: every postback is a conversion except an
+//!   identical one within the retry window (the default, for recurring
+//!   purchases on one click), or one per click and event, or one per click.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+use crate::domain::{RepeatPolicy, SeenChange, Status, Transaction, MAX_SEEN_CHANGES};
+use crate::ids;
+
+/// What one more request about a transaction is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The transaction's first event.
+    New,
+    /// A change of a known transaction: its number (1 for the first change).
+    Change(u32),
+    /// A repeat of this recorded event.
+    Duplicate(String),
+}
+
+/// Classifies a request of `event` / `status` (with the payout it names, and
+/// the time it says it happened, if it says) against what is known.
+pub fn classify(
+    known: Option<&Transaction>,
+    event: &str,
+    status: Status,
+    payout: Option<Decimal>,
+    occurred_at: Option<DateTime<Utc>>,
+) -> Identity {
+    let Some(t) = known else {
+        return Identity::New;
+    };
+    if let Some(at) = occurred_at {
+        if let Some(seen) = t
+            .seen
+            .iter()
+            .find(|s| s.event == event && s.status == status && s.occurred_at == at)
+        {
+            return Identity::Duplicate(seen.event_id.clone());
+        }
+    }
+    // The current state: the last change remembered (older records: the transaction itself).
+    let (cur_event, cur_status, cur_payout) = match t.seen.last() {
+        Some(s) => (s.event.as_str(), s.status, s.payout),
+        None => (t.event.as_str(), t.status, t.payout),
+    };
+    let same_payout = payout.is_none_or(|p| p.abs() == cur_payout.abs());
+    if cur_event == event && cur_status == status && same_payout {
+        return Identity::Duplicate(t.last_event_id.clone());
+    }
+    Identity::Change(t.changes + 1)
+}
+
+/// The id of a transaction's event: its scope, id, change number and what
+/// changed, so that two different changes racing on the same number never
+/// share an id (the transaction's version decides which one stands).
+pub fn transaction_event_id(
+    source: &str,
+    transaction_key: &str,
+    change: u32,
+    event: &str,
+    status: Status,
+) -> String {
+    ids::derived_id(
+        "evt",
+        &[
+            source,
+            transaction_key,
+            &change.to_string(),
+            event,
+            status.as_str(),
+        ],
+    )
+}
+
+/// Remembers a change on the transaction's new state, keeping the latest few.
+pub fn remember(seen: &mut Vec<SeenChange>, change: SeenChange) {
+    seen.push(change);
+    if seen.len() > MAX_SEEN_CHANGES {
+        seen.drain(..seen.len() - MAX_SEEN_CHANGES);
+    }
+}
+
+/// What an advertiser postback without a transaction id is, by the offer's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostbackIdentity {
+    /// Its id is derived from what the policy keys on: a repeat lands on it.
+    Keyed(String),
+    /// A new conversion unless an identical postback (this fingerprint) came
+    /// within the retry window.
+    Windowed {
+        fingerprint: String,
+        event_id: String,
+    },
+}
+
+/// The parts of a postback that make it identical to another.
+pub struct PostbackParts<'a> {
+    pub click_id: &'a str,
+    pub event: &'a str,
+    pub status: Status,
+    pub payout: Option<Decimal>,
+    pub currency: Option<&'a str>,
+    pub goal: Option<&'a str>,
+    pub extra: &'a BTreeMap<String, String>,
+}
+
+/// The identity of a postback without a transaction id under `policy`.
+pub fn postback_identity(
+    policy: RepeatPolicy,
+    p: &PostbackParts<'_>,
+    now: DateTime<Utc>,
+) -> PostbackIdentity {
+    match policy {
+        RepeatPolicy::PerClick => PostbackIdentity::Keyed(ids::derived_id(
+            "evt",
+            &["postback", p.click_id, "", "", p.status.as_str()],
+        )),
+        // The id this policy always had: (click, event, no transaction, status).
+        RepeatPolicy::PerEvent => PostbackIdentity::Keyed(ids::derived_id(
+            "evt",
+            &["postback", p.click_id, p.event, "", p.status.as_str()],
+        )),
+        RepeatPolicy::EveryPostback => {
+            let payout = p
+                .payout
+                .map(|d| d.normalize().to_string())
+                .unwrap_or_default();
+            let mut parts: Vec<&str> = vec![
+                "postback-fingerprint",
+                p.click_id,
+                p.event,
+                p.status.as_str(),
+                &payout,
+                p.currency.unwrap_or(""),
+                p.goal.unwrap_or(""),
+            ];
+            for (k, v) in p.extra {
+                parts.push(k);
+                parts.push(v);
+            }
+            let fingerprint = ids::derived_id("fp", &parts);
+            let at = now.timestamp_nanos_opt().unwrap_or_default().to_string();
+            PostbackIdentity::Windowed {
+                event_id: ids::derived_id("evt", &[&fingerprint, &at]),
+                fingerprint,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn txn(event: &str, status: Status, payout: i64) -> Transaction {
+        Transaction {
+            transaction_id: "T".into(),
+            partner_id: "p".into(),
+            event: event.into(),
+            status,
+            payout: Decimal::new(payout, 2),
+            currency: "USD".into(),
+            click_id: None,
+            lead_id: None,
+            offer_id: None,
+            goal: None,
+            attributes: Default::default(),
+            last_event_id: "evt_last".into(),
+            invalidated_at: None,
+            updated_at: at(0),
+            scope: None,
+            changes: 0,
+            version: 1,
+            seen: vec![SeenChange {
+                event: event.into(),
+                status,
+                occurred_at: at(0),
+                payout: Decimal::new(payout, 2),
+                event_id: "evt_last".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn status_changes_fire_in_every_direction_and_only_an_identical_repeat_is_a_duplicate() {
+        let mut t = txn("sale", Status::Pending, 750);
+        assert_eq!(
+            classify(None, "sale", Status::Pending, None, None),
+            Identity::New
+        );
+        assert_eq!(
+            classify(Some(&t), "sale", Status::Pending, None, None),
+            Identity::Duplicate("evt_last".into())
+        );
+        assert_eq!(
+            classify(
+                Some(&t),
+                "sale",
+                Status::Pending,
+                Some(Decimal::new(750, 2)),
+                None
+            ),
+            Identity::Duplicate("evt_last".into())
+        );
+        assert_eq!(
+            classify(
+                Some(&t),
+                "sale",
+                Status::Pending,
+                Some(Decimal::new(900, 2)),
+                None
+            ),
+            Identity::Change(1),
+            "another payout is a change"
+        );
+        for (n, status) in [Status::Approved, Status::Rejected, Status::Approved]
+            .into_iter()
+            .enumerate()
+        {
+            let n = n as u32 + 1;
+            assert_eq!(
+                classify(Some(&t), "sale", status, None, None),
+                Identity::Change(n)
+            );
+            t.changes = n;
+            t.last_event_id = format!("evt_{n}");
+            remember(
+                &mut t.seen,
+                SeenChange {
+                    event: "sale".into(),
+                    status,
+                    occurred_at: at(i64::from(n)),
+                    payout: t.payout,
+                    event_id: t.last_event_id.clone(),
+                },
+            );
+        }
+        // rejected → approved was a reversal; approved again now is a repeat.
+        assert_eq!(
+            classify(Some(&t), "sale", Status::Approved, None, None),
+            Identity::Duplicate("evt_3".into())
+        );
+    }
+
+    #[test]
+    fn an_old_queue_message_handed_back_late_is_recognised_by_its_time() {
+        let mut t = txn("payout", Status::Pending, 100);
+        remember(
+            &mut t.seen,
+            SeenChange {
+                event: "payout".into(),
+                status: Status::Approved,
+                occurred_at: at(10),
+                payout: t.payout,
+                event_id: "evt_approved".into(),
+            },
+        );
+        t.changes = 1;
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Pending, None, Some(at(0))),
+            Identity::Duplicate("evt_last".into())
+        );
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Pending, None, Some(at(20))),
+            Identity::Change(2),
+            "a new pending at a new time is a real change"
+        );
+    }
+
+    #[test]
+    fn racing_changes_of_the_same_number_get_different_ids() {
+        let a = transaction_event_id("internal", "T", 2, "payout", Status::Approved);
+        let b = transaction_event_id("internal", "T", 2, "payout", Status::Rejected);
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            transaction_event_id("internal", "T", 2, "payout", Status::Approved)
+        );
+    }
+
+    #[test]
+    fn a_transaction_remembers_only_its_latest_changes() {
+        let mut seen = Vec::new();
+        for i in 0..30 {
+            remember(
+                &mut seen,
+                SeenChange {
+                    event: "e".into(),
+                    status: Status::Approved,
+                    occurred_at: at(i),
+                    payout: Decimal::ZERO,
+                    event_id: format!("evt_{i}"),
+                },
+            );
+        }
+        assert_eq!(seen.len(), MAX_SEEN_CHANGES);
+        assert_eq!(seen.last().unwrap().event_id, "evt_29");
+    }
+
+    #[test]
+    fn postbacks_without_a_transaction_follow_the_offers_policy() {
+        let extra = BTreeMap::new();
+        let parts = |event: &'static str, payout: i64| PostbackParts {
+            click_id: "c",
+            event,
+            status: Status::Approved,
+            payout: Some(Decimal::new(payout, 2)),
+            currency: None,
+            goal: None,
+            extra: &extra,
+        };
+        let id = |policy, p: &PostbackParts<'_>, s| match postback_identity(policy, p, at(s)) {
+            PostbackIdentity::Keyed(id) => id,
+            PostbackIdentity::Windowed { fingerprint, .. } => fingerprint,
+        };
+        // every_postback: a repeat has the same fingerprint, another payout does not;
+        // each gets its own event id (the window decides whether it is a duplicate).
+        let p = parts("purchase", 4999);
+        assert_eq!(
+            id(RepeatPolicy::EveryPostback, &p, 0),
+            id(RepeatPolicy::EveryPostback, &p, 9)
+        );
+        assert_ne!(
+            id(RepeatPolicy::EveryPostback, &p, 0),
+            id(RepeatPolicy::EveryPostback, &parts("purchase", 2500), 0)
+        );
+        match (
+            postback_identity(RepeatPolicy::EveryPostback, &p, at(0)),
+            postback_identity(RepeatPolicy::EveryPostback, &p, at(1)),
+        ) {
+            (
+                PostbackIdentity::Windowed { event_id: a, .. },
+                PostbackIdentity::Windowed { event_id: b, .. },
+            ) => assert_ne!(a, b),
+            other => panic!("{other:?}"),
+        }
+        // per_event: one per event name, whatever the payout; per_click: one per click.
+        assert_eq!(
+            id(RepeatPolicy::PerEvent, &p, 0),
+            id(RepeatPolicy::PerEvent, &parts("purchase", 1), 5)
+        );
+        assert_ne!(
+            id(RepeatPolicy::PerEvent, &p, 0),
+            id(RepeatPolicy::PerEvent, &parts("signup", 1), 0)
+        );
+        assert_eq!(
+            id(RepeatPolicy::PerClick, &p, 0),
+            id(RepeatPolicy::PerClick, &parts("signup", 1), 0)
+        );
+    }
+}
