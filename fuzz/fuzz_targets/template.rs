@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 struct Fixed(String);
 impl Lookup for Fixed {
-    fn lookup(&self, _: &str) -> Option<String> {
-        Some(self.0.clone())
+    fn lookup(&self, _: &str) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
     }
 }
 

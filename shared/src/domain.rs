@@ -245,6 +245,14 @@ pub struct Endpoint {
     /// Whether invalidations are sent (off by default: they are opt-in).
     #[serde(default)]
     pub invalidations: bool,
+    /// The partner's words for event and status names in `{event}` and
+    /// `{status}`: `{"invalidation": "invalidated", "approved": "Done"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+    /// Leave out of a GET query, a form or a JSON body every field whose
+    /// value rendered empty (optional client tags, `deletedAt` only on invalidations).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub omit_empty: bool,
     pub retry_schedule: RetrySchedule,
     pub timeout_ms: u32,
     pub active: bool,

@@ -116,6 +116,8 @@ mod tests {
             offers: vec![],
             goals: vec![],
             invalidations: false,
+            rename: Default::default(),
+            omit_empty: false,
             retry_schedule: crate::lifecycle::RetrySchedule::new(vec![0, 60]).unwrap(),
             version: 1,
             timeout_ms: 1000,

@@ -8,7 +8,7 @@ use sha2::Sha256;
 use std::collections::BTreeSet;
 
 use crate::domain::{Endpoint, Event, Method};
-use crate::template::{EventValues, Lookup, Template, STANDARD_MACROS};
+use crate::template::{EventValues, Lookup, Template, DEFAULT_BODY_FIELDS};
 
 /// A request ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,9 +46,12 @@ impl Prepared {
 /// bodies without a template.
 fn all_fields(values: &EventValues<'_>) -> Map<String, Value> {
     let mut map = Map::new();
-    for name in STANDARD_MACROS {
-        if let Some(v) = values.lookup(name).filter(|v| !v.is_empty()) {
-            map.insert(name.to_string(), Value::String(v));
+    for name in DEFAULT_BODY_FIELDS {
+        if let Some(v) = values
+            .lookup(name)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+        {
+            map.insert(name.to_string(), v);
         }
     }
     map
@@ -62,10 +65,17 @@ pub fn prepare(
     delivery_id: &str,
     timestamp: i64,
 ) -> Result<Prepared, String> {
-    let values = EventValues { event, delivery_id };
+    let values = EventValues {
+        event,
+        delivery_id,
+        rename: &endpoint.rename,
+    };
     let mut empty = BTreeSet::new();
     let parse = |what: &str, text: &str| Template::parse(text).map_err(|e| format!("{what}: {e}"));
-    let url = parse("url", &endpoint.url)?.render_url(&values, &mut empty);
+    let mut url = parse("url", &endpoint.url)?.render_url(&values, &mut empty);
+    if endpoint.omit_empty {
+        url = omit_empty_query(&url);
+    }
     let mut headers: Vec<(String, String)> = Vec::new();
     let body = match endpoint.method {
         Method::Get => None,
@@ -75,7 +85,14 @@ pub fn prepare(
                 "application/x-www-form-urlencoded".into(),
             ));
             Some(match &endpoint.body {
-                Some(t) => parse("body", t)?.render_form(&values, &mut empty),
+                Some(t) => {
+                    let form = parse("body", t)?.render_form(&values, &mut empty);
+                    if endpoint.omit_empty {
+                        omit_empty_pairs(&form)
+                    } else {
+                        form
+                    }
+                }
                 None => {
                     let mut form = form_urlencoded::Serializer::new(String::new());
                     for (k, v) in all_fields(&values) {
@@ -95,7 +112,14 @@ pub fn prepare(
         Method::PostJson => {
             headers.push(("content-type".into(), "application/json".into()));
             Some(match &endpoint.body {
-                Some(t) => parse("body", t)?.render_json(&values, &mut empty),
+                Some(t) => {
+                    let json = parse("body", t)?.render_json(&values, &mut empty);
+                    if endpoint.omit_empty {
+                        omit_empty_json(&json)
+                    } else {
+                        json
+                    }
+                }
                 None => {
                     let mut map = all_fields(&values);
                     map.insert(
@@ -142,6 +166,52 @@ pub fn prepare(
         body,
         empty_macros: empty,
     })
+}
+
+/// A URL without the query parameters whose value is empty.
+pub fn omit_empty_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let kept = omit_empty_pairs(query);
+            if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{kept}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// `a=1&b=&c` without the pairs whose value is empty (the text of the others kept as it is).
+pub fn omit_empty_pairs(pairs: &str) -> String {
+    pairs
+        .split('&')
+        .filter(|p| p.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A JSON document without the object members whose value is null or an
+/// empty string, at any depth. Key order and every other value are kept.
+pub fn omit_empty_json(json: &str) -> String {
+    fn prune(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
+                map.values_mut().for_each(prune);
+            }
+            Value::Array(items) => items.iter_mut().for_each(prune),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(json) {
+        Ok(mut v) => {
+            prune(&mut v);
+            v.to_string()
+        }
+        Err(_) => json.to_string(),
+    }
 }
 
 /// The key of a signing secret: a Standard Webhooks `whsec_<base64>` secret

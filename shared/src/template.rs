@@ -1,14 +1,22 @@
 //! Macro templates: `{payout}`, `{sub1}`, `{payload.user_id}` in a URL, a form
 //! body, a JSON body or a header value.
 //!
-//! A macro is `{` + name + `}`, the name made of letters, digits, `_` and `.`.
-//! Any other brace is literal, so a JSON template keeps its own braces:
-//! `{"amount": {payout}, "user": "{user_id}"}`. A `{` that starts a name but
-//! never closes it is malformed and refused when the endpoint is saved.
+//! A macro is `{` + name + `}`, the name made of letters, digits, `_` and `.`,
+//! optionally with a default after a bar: `{is_loyaltyboost|0}` renders `0`
+//! when the event has no such value. Any other brace is literal, so a JSON
+//! template keeps its own braces: `{"amount": {payout}, "user": "{user_id}"}`.
+//! A `{` that starts a name but never closes it is malformed and refused when
+//! the endpoint is saved.
 //!
-//! Each value is encoded for where it stands: a URL component, a form field, a
-//! JSON string (or a bare JSON value outside quotes), a header value. Whatever
-//! the values hold, the result stays a valid URL, form or JSON document.
+//! Values are JSON values (attributes may be numbers, booleans, arrays,
+//! objects). Each is encoded for where it stands: a URL component, a form
+//! field, a header value (as text: a string as it is, a number or boolean as
+//! written, null as empty, an array as its elements joined by commas, an
+//! object as compact JSON), or JSON. In a JSON body a bare macro keeps its
+//! type (`{customer.sub_ids}` is `["youtube"]`, `{has_paid}` is `true`, a
+//! string that is a plain decimal such as a payout is a number, an empty value
+//! is `null`); inside a JSON string it is escaped text. Whatever the values
+//! hold, the result stays a valid URL, form or JSON document.
 
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -20,7 +28,8 @@ use crate::domain::Event;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
     Literal(String),
-    Macro(String),
+    /// A macro, and its default when the event has no value for it.
+    Macro(String, Option<String>),
 }
 
 /// A parsed template.
@@ -57,13 +66,25 @@ impl Template {
                 while j < chars.len() && is_name_char(chars[j]) {
                     j += 1;
                 }
+                let name: String = chars[i + 1..j].iter().collect();
+                let mut default = None;
+                if chars.get(j) == Some(&'|') {
+                    let mut k = j + 1;
+                    while k < chars.len()
+                        && !matches!(chars[k], '}' | '{')
+                        && !chars[k].is_control()
+                    {
+                        k += 1;
+                    }
+                    default = Some(chars[j + 1..k].iter().collect::<String>());
+                    j = k;
+                }
                 if chars.get(j) != Some(&'}') {
                     return Err(TemplateError {
                         position: start + 1,
                         message: "macro is not closed with `}`".into(),
                     });
                 }
-                let name: String = chars[i + 1..j].iter().collect();
                 if name.split('.').any(str::is_empty) {
                     return Err(TemplateError {
                         position: start + 1,
@@ -73,7 +94,7 @@ impl Template {
                 if !literal.is_empty() {
                     parts.push(Part::Literal(std::mem::take(&mut literal)));
                 }
-                parts.push(Part::Macro(name));
+                parts.push(Part::Macro(name, default));
                 i = j + 1;
             } else {
                 literal.push(c);
@@ -92,28 +113,34 @@ impl Template {
         self.parts
             .iter()
             .filter_map(|p| match p {
-                Part::Macro(m) if seen.insert(m.as_str()) => Some(m.as_str()),
+                Part::Macro(m, _) if seen.insert(m.as_str()) => Some(m.as_str()),
                 _ => None,
             })
             .collect()
     }
 
-    /// Renders with `encode` applied to each value; records macros that were empty.
+    /// Renders with `encode` applied to each value; records macros that were
+    /// empty and had no default.
     fn render_with(
         &self,
         values: &dyn Lookup,
         empty: &mut BTreeSet<String>,
-        mut encode: impl FnMut(&str, &str) -> String,
+        mut encode: impl FnMut(&str, &Value) -> String,
     ) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Literal(l) => out.push_str(l),
-                Part::Macro(name) => {
-                    let value = values.lookup(name).unwrap_or_default();
-                    if value.is_empty() {
-                        empty.insert(name.clone());
-                    }
+                Part::Macro(name, default) => {
+                    let found = values.lookup(name).filter(|v| !is_empty(v));
+                    let value = match (found, default) {
+                        (Some(v), _) => v,
+                        (None, Some(d)) => Value::String(d.clone()),
+                        (None, None) => {
+                            empty.insert(name.clone());
+                            Value::Null
+                        }
+                    };
                     out.push_str(&encode(&out, &value));
                 }
             }
@@ -123,13 +150,13 @@ impl Template {
 
     /// Renders a URL: each value percent-encoded as a URL component.
     pub fn render_url(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
-        self.render_with(values, empty, |_, v| encode_component(v))
+        self.render_with(values, empty, |_, v| encode_component(&value_text(v)))
     }
 
     /// Renders a form body: each value form-encoded (`application/x-www-form-urlencoded`).
     pub fn render_form(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
         self.render_with(values, empty, |_, v| {
-            form_urlencoded::byte_serialize(v.as_bytes()).collect()
+            form_urlencoded::byte_serialize(value_text(v).as_bytes()).collect()
         })
     }
 
@@ -137,7 +164,7 @@ impl Template {
     /// the values and from the template's own text, so a header value can
     /// never start a new header.
     pub fn render_header(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
-        self.render_with(values, empty, |_, v| v.to_string())
+        self.render_with(values, empty, |_, v| value_text(v))
             .chars()
             .filter(|c| !c.is_control())
             .collect()
@@ -149,14 +176,14 @@ impl Template {
     pub fn render_json(&self, values: &dyn Lookup, empty: &mut BTreeSet<String>) -> String {
         self.render_with(values, empty, |so_far, v| {
             if in_json_string(so_far) {
-                let quoted = Value::String(v.to_string()).to_string();
+                let quoted = Value::String(value_text(v)).to_string();
                 quoted[1..quoted.len() - 1].to_string()
-            } else if v.is_empty() {
-                "null".into()
-            } else if is_json_number(v) {
-                v.to_string()
             } else {
-                Value::String(v.to_string()).to_string()
+                match v {
+                    Value::String(s) if s.is_empty() => "null".into(),
+                    Value::String(s) if is_json_number(s) => s.clone(),
+                    other => other.to_string(),
+                }
             }
         })
     }
@@ -214,69 +241,107 @@ pub fn encode_component(v: &str) -> String {
     out
 }
 
+/// Whether a value renders as nothing (and so takes the macro's default).
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// A value as text, for URLs, forms and headers: a string as it is, numbers
+/// and booleans as written, null as nothing, an array as its elements joined
+/// by commas, an object as compact JSON.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(value_text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
 /// Where macro values come from.
 pub trait Lookup {
     /// The value of `name`, `None` when it names nothing.
-    fn lookup(&self, name: &str) -> Option<String>;
+    fn lookup(&self, name: &str) -> Option<Value>;
 }
 
-/// Macro values of an event being delivered.
+/// Macro values of an event being delivered to one endpoint.
 pub struct EventValues<'a> {
     pub event: &'a Event,
     pub delivery_id: &'a str,
-}
-
-fn json_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
+    /// The endpoint's own words for event and status names (`invalidation` →
+    /// `invalidated`, `approved` → `Done`).
+    pub rename: &'a std::collections::BTreeMap<String, String>,
 }
 
 fn decimal(d: &Decimal) -> String {
     d.to_string()
 }
 
+fn text(s: impl Into<String>) -> Option<Value> {
+    Some(Value::String(s.into()))
+}
+
 impl Lookup for EventValues<'_> {
-    fn lookup(&self, name: &str) -> Option<String> {
+    fn lookup(&self, name: &str) -> Option<Value> {
         let e = self.event;
+        let renamed = |word: &str| {
+            self.rename
+                .get(word)
+                .cloned()
+                .unwrap_or_else(|| word.to_string())
+        };
+        let opt = |v: &Option<String>| v.clone().map(Value::String);
         let standard = match name {
-            "click_id" => Some(e.click_id.clone()),
-            "transaction_id" => Some(e.transaction_id.clone()),
-            "event_id" => Some(Some(e.id.clone())),
-            "delivery_id" => Some(Some(self.delivery_id.to_string())),
-            "event" => Some(Some(e.event.clone())),
-            "status" => Some(Some(e.status.as_str().to_string())),
-            "payout" => Some(Some(decimal(&e.payout))),
-            "currency" => Some(Some(e.currency.clone())),
-            "offer_id" => Some(e.offer_id.clone()),
-            "advertiser" => Some(e.advertiser.clone()),
-            "goal" => Some(e.goal.clone()),
-            "partner_id" => Some(Some(e.partner_id.clone())),
-            "lead_id" => Some(e.lead_id.clone()),
-            "timestamp" => Some(Some(e.occurred_at.timestamp().to_string())),
-            "occurred_at" => Some(Some(
+            "click_id" => Some(opt(&e.click_id)),
+            "transaction_id" => Some(opt(&e.transaction_id)),
+            "event_id" => Some(text(&e.id)),
+            "delivery_id" => Some(text(self.delivery_id)),
+            "event" => Some(text(renamed(&e.event))),
+            "status" => Some(text(renamed(e.status.as_str()))),
+            // Signed: an invalidation's is negative.
+            "payout" => Some(text(decimal(&e.payout))),
+            // The amount as first paid, positive even on an invalidation.
+            "payout_original" => Some(text(decimal(&e.payout.abs()))),
+            "payout_cents" => Some(text((e.payout * Decimal::ONE_HUNDRED).round().to_string())),
+            "payout_2dp" => Some(text(e.payout.round_dp(2).to_string())),
+            "currency" => Some(text(&e.currency)),
+            "offer_id" => Some(opt(&e.offer_id)),
+            "advertiser" | "advertiser_name" => Some(opt(&e.advertiser)),
+            "goal" => Some(opt(&e.goal)),
+            "partner_id" | "affiliate_id" => Some(text(&e.partner_id)),
+            "lead_id" => Some(opt(&e.lead_id)),
+            // ISO 8601 UTC with milliseconds, as MomentScience documents it.
+            "timestamp" => Some(text(
+                e.occurred_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )),
+            "timestamp_epoch" => Some(text(e.occurred_at.timestamp().to_string())),
+            "timestamp_ms" => Some(text(e.occurred_at.timestamp_millis().to_string())),
+            "occurred_at" => Some(text(
                 e.occurred_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             )),
             "deleted_at" => Some(
                 e.deleted_at
-                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    .map(|d| Value::String(d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
             ),
             _ => None,
         };
         if let Some(v) = standard {
             return v;
         }
-        // Nested: `payload.user_id`.
+        // Nested: `payload.user_id`, `customer.sub_ids`.
         let mut segments = name.split('.');
         let first = segments.next()?;
         if let Some(mut v) = e.attributes.get(first) {
             for s in segments {
                 v = v.get(s)?;
             }
-            return json_text(v);
+            return Some(v.clone());
         }
         if name.contains('.') {
             return None;
@@ -284,12 +349,40 @@ impl Lookup for EventValues<'_> {
         // Bare: `user_id` found inside an object attribute such as `payload`.
         e.attributes
             .values()
-            .find_map(|v| v.as_object().and_then(|o| o.get(name)).and_then(json_text))
+            .find_map(|v| v.as_object().and_then(|o| o.get(name)).cloned())
     }
 }
 
 /// Every macro a template may use by name, for documentation and the test route.
-pub const STANDARD_MACROS: [&str; 16] = [
+pub const STANDARD_MACROS: [&str; 23] = [
+    "click_id",
+    "transaction_id",
+    "event_id",
+    "delivery_id",
+    "event",
+    "status",
+    "payout",
+    "currency",
+    "offer_id",
+    "advertiser",
+    "goal",
+    "partner_id",
+    "lead_id",
+    "timestamp",
+    "timestamp_epoch",
+    "timestamp_ms",
+    "occurred_at",
+    "deleted_at",
+    "payout_original",
+    "payout_cents",
+    "payout_2dp",
+    "advertiser_name",
+    "affiliate_id",
+];
+
+/// The fields a POST without a body template sends (every standard field
+/// that has a value; the aliases and formats above are for templates).
+pub const DEFAULT_BODY_FIELDS: [&str; 16] = [
     "click_id",
     "transaction_id",
     "event_id",
@@ -313,10 +406,11 @@ pub const STANDARD_MACROS: [&str; 16] = [
 pub struct SampleValues;
 
 impl Lookup for SampleValues {
-    fn lookup(&self, name: &str) -> Option<String> {
+    fn lookup(&self, name: &str) -> Option<Value> {
         Some(match name {
-            "payout" => "1.5".into(),
-            _ => format!("x\"&# y{name}"),
+            "payout" => Value::String("1.5".into()),
+            "sample_list" => serde_json::json!(["a", 1]),
+            _ => Value::String(format!("x\"&# y{name}")),
         })
     }
 }
@@ -328,9 +422,61 @@ mod tests {
 
     struct Map(HashMap<&'static str, &'static str>);
     impl Lookup for Map {
-        fn lookup(&self, name: &str) -> Option<String> {
-            self.0.get(name).map(|s| s.to_string())
+        fn lookup(&self, name: &str) -> Option<Value> {
+            self.0.get(name).map(|s| Value::String(s.to_string()))
         }
+    }
+
+    struct Typed(HashMap<&'static str, Value>);
+    impl Lookup for Typed {
+        fn lookup(&self, name: &str) -> Option<Value> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    #[test]
+    fn json_values_keep_their_type_in_a_json_body_and_read_as_text_elsewhere() {
+        let v = Typed(HashMap::from([
+            ("sub_ids", serde_json::json!(["youtube", "email"])),
+            ("has_paid", serde_json::json!(true)),
+            ("amount", serde_json::json!(5000)),
+            (
+                "payload",
+                serde_json::json!({"user_id": "3410444", "n": [1]}),
+            ),
+            ("nothing", Value::Null),
+        ]));
+        let t = Template::parse(
+            r#"{"s": {sub_ids}, "p": {has_paid}, "a": {amount}, "o": {payload}, "q": "{sub_ids}", "n": {nothing}, "d": {missing|0}}"#,
+        )
+        .unwrap();
+        let mut empty = BTreeSet::new();
+        let body = t.render_json(&v, &mut empty);
+        assert_eq!(
+            body,
+            r#"{"s": ["youtube","email"], "p": true, "a": 5000, "o": {"user_id":"3410444","n":[1]}, "q": "youtube,email", "n": null, "d": 0}"#
+        );
+        assert_eq!(empty.into_iter().collect::<Vec<_>>(), ["nothing"]);
+        let url = Template::parse("https://p.example/?s={sub_ids}&p={has_paid}&o={payload}")
+            .unwrap()
+            .render_url(&v, &mut BTreeSet::new());
+        assert_eq!(
+            url,
+            "https://p.example/?s=youtube%2Cemail&p=true&o=%7B%22user_id%22%3A%223410444%22%2C%22n%22%3A%5B1%5D%7D"
+        );
+    }
+
+    #[test]
+    fn a_macro_default_stands_in_for_a_missing_or_empty_value() {
+        let t = Template::parse("?lb={is_loyaltyboost|0}&u={user_id|}&s={sub1|none}").unwrap();
+        let mut empty = BTreeSet::new();
+        assert_eq!(
+            t.render_url(&values(), &mut empty),
+            "?lb=0&u=u%201&s=a%26b%3Dc%20%23d%20%C3%A9%22%27"
+        );
+        assert!(empty.is_empty(), "a default is not an empty macro");
+        assert!(Template::parse("{a|b").is_err());
+        assert_eq!(Template::parse("{a|x}").unwrap().macros(), ["a"]);
     }
 
     fn values() -> Map {

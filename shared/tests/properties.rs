@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 struct Values(HashMap<String, String>);
 
 impl Lookup for Values {
-    fn lookup(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
+    fn lookup(&self, name: &str) -> Option<serde_json::Value> {
+        self.0.get(name).cloned().map(serde_json::Value::String)
     }
 }
 

@@ -27,7 +27,9 @@ pub const MAX_ENDPOINTS_PER_PARTNER: usize = 50;
 /// Bounds of one attempt's timeout.
 pub const TIMEOUT_MS_RANGE: (u32, u32) = (100, 30_000);
 
-const FIELDS: [&str; 15] = [
+const FIELDS: [&str; 17] = [
+    "rename",
+    "omit_empty",
     "name",
     "url",
     "method",
@@ -63,7 +65,8 @@ pub fn view(e: &Endpoint) -> Value {
         "basic_auth": e.basic_auth.as_ref().map(|b| json!({"username": b.username, "password_set": true})),
         "secret_set": e.secret.is_some(),
         "events": e.events, "statuses": e.statuses, "offers": e.offers, "goals": e.goals,
-        "invalidations": e.invalidations, "retry_schedule": e.retry_schedule, "timeout_ms": e.timeout_ms,
+        "invalidations": e.invalidations, "rename": e.rename, "omit_empty": e.omit_empty,
+        "retry_schedule": e.retry_schedule, "timeout_ms": e.timeout_ms,
         "active": e.active, "paused_reason": e.paused_reason, "paused_at": e.paused_at,
         "created_at": e.created_at, "updated_at": e.updated_at,
     })
@@ -234,6 +237,21 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         name_field("goals", g)?;
     }
 
+    let rename = f.opt_str_map("rename")?.unwrap_or_default();
+    if rename.len() > 20 {
+        return Err(Error::invalid("rename", "`rename` may hold at most 20 names").into());
+    }
+    for (from, to) in &rename {
+        name_field("rename", from)?;
+        if to.is_empty() || to.chars().count() > 64 || to.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                format!("rename.{from}"),
+                format!("`rename.{from}` must be 1 to 64 printable characters"),
+            )
+            .into());
+        }
+    }
+
     let retry_schedule = match f.0.get("retry_schedule") {
         None | Some(Value::Null) => RetrySchedule::default(),
         Some(v) => retry_schedule(v)?,
@@ -263,6 +281,8 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         offers: f.opt_str_list("offers")?.unwrap_or_default(),
         goals,
         invalidations: f.opt_bool("invalidations")?.unwrap_or(false),
+        rename,
+        omit_empty: f.opt_bool("omit_empty")?.unwrap_or(false),
         retry_schedule,
         timeout_ms: f
             .opt_u32("timeout_ms", TIMEOUT_MS_RANGE.0, TIMEOUT_MS_RANGE.1)?
