@@ -10,3 +10,4 @@ mod logs;
 mod openapi;
 mod partner;
 mod reliability;
+mod seeds;

@@ -191,7 +191,7 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
             attributes: Default::default(),
             delivery_ids: vec![],
         };
-        let planned = shared::fanout::plan(&event, &endpoints, now);
+        let planned = shared::fanout::plan(&event, &endpoints, true, now);
         event.delivery_ids = planned.iter().map(|d| d.id.clone()).collect();
         t.app
             .store

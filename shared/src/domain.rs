@@ -23,7 +23,8 @@ impl Status {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw.trim().to_ascii_lowercase().as_str() {
             "pending" => Some(Status::Pending),
-            "approved" => Some(Status::Approved),
+            // The affiliate platform's word for an approved conversion.
+            "approved" | "done" => Some(Status::Approved),
             "rejected" => Some(Status::Rejected),
             _ => None,
         }
@@ -55,6 +56,15 @@ pub struct Offer {
     /// How postbacks without a `transaction_id` are told apart.
     #[serde(default)]
     pub repeat_conversions: RepeatPolicy,
+    /// Whether endpoints' goal conditions apply (the affiliate platform's
+    /// "Enabled Goals"): switched off, goal filters are ignored but kept, and
+    /// switched on again they apply as before.
+    #[serde(default = "yes")]
+    pub goals_enabled: bool,
+    /// The offer's own attributes (`is_loyaltyboost`), under the click's and
+    /// the postback's in every event of the offer.
+    #[serde(default, with = "ordered_json")]
+    pub attributes: BTreeMap<String, serde_json::Value>,
     /// With `every_postback`: how long an identical postback counts as the
     /// advertiser retrying, not as a second conversion.
     #[serde(default = "default_retry_window")]
@@ -102,6 +112,10 @@ impl RepeatPolicy {
 
 /// Default retry window of an offer: an hour of advertiser retries.
 pub const DEFAULT_RETRY_WINDOW_SECONDS: u32 = 3_600;
+
+fn yes() -> bool {
+    true
+}
 
 fn default_retry_window() -> u32 {
     DEFAULT_RETRY_WINDOW_SECONDS
@@ -167,8 +181,8 @@ pub struct Event {
     /// Set on invalidations: when the original payout was reversed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
-    /// Click attributes (sub ids), then the event's own attributes on top.
-    #[serde(default)]
+    /// Offer, then click attributes (sub ids), then the event's own on top.
+    #[serde(default, with = "ordered_json")]
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// The deliveries this event fanned out to, one per matching endpoint.
     #[serde(default)]
@@ -284,9 +298,10 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Whether this endpoint subscribes to `event` (its filters match). Paused
-    /// endpoints still match: their deliveries wait until they are re-activated.
-    pub fn matches(&self, event: &Event) -> bool {
+    /// Whether this endpoint subscribes to `event` (its filters match; goal
+    /// conditions only when `goals_apply`, the offer's "Enabled Goals").
+    /// Paused endpoints still match: their deliveries wait until they are re-activated.
+    pub fn matches(&self, event: &Event, goals_apply: bool) -> bool {
         if event.is_invalidation() {
             if !self.invalidations {
                 return false;
@@ -309,7 +324,10 @@ impl Endpoint {
         {
             return false;
         }
-        if !self.goals.is_empty() && !event.goal.as_ref().is_some_and(|g| self.goals.contains(g)) {
+        if goals_apply
+            && !self.goals.is_empty()
+            && !event.goal.as_ref().is_some_and(|g| self.goals.contains(g))
+        {
             return false;
         }
         true
@@ -334,7 +352,7 @@ pub struct Transaction {
     pub offer_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "ordered_json")]
     pub attributes: BTreeMap<String, serde_json::Value>,
     pub last_event_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,5 +400,36 @@ impl Transaction {
     /// This transaction's store key.
     pub fn key(&self) -> String {
         Self::key_of(self.scope.as_deref(), &self.transaction_id)
+    }
+}
+
+/// Attributes are stored as one JSON text, not as a DynamoDB map: a map
+/// forgets the order of nested keys (a partner's `{payload}` must arrive as
+/// it came) and refuses nesting beyond 32 levels. Items written as maps by
+/// earlier versions are still read.
+mod ordered_json {
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(v: &BTreeMap<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&serde_json::to_string(v).map_err(S::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Value>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Text(String),
+            Map(BTreeMap<String, Value>),
+        }
+        match Stored::deserialize(d)? {
+            Stored::Text(t) => serde_json::from_str(&t).map_err(D::Error::custom),
+            Stored::Map(m) => Ok(m),
+        }
     }
 }

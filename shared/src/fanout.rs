@@ -26,13 +26,18 @@ pub fn delivery_id(event_id: &str, endpoint_id: &str) -> String {
     ids::derived_id("dlv", &[event_id, endpoint_id])
 }
 
-/// The deliveries `event` fans out to among `endpoints`, in endpoint order.
-/// Paused endpoints are included: their deliveries wait, pending, until the
-/// endpoint is re-activated.
-pub fn plan(event: &Event, endpoints: &[Endpoint], now: DateTime<Utc>) -> Vec<Delivery> {
+/// The deliveries `event` fans out to among `endpoints`, in endpoint order
+/// (goal conditions only when `goals_apply`). Paused endpoints are included:
+/// the worker parks their deliveries until the endpoint is re-activated.
+pub fn plan(
+    event: &Event,
+    endpoints: &[Endpoint],
+    goals_apply: bool,
+    now: DateTime<Utc>,
+) -> Vec<Delivery> {
     endpoints
         .iter()
-        .filter(|e| e.matches(event))
+        .filter(|e| e.matches(event, goals_apply))
         .take(MAX_DELIVERIES_PER_EVENT)
         .map(|endpoint| Delivery {
             id: delivery_id(&event.id, &endpoint.id),
@@ -137,6 +142,7 @@ mod tests {
         let plan1 = plan(
             &e,
             &[endpoint("ep_a"), only_signup, endpoint("ep_c")],
+            true,
             Utc::now(),
         );
         let ids: Vec<_> = plan1.iter().map(|d| d.endpoint_id.as_str()).collect();
@@ -159,6 +165,7 @@ mod tests {
         let ids: Vec<_> = plan(
             &e,
             &[approved_only, other_offer, other_goal, same_goal],
+            true,
             Utc::now(),
         )
         .into_iter()
@@ -168,11 +175,20 @@ mod tests {
     }
 
     #[test]
+    fn goal_conditions_are_ignored_while_the_offers_goals_are_switched_off() {
+        let e = event("purchase", Status::Approved);
+        let mut other_goal = endpoint("c");
+        other_goal.goals = vec!["deposit".into()];
+        assert!(plan(&e, std::slice::from_ref(&other_goal), true, Utc::now()).is_empty());
+        assert_eq!(plan(&e, &[other_goal], false, Utc::now()).len(), 1);
+    }
+
+    #[test]
     fn invalidations_are_opt_in() {
         let e = event("invalidation", Status::Approved);
         let mut opted_in = endpoint("in");
         opted_in.invalidations = true;
-        let ids: Vec<_> = plan(&e, &[endpoint("out"), opted_in], Utc::now())
+        let ids: Vec<_> = plan(&e, &[endpoint("out"), opted_in], true, Utc::now())
             .into_iter()
             .map(|d| d.endpoint_id)
             .collect();
@@ -184,7 +200,7 @@ mod tests {
         let mut paused = endpoint("p");
         paused.active = false;
         assert_eq!(
-            plan(&event("x", Status::Approved), &[paused], Utc::now()).len(),
+            plan(&event("x", Status::Approved), &[paused], true, Utc::now()).len(),
             1
         );
     }

@@ -241,22 +241,21 @@ async fn record_internal_once(
     let pick = |own: &Option<String>, inherited: Option<&Option<String>>| {
         own.clone().or_else(|| inherited.cloned().flatten())
     };
-    let mut attributes = base
-        .as_ref()
-        .map(|t| t.attributes.clone())
-        .unwrap_or_default();
-    attributes.extend(input.attributes.clone());
     let offer_id = pick(&input.offer_id, base.as_ref().map(|t| &t.offer_id));
-    // The advertiser's name, for the partner's history (from the cached offer).
-    let advertiser = match &offer_id {
-        Some(id) => app
-            .offer(id)
-            .await?
-            .as_ref()
-            .as_ref()
-            .map(|o| o.advertiser.clone()),
+    // The advertiser's name and the offer's attributes (from the cached offer).
+    let offer = match &offer_id {
+        Some(id) => app.offer(id).await?.as_ref().clone(),
         None => None,
     };
+    let advertiser = offer.as_ref().map(|o| o.advertiser.clone());
+    // The offer's attributes, under the transaction's, under this event's own.
+    let mut attributes = offer.map(|o| o.attributes).unwrap_or_default();
+    attributes.extend(
+        base.as_ref()
+            .map(|t| t.attributes.clone())
+            .unwrap_or_default(),
+    );
+    attributes.extend(input.attributes.clone());
     let event = Event {
         id: event_id.clone(),
         source: Source::Internal,

@@ -92,7 +92,16 @@ pub(crate) async fn record(
         ));
     }
     let endpoints = app.partner_endpoints(&event.partner_id).await?;
-    let deliveries = fanout::plan(&event, &endpoints, now);
+    let goals_apply = match &event.offer_id {
+        Some(id) => app
+            .offer(id)
+            .await?
+            .as_ref()
+            .as_ref()
+            .is_none_or(|o| o.goals_enabled),
+        None => true,
+    };
+    let deliveries = fanout::plan(&event, &endpoints, goals_apply, now);
     event.delivery_ids = deliveries.iter().map(|d| d.id.clone()).collect();
     let recorded = app
         .store

@@ -165,11 +165,13 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
 
 /// The event a postback records, before its identity is decided.
 fn event_of(p: &Postback, click: &Click, offer: &Offer, now: DateTime<Utc>) -> Event {
-    let mut attributes: BTreeMap<String, Value> = click
-        .attributes
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    let mut attributes: BTreeMap<String, Value> = offer.attributes.clone();
+    attributes.extend(
+        click
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+    );
     attributes.extend(
         p.extra
             .iter()

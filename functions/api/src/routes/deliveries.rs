@@ -283,7 +283,10 @@ pub async fn of_event(
     let mut deliveries = app.store.get_deliveries(&event.delivery_ids).await?;
     deliveries.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
     let items: Vec<Value> = deliveries.iter().map(row).collect();
-    Ok(Json(json!({"event": event, "items": items})))
+    // The event as stored, with its attributes as the JSON they are.
+    let mut shown = serde_json::to_value(&event).map_err(|e| Error::Internal(e.into()))?;
+    shown["attributes"] = serde_json::to_value(&event.attributes).unwrap_or_default();
+    Ok(Json(json!({"event": shown, "items": items})))
 }
 
 /// `POST /deliveries/{id}/retry`: a new round of attempts on a delivered or

@@ -16,7 +16,9 @@ use crate::auth::Auth;
 use crate::body::{http_url, Fields, RawBody};
 use crate::error::ApiResult;
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 12] = [
+    "goals_enabled",
+    "attributes",
     "repeat_conversions",
     "retry_window_seconds",
     "id",
@@ -39,6 +41,7 @@ pub fn view(o: &Offer) -> Value {
         "has_security_token": o.security_token_sha256.is_some(),
         "attribution_window_days": o.attribution_window_days,
         "repeat_conversions": o.repeat_conversions.as_str(), "retry_window_seconds": o.retry_window_seconds,
+        "goals_enabled": o.goals_enabled, "attributes": o.attributes,
         "created_at": o.created_at, "updated_at": o.updated_at,
     })
 }
@@ -80,6 +83,26 @@ fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offe
         attribution_window_days: f
             .opt_u32("attribution_window_days", 1, 365)?
             .unwrap_or(DEFAULT_WINDOW_DAYS),
+        goals_enabled: f
+            .opt_bool("goals_enabled")?
+            .or(previous.map(|p| p.goals_enabled))
+            .unwrap_or(true),
+        attributes: match f.0.get("attributes") {
+            None => previous.map(|p| p.attributes.clone()).unwrap_or_default(),
+            Some(Value::Null) => Default::default(),
+            Some(Value::Object(m)) => {
+                let map: std::collections::BTreeMap<String, Value> =
+                    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                for k in map.keys() {
+                    shared::fields::name_field("attributes", k)?;
+                }
+                shared::fields::attributes_bounds("attributes", &map)?;
+                map
+            }
+            Some(_) => {
+                return Err(Error::invalid("attributes", "`attributes` must be an object").into())
+            }
+        },
         repeat_conversions: match f.opt_str("repeat_conversions")? {
             None => previous.map(|p| p.repeat_conversions).unwrap_or_default(),
             Some(raw) => RepeatPolicy::parse(&raw).ok_or_else(|| {
