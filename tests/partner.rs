@@ -571,3 +571,98 @@ async fn every_partner_route_answers_401_without_a_key_and_404_for_another_partn
     let (s, _) = t.admin_get(&format!("/partners/{bp}/deliveries")).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn patch_changes_only_what_it_names_and_write_only_credentials_are_never_shown() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t.seed(offer_body(), None).await;
+    let eid = endpoint(
+        &t,
+        &seed,
+        json!({"name": "full", "url": r.url("/pb"), "method": "POST_JSON",
+        "body": "{\"tx\": \"{transaction_id}\"}", "events": ["payout"], "retry_schedule": [0, 5],
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "basic_auth": {"token": "dG9rZW4tOTk="},
+        "headers": {"X-Api-Key": "k-123-secret", "X-Plain": "p"}, "secret_headers": ["X-Api-Key"]}),
+    )
+    .await;
+    let path = format!("/partners/{}/endpoints/{eid}", seed.partner_id);
+    let (_, shown) = t.admin_get(&path).await;
+    let text = shown.to_string();
+    assert!(
+        !text.contains("k-123-secret") && !text.contains("dG9rZW4tOTk="),
+        "{text}"
+    );
+    assert_eq!(shown["headers"], json!({"X-Api-Key": null, "X-Plain": "p"}));
+    assert_eq!(shown["basic_auth"], json!({"token_set": true}));
+
+    // Pause by PATCH: nothing else changes (a PUT would have reset it all).
+    let (s, paused) = t
+        .send(
+            t.http
+                .patch(t.url(&path))
+                .bearer_auth(&seed.partner_key)
+                .json(&json!({"active": false})),
+        )
+        .await;
+    assert_eq!(s, 200, "{paused}");
+    for field in [
+        "method",
+        "body",
+        "events",
+        "retry_schedule",
+        "secret_set",
+        "basic_auth",
+        "headers",
+        "url",
+    ] {
+        assert_eq!(paused[field], shown[field], "{field} kept");
+    }
+    assert_eq!(paused["active"], false);
+    let (s, resumed) = t
+        .send(
+            t.http
+                .patch(t.url(&path))
+                .bearer_auth(&seed.partner_key)
+                .json(&json!({"active": true, "retry_schedule": [0]})),
+        )
+        .await;
+    assert_eq!((s, resumed["retry_schedule"].clone()), (200, json!([0])));
+    let (s, bad) = t
+        .send(
+            t.http
+                .patch(t.url(&path))
+                .bearer_auth(&seed.partner_key)
+                .json(&json!({"colour": "red"})),
+        )
+        .await;
+    assert_eq!(
+        (
+            s,
+            bad["error"]["message"]
+                .as_str()
+                .map(|m| m.contains("colour"))
+        ),
+        (400, Some(true))
+    );
+
+    // The credentials still go out, and the test route masks them.
+    let (s, test) = t
+        .send(
+            t.http
+                .post(t.url(&format!("{path}/test")))
+                .bearer_auth(&seed.partner_key),
+        )
+        .await;
+    assert_eq!(s, 200, "{test}");
+    let sent = &r.requests()[0];
+    assert_eq!(sent.header("x-api-key"), Some("k-123-secret"));
+    assert_eq!(sent.header("authorization"), Some("Basic dG9rZW4tOTk="));
+    assert!(sent.header("webhook-signature").is_some());
+    let shown_test = test.to_string();
+    assert!(
+        !shown_test.contains("k-123-secret") && !shown_test.contains("dG9rZW4tOTk="),
+        "{shown_test}"
+    );
+    assert_eq!(test["request"]["headers"]["X-Api-Key"], "***");
+}

@@ -213,8 +213,14 @@ pub enum Method {
 /// HTTP basic credentials of an endpoint; the password is write-only.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct BasicAuth {
+    #[serde(default)]
     pub username: String,
+    #[serde(default)]
     pub password: String,
+    /// A ready-made credential (the affiliate platform's "token") sent as
+    /// `Authorization: Basic <token>` instead of username and password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -222,6 +228,7 @@ impl std::fmt::Debug for BasicAuth {
         f.debug_struct("BasicAuth")
             .field("username", &self.username)
             .field("password", &"***")
+            .field("token", &self.token.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -241,6 +248,10 @@ pub struct Endpoint {
     pub body: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Header names whose values are secrets (an `X-Api-Key`): write-only,
+    /// never shown, masked in the test route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

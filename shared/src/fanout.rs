@@ -114,6 +114,7 @@ mod tests {
             method: Method::Get,
             body: None,
             headers: BTreeMap::new(),
+            secret_headers: vec![],
             basic_auth: None,
             secret: None,
             events: vec!["*".into()],

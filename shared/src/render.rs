@@ -32,6 +32,10 @@ impl Prepared {
             .iter()
             .map(|(k, v)| {
                 let secret = SECRET_HEADERS.contains(&k.to_ascii_lowercase().as_str())
+                    || endpoint
+                        .secret_headers
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case(k))
                     || endpoint.secret.as_deref().is_some_and(|s| v.contains(s));
                 (
                     k.clone(),
@@ -139,8 +143,10 @@ pub fn prepare(
     }
     if let Some(auth) = &endpoint.basic_auth {
         headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", auth.username, auth.password));
+        let token = auth.token.clone().unwrap_or_else(|| {
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", auth.username, auth.password))
+        });
         headers.push(("authorization".into(), format!("Basic {token}")));
     }
     headers.push(("idempotency-key".into(), delivery_id.to_string()));

@@ -105,6 +105,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/partners/{pid}/endpoints/{eid}",
             get(endpoints::read)
                 .put(endpoints::update)
+                .patch(endpoints::patch)
                 .delete(endpoints::delete),
         )
         .route(

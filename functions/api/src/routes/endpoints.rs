@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use shared::domain::{BasicAuth, Endpoint, Method, Status, DEFAULT_TIMEOUT_MS};
@@ -27,7 +27,8 @@ pub const MAX_ENDPOINTS_PER_PARTNER: usize = 50;
 /// Bounds of one attempt's timeout.
 pub const TIMEOUT_MS_RANGE: (u32, u32) = (100, 30_000);
 
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 18] = [
+    "secret_headers",
     "rename",
     "omit_empty",
     "name",
@@ -61,8 +62,12 @@ const RESERVED_HEADERS: [&str; 8] = [
 pub fn view(e: &Endpoint) -> Value {
     json!({
         "id": e.id, "partner_id": e.partner_id, "name": e.name, "url": e.url, "method": e.method,
-        "body": e.body, "headers": e.headers,
-        "basic_auth": e.basic_auth.as_ref().map(|b| json!({"username": b.username, "password_set": true})),
+        "body": e.body, "headers": shown_headers(e),
+        "basic_auth": e.basic_auth.as_ref().map(|b| match &b.token {
+            Some(_) => json!({"token_set": true}),
+            None => json!({"username": b.username, "password_set": true}),
+        }),
+        "secret_headers": e.secret_headers,
         "secret_set": e.secret.is_some(),
         "events": e.events, "statuses": e.statuses, "offers": e.offers, "goals": e.goals,
         "invalidations": e.invalidations, "rename": e.rename, "omit_empty": e.omit_empty,
@@ -70,6 +75,18 @@ pub fn view(e: &Endpoint) -> Value {
         "active": e.active, "paused_reason": e.paused_reason, "paused_at": e.paused_at,
         "created_at": e.created_at, "updated_at": e.updated_at,
     })
+}
+
+/// Headers as shown: the values of secret headers are never sent back.
+fn shown_headers(e: &Endpoint) -> Value {
+    e.headers
+        .iter()
+        .map(|(k, v)| {
+            let secret = e.secret_headers.iter().any(|h| h.eq_ignore_ascii_case(k));
+            (k.clone(), if secret { Value::Null } else { json!(v) })
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
 }
 
 fn template(field: &str, text: &str) -> ApiResult<Template> {
@@ -139,7 +156,69 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         }
     }
 
-    let headers = f.opt_str_map("headers")?.unwrap_or_default();
+    let secret_headers: Vec<String> = match f.opt_str_list("secret_headers")? {
+        Some(list) => list,
+        None => previous
+            .map(|p| p.secret_headers.clone())
+            .unwrap_or_default(),
+    };
+    // Write-only: a secret header's value left out (or null) keeps the stored one.
+    let headers = match f.0.get("headers") {
+        // A full replacement without headers keeps only the write-only ones.
+        None => previous
+            .map(|p| {
+                p.headers
+                    .iter()
+                    .filter(|(k, _)| secret_headers.iter().any(|h| h.eq_ignore_ascii_case(k)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Some(Value::Object(m)) => {
+            let mut kept = BTreeMap::new();
+            for (name, value) in m {
+                let secret = secret_headers.iter().any(|h| h.eq_ignore_ascii_case(name));
+                match value {
+                    Value::Null if secret => {
+                        if let Some(v) = previous.and_then(|p| p.headers.get(name)) {
+                            kept.insert(name.clone(), v.clone());
+                        }
+                    }
+                    Value::String(v) => {
+                        kept.insert(name.clone(), v.clone());
+                    }
+                    _ => {
+                        return Err(Error::invalid(
+                            format!("headers.{name}"),
+                            format!("`headers.{name}` must be a string"),
+                        )
+                        .into())
+                    }
+                }
+            }
+            if let Some(p) = previous {
+                for name in &secret_headers {
+                    if let Some((k, v)) =
+                        p.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    {
+                        kept.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+            kept
+        }
+        Some(Value::Null) => BTreeMap::new(),
+        Some(_) => return Err(Error::invalid("headers", "`headers` must be an object").into()),
+    };
+    for name in &secret_headers {
+        if !headers.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            return Err(Error::invalid(
+                "secret_headers",
+                format!("`secret_headers` names `{name}`, which is not one of `headers`"),
+            )
+            .into());
+        }
+    }
     if headers.len() > 20 {
         return Err(Error::invalid("headers", "`headers` may hold at most 20 entries").into());
     }
@@ -175,6 +254,22 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
     let basic_auth = match f.opt_object("basic_auth")? {
         None if f.has("basic_auth") => None,
         None => previous.and_then(|p| p.basic_auth.clone()),
+        Some(b) if b.has("token") => {
+            b.only(&["token"])?;
+            let token = b.str("token", 1024)?;
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::invalid(
+                    "basic_auth.token",
+                    "`basic_auth.token` must not contain spaces or control characters",
+                )
+                .into());
+            }
+            Some(BasicAuth {
+                username: String::new(),
+                password: String::new(),
+                token: Some(token),
+            })
+        }
         Some(b) => {
             b.only(&["username", "password"])?;
             let username = b
@@ -194,7 +289,11 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
                     .map(|a| a.password.clone())
                     .ok_or_else(|| Error::missing("basic_auth.password"))?,
             };
-            Some(BasicAuth { username, password })
+            Some(BasicAuth {
+                username,
+                password,
+                token: None,
+            })
         }
     };
     let secret = match f.opt_str("secret")? {
@@ -274,6 +373,7 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         method,
         body,
         headers,
+        secret_headers,
         basic_auth,
         secret,
         events,
@@ -380,7 +480,8 @@ pub async fn read(
     Ok(Json(view(&load(&app, &auth, &pid, &eid).await?)))
 }
 
-/// `PUT /partners/{pid}/endpoints/{eid}`: replaces every field; omitted secrets are kept.
+/// `PUT /partners/{pid}/endpoints/{eid}`: replaces every field; omitted
+/// write-only values (secret, password, token, secret headers) are kept.
 pub async fn update(
     State(app): State<Arc<App>>,
     auth: Auth,
@@ -389,6 +490,58 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     let previous = load(&app, &auth, &pid, &eid).await?;
     let endpoint = from_body(&body.object()?, &pid, Some(&previous))?;
+    save(&app, &previous, endpoint).await
+}
+
+/// `PATCH /partners/{pid}/endpoints/{eid}`: changes only the fields given;
+/// every other field, write-only ones included, keeps its value. `null`
+/// clears a field that may be empty (`body`, `secret`, `basic_auth`).
+pub async fn patch(
+    State(app): State<Arc<App>>,
+    auth: Auth,
+    Path((pid, eid)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let previous = load(&app, &auth, &pid, &eid).await?;
+    let changes = body.object()?;
+    changes.only(&FIELDS)?;
+    let mut merged = as_input(&previous);
+    merged.extend(changes.0);
+    let endpoint = from_body(&Fields(merged), &pid, Some(&previous))?;
+    save(&app, &previous, endpoint).await
+}
+
+/// The endpoint as a request body that would recreate it (write-only values
+/// left out: `from_body` keeps them from the stored endpoint).
+fn as_input(e: &Endpoint) -> serde_json::Map<String, Value> {
+    let headers: serde_json::Map<String, Value> = e
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let secret = e.secret_headers.iter().any(|h| h.eq_ignore_ascii_case(k));
+            (k.clone(), if secret { Value::Null } else { json!(v) })
+        })
+        .collect();
+    let mut m = json!({
+        "name": e.name, "url": e.url, "method": e.method, "headers": headers,
+        "secret_headers": e.secret_headers, "events": e.events, "statuses": e.statuses,
+        "offers": e.offers, "goals": e.goals, "invalidations": e.invalidations,
+        "rename": e.rename, "omit_empty": e.omit_empty, "retry_schedule": e.retry_schedule,
+        "timeout_ms": e.timeout_ms, "active": e.active,
+    });
+    if let Some(body) = &e.body {
+        m["body"] = json!(body);
+    }
+    match m {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Writes a changed endpoint on the version it was read at, and sends what
+/// waited if it was re-activated.
+async fn save(app: &App, previous: &Endpoint, endpoint: Endpoint) -> ApiResult<Json<Value>> {
+    let (pid, eid) = (&endpoint.partner_id, &endpoint.id);
     let reactivated = !previous.active && endpoint.active;
     let now = Utc::now();
     // Conditional on the version read: a concurrent change answers 409, never reverted.
@@ -497,7 +650,6 @@ pub async fn test(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn fields(v: Value) -> Fields {
         match v {
