@@ -666,3 +666,41 @@ async fn patch_changes_only_what_it_names_and_write_only_credentials_are_never_s
     );
     assert_eq!(test["request"]["headers"]["X-Api-Key"], "***");
 }
+
+#[tokio::test]
+async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    event(
+        &t,
+        &seed,
+        "OLD",
+        json!({"occurred_at": "2020-01-01T12:00:00Z"}),
+    )
+    .await;
+    event(&t, &seed, "NEW", json!({})).await;
+    let base = format!("/partners/{}/deliveries", seed.partner_id);
+    let (s, by_event) = t
+        .admin_get(&format!("{base}?time=event&from=2019-12-31&to=2020-01-02"))
+        .await;
+    assert_eq!(s, 200, "{by_event}");
+    let items = by_event["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{by_event}");
+    assert_eq!(items[0]["transaction_id"], "OLD");
+    assert_eq!(items[0]["event_time"], "2020-01-01T12:00:00Z");
+    let (_, by_delivery) = t
+        .admin_get(&format!("{base}?from=2019-12-31&to=2020-01-02"))
+        .await;
+    assert!(
+        by_delivery["items"].as_array().unwrap().is_empty(),
+        "both were delivered today"
+    );
+    let (s, _) = t.admin_get(&format!("{base}?time=yesterday")).await;
+    assert_eq!(s, 400);
+}

@@ -25,6 +25,7 @@ pub mod sender;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod tracking;
 
 pub use app::App;
 pub use error::{Error, Result};

@@ -182,10 +182,17 @@ impl Store {
             .map(|t| sort_key_time(&t))
             .unwrap_or_else(|| "0".into());
         // `~` sorts after every character used in the sort key.
-        let upper =
-            q.to.map(|t| format!("{}~", sort_key_time(&t)))
-                .unwrap_or_else(|| "~".into());
+        // By event time, the index (by delivery time) still bounds the read
+        // from below, since a delivery is made after its event; the event's
+        // own time is then filtered.
+        let upper = match (q.by_event_time, q.to) {
+            (false, Some(t)) => format!("{}~", sort_key_time(&t)),
+            _ => "~".into(),
+        };
         let mut filters = Vec::new();
+        if q.by_event_time {
+            filters.push("#ev.occurred_at BETWEEN :efrom AND :eto");
+        }
         if q.status.is_some() {
             filters.push("#status = :status");
         }
@@ -221,6 +228,16 @@ impl Store {
             }
             if let Some(e) = &q.endpoint_id {
                 req = req.expression_attribute_values(":endpoint", AttributeValue::S(e.clone()));
+            }
+            if q.by_event_time {
+                let bound = |t: Option<DateTime<Utc>>, default: &str| {
+                    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                        .unwrap_or_else(|| default.to_string())
+                };
+                req = req
+                    .expression_attribute_names("#ev", "event")
+                    .expression_attribute_values(":efrom", AttributeValue::S(bound(q.from, "0")))
+                    .expression_attribute_values(":eto", AttributeValue::S(bound(q.to, "~")));
             }
             if !filters.is_empty() {
                 req = req.filter_expression(filters.join(" AND "));
@@ -355,6 +372,8 @@ impl HistoryCursor {
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
     pub partner_id: String,
+    /// Whether `from`/`to` bound the event's own time rather than the delivery's.
+    pub by_event_time: bool,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub status: Option<DeliveryStatus>,

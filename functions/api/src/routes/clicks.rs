@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use shared::domain::{Click, Offer};
 use shared::fields::{id_field, string_attributes};
-use shared::template::encode_component;
+use shared::tracking::landing_url;
 use shared::{ids, App, Error};
 
 use crate::auth::Auth;
@@ -46,21 +46,6 @@ async fn mint(
     Ok((click, offer))
 }
 
-/// The landing URL with the click id: in place of a `{click_id}` macro if the
-/// URL has one, else appended as the `click_id` query parameter.
-pub fn landing_url(landing: &str, click_id: &str) -> String {
-    if landing.contains("{click_id}") {
-        return landing.replace("{click_id}", &encode_component(click_id));
-    }
-    match url::Url::parse(landing) {
-        Ok(mut url) => {
-            url.query_pairs_mut().append_pair("click_id", click_id);
-            url.to_string()
-        }
-        Err(_) => landing.to_string(),
-    }
-}
-
 /// `GET /click?offer_id=&partner_id=&sub1=..`: every other parameter becomes an attribute.
 pub async fn redirect(
     State(app): State<Arc<App>>,
@@ -87,7 +72,7 @@ pub async fn redirect(
         &partner_id.ok_or_else(|| Error::missing("partner_id"))?,
     )?;
     let (click, offer) = mint(&app, &offer_id, &partner_id, attributes).await?;
-    let location = landing_url(&offer.landing_url, &click.click_id);
+    let location = landing_url(&offer.landing_url, &click);
     Ok((
         StatusCode::FOUND,
         [
@@ -118,24 +103,7 @@ pub async fn create(
             "offer_id": click.offer_id,
             "partner_id": click.partner_id,
             "expires_at": click.expires_at,
-            "landing_url": landing_url(&offer.landing_url, &click.click_id),
+            "landing_url": landing_url(&offer.landing_url, &click),
         })),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_click_id_is_appended_or_substituted() {
-        assert_eq!(
-            landing_url("https://a.example/lp?x=1", "c1"),
-            "https://a.example/lp?x=1&click_id=c1"
-        );
-        assert_eq!(
-            landing_url("https://a.example/lp?tid={click_id}", "c1"),
-            "https://a.example/lp?tid=c1"
-        );
-    }
 }

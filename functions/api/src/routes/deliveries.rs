@@ -29,7 +29,7 @@ const CSV_PAGE: usize = 500;
 pub fn row(d: &Delivery) -> Value {
     let last = d.attempts.last();
     json!({
-        "delivery_id": d.id, "time": d.created_at, "event_id": d.event_id, "endpoint_id": d.endpoint_id,
+        "delivery_id": d.id, "time": d.created_at, "event_time": d.event.occurred_at, "event_id": d.event_id, "endpoint_id": d.endpoint_id,
         "offer_id": d.event.offer_id, "advertiser": d.event.advertiser, "event": d.event.event,
         "event_status": d.event.status, "transaction_id": d.event.transaction_id, "click_id": d.event.click_id,
         "payout": d.event.payout.to_string(), "currency": d.event.currency, "deleted_at": d.event.deleted_at,
@@ -39,7 +39,7 @@ pub fn row(d: &Delivery) -> Value {
     })
 }
 
-const CSV_COLUMNS: [&str; 18] = [
+const CSV_COLUMNS: [&str; 19] = [
     "time",
     "delivery_id",
     "event_id",
@@ -58,6 +58,7 @@ const CSV_COLUMNS: [&str; 18] = [
     "last_error",
     "next_attempt_at",
     "reason",
+    "event_time",
 ];
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, quote or line
@@ -115,6 +116,7 @@ fn csv_line(d: &Delivery) -> String {
             .map(|t| t.to_rfc3339())
             .unwrap_or_default(),
         text(d.reason.as_ref()),
+        d.event.occurred_at.to_rfc3339(),
     ];
     let mut line = fields
         .iter()
@@ -178,7 +180,12 @@ pub async fn history(
                     )
                 })?);
             }
-            "endpoint_id" => q.endpoint_id = Some(v),
+            "endpoint_id" => q.endpoint_id = Some(shared::fields::id_field("endpoint_id", &v)?),
+            "time" => match v.as_str() {
+                "delivery" => q.by_event_time = false,
+                "event" => q.by_event_time = true,
+                _ => return Err(Error::invalid("time", "`time` must be delivery or event").into()),
+            },
             "limit" => {
                 q.limit = v
                     .parse()

@@ -551,7 +551,7 @@ async fn save(app: &App, previous: &Endpoint, endpoint: Endpoint) -> ApiResult<J
         // What waited while it was paused goes out now: the first page here,
         // the rest (a partner with months of history) by the reconciler,
         // which the mark written with the endpoint hands it to.
-        match outbox::release_parked(&app, &eid, now, 1).await {
+        match outbox::release_parked(app, eid, now, 1).await {
             Ok((released, _)) => {
                 tracing::info!(partner_id = %pid, endpoint_id = %eid, released, "endpoint re-activated")
             }

@@ -50,7 +50,9 @@ pub fn view(o: &Offer) -> Value {
 fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offer> {
     f.only(&FIELDS)?;
     let landing_url = f.str("landing_url", 2048)?;
-    http_url("landing_url", &landing_url)?;
+    shared::tracking::check_landing(&landing_url)
+        .map_err(|m| Error::invalid("landing_url", format!("`landing_url` {m}")))?;
+    http_url("landing_url", &landing_url.replace(['{', '}'], ""))?;
     let now = Utc::now();
     let security_token_sha256 = match f.opt_str("security_token")? {
         Some(t) if t.trim().len() < 8 || t.len() > 256 => {
