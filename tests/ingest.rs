@@ -806,3 +806,58 @@ async fn an_event_batch_reports_each_item_and_never_half_applies_one() {
         (400, Some("invalid_field"))
     );
 }
+
+#[tokio::test]
+async fn operators_list_offers_partners_and_every_postback_of_an_offer_across_its_affiliates() {
+    let t = TestApp::start().await;
+    let a = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "all offers", "url": "https://a.example/pb"})),
+        )
+        .await;
+    let b = t.seed(offer_body(), None).await;
+    let (s, e) = t
+        .admin_post(&format!("/partners/{}/endpoints", b.partner_id), json!({"name": "only b", "url": "https://b.example/pb", "offers": [b.offer_id], "goals": ["deposit"], "statuses": ["approved"], "method": "POST_FORM"}))
+        .await;
+    assert_eq!(s, 201, "{e}");
+    let (s, _) = t
+        .admin_post(
+            &format!("/partners/{}/endpoints", b.partner_id),
+            json!({"name": "only a", "url": "https://b.example/a", "offers": [a.offer_id]}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, offers) = t.admin_get("/offers?limit=1").await;
+    assert_eq!(s, 200, "{offers}");
+    assert_eq!(offers["items"].as_array().unwrap().len(), 1);
+    assert_eq!(offers["items"][0]["id"], b.offer_id, "newest first");
+    let cursor = offers["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = t
+        .admin_get(&format!("/offers?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(rest["items"][0]["id"], a.offer_id);
+    let (_, partners) = t.admin_get("/partners").await;
+    let text = partners.to_string();
+    assert!(
+        text.contains(&a.partner_id) && text.contains(&b.partner_id) && !text.contains("pbk_"),
+        "{text}"
+    );
+    let (s, postbacks) = t
+        .admin_get(&format!("/offers/{}/postbacks", b.offer_id))
+        .await;
+    assert_eq!(s, 200, "{postbacks}");
+    let names: Vec<&str> = postbacks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["only b", "all offers"], "{postbacks}");
+    assert_eq!(postbacks["items"][0]["affiliate"], b.partner_id);
+    assert_eq!(postbacks["items"][0]["method"], "POST_FORM");
+    let (s, _) = t
+        .send(t.http.get(t.url("/offers")).bearer_auth(&a.partner_key))
+        .await;
+    assert_eq!(s, 403);
+}

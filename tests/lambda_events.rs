@@ -88,6 +88,18 @@ async fn every_sample_event_runs_through_the_real_handlers() {
     http!("http-endpoints-list.json", 200);
     http!("http-endpoints-read.json", 200);
     http!("http-endpoints-update.json", 200);
+    let (patched, _) = http!("http-endpoints-patch.json", 200);
+    assert_eq!(patched["active"], false);
+    assert_eq!(
+        patched["name"], "main (v2)",
+        "PATCH keeps what it does not name"
+    );
+    let (offers, _) = http!("http-offers-list.json", 200);
+    assert_eq!(offers["items"][0]["id"], "off1");
+    let (partners, _) = http!("http-partners-list.json", 200);
+    assert_eq!(partners["items"][0]["id"], "p1");
+    let (postbacks, _) = http!("http-offers-postbacks.json", 200);
+    assert_eq!(postbacks["items"][0]["id"], ids.endpoint_id.as_str());
     let (_, location) = http!("http-click.json", 302);
     assert!(location.unwrap().contains("click_id="));
     let (click, _) = http!("http-clicks-create.json", 201);

@@ -90,12 +90,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/clicks", post(clicks::create))
         .route("/postback", get(postback::get).post(postback::post))
         .route("/events", post(events::create))
-        .route("/offers", post(offers::create))
+        .route("/offers", post(offers::create).get(lists::offers))
+        .route("/offers/{id}/postbacks", get(lists::offer_postbacks))
         .route(
             "/offers/{id}",
             get(offers::read).put(offers::update).delete(offers::delete),
         )
-        .route("/partners", post(partners::create))
+        .route("/partners", post(partners::create).get(lists::partners))
         .route("/partners/{pid}", get(partners::read))
         .route(
             "/partners/{pid}/endpoints",

@@ -17,7 +17,15 @@ impl Store {
     pub(crate) async fn create_offer(&self, offer: &Offer) -> Result<()> {
         let (pk, sk) = keys::offer(&offer.id);
         if self
-            .put(&Item::new(pk, sk, offer), PutCondition::Create)
+            .put(
+                &listed(
+                    Item::new(pk, sk, offer),
+                    "OFFERS",
+                    &offer.created_at,
+                    &offer.id,
+                ),
+                PutCondition::Create,
+            )
             .await?
         {
             Ok(())
@@ -33,7 +41,15 @@ impl Store {
     pub(crate) async fn replace_offer(&self, offer: &Offer) -> Result<()> {
         let (pk, sk) = keys::offer(&offer.id);
         if self
-            .put(&Item::new(pk, sk, offer), PutCondition::Replace)
+            .put(
+                &listed(
+                    Item::new(pk, sk, offer),
+                    "OFFERS",
+                    &offer.created_at,
+                    &offer.id,
+                ),
+                PutCondition::Replace,
+            )
             .await?
         {
             Ok(())
@@ -60,7 +76,15 @@ impl Store {
     pub(crate) async fn create_partner(&self, partner: &Partner) -> Result<()> {
         let (pk, sk) = keys::partner(&partner.id);
         if self
-            .put(&Item::new(pk, sk, partner), PutCondition::Create)
+            .put(
+                &listed(
+                    Item::new(pk, sk, partner),
+                    "PARTNERS",
+                    &partner.created_at,
+                    &partner.id,
+                ),
+                PutCondition::Create,
+            )
             .await?
         {
             Ok(())
@@ -82,7 +106,15 @@ impl Store {
     pub(crate) async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let (pk, sk) = keys::endpoint(&endpoint.partner_id, &endpoint.id);
         if self
-            .put(&Item::new(pk, &sk, endpoint), PutCondition::Create)
+            .put(
+                &listed(
+                    Item::new(pk, &sk, endpoint),
+                    "ENDPOINTS",
+                    &endpoint.created_at,
+                    &endpoint.id,
+                ),
+                PutCondition::Create,
+            )
             .await?
         {
             Ok(())
@@ -115,7 +147,12 @@ impl Store {
         };
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&Item::new(pk.clone(), &sk, endpoint))?))
+            .set_item(Some(to_attrs(&listed(
+                Item::new(pk.clone(), &sk, endpoint),
+                "ENDPOINTS",
+                &endpoint.created_at,
+                &endpoint.id,
+            ))?))
             .condition_expression(condition)
             .expression_attribute_values(":v", AttributeValue::N(read_version.to_string()))
             .build()
@@ -207,5 +244,103 @@ impl Store {
             a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id))
         });
         Ok(out)
+    }
+}
+
+/// Puts an offer, partner or endpoint in its operator list (GSI1 under
+/// `OFFERS`, `PARTNERS`, `ENDPOINTS`, newest first).
+fn listed<T>(mut item: Item<T>, list: &str, created_at: &DateTime<Utc>, id: &str) -> Item<T> {
+    item.gsi1pk = Some(list.to_string());
+    item.gsi1sk = Some(format!("{}#{id}", super::sort_key_time(created_at)));
+    item
+}
+
+/// One of the operator lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Offers,
+    Partners,
+    Endpoints,
+}
+
+impl Listing {
+    fn key(self) -> &'static str {
+        match self {
+            Listing::Offers => "OFFERS",
+            Listing::Partners => "PARTNERS",
+            Listing::Endpoints => "ENDPOINTS",
+        }
+    }
+}
+
+/// A page of an operator list, and where the next begins.
+pub struct ListPage<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl Store {
+    /// A page of an operator list, newest first; `offer` keeps only the
+    /// endpoints that fire for that offer (those naming it, or no offer).
+    pub async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        listing: Listing,
+        limit: usize,
+        cursor: Option<&str>,
+        offer: Option<&str>,
+    ) -> Result<ListPage<T>> {
+        use base64::Engine;
+        let start: Option<Attrs> = match cursor {
+            None => None,
+            Some(raw) => {
+                let bad =
+                    || Error::invalid("cursor", "`cursor` is not a cursor this list returned");
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(raw.trim())
+                    .map_err(|_| bad())?;
+                let key: std::collections::HashMap<String, String> =
+                    serde_json::from_slice(&bytes).map_err(|_| bad())?;
+                if key.get("gsi1pk").map(String::as_str) != Some(listing.key()) || key.len() != 4 {
+                    return Err(bad());
+                }
+                Some(
+                    key.into_iter()
+                        .map(|(k, v)| (k, AttributeValue::S(v)))
+                        .collect(),
+                )
+            }
+        };
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(super::GSI1)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(listing.key().into()))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 500) as i32)
+            .set_exclusive_start_key(start);
+        if let Some(o) = offer {
+            req = req
+                .filter_expression("size(offers) = :zero OR contains(offers, :offer)")
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .expression_attribute_values(":offer", AttributeValue::S(o.to_string()));
+        }
+        let out = req.send().await.map_err(unavailable("listing"))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_attrs)
+            .collect::<Result<Vec<T>>>()?;
+        let next = out.last_evaluated_key.filter(|k| !k.is_empty()).map(|k| {
+            let map: std::collections::HashMap<String, String> = k
+                .into_iter()
+                .filter_map(|(n, v)| v.as_s().ok().map(|s| (n, s.clone())))
+                .collect();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&map).unwrap_or_default())
+        });
+        Ok(ListPage { items, next })
     }
 }

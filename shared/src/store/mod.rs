@@ -34,6 +34,7 @@ mod deliveries;
 mod events;
 mod open;
 
+pub use config::{ListPage, Listing};
 pub use deliveries::{Claim, DeliveryPage, DeliveryQuery, HistoryCursor};
 pub use events::Recording;
 pub use open::{OpenRef, UnparkMark, DUE_SHARDS};

@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod endpoints;
 pub mod events;
 pub mod health;
+pub mod lists;
 pub mod offers;
 pub mod partners;
 pub mod postback;

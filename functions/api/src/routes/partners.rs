@@ -15,7 +15,8 @@ use crate::auth::Auth;
 use crate::body::RawBody;
 use crate::error::ApiResult;
 
-fn view(p: &Partner) -> Value {
+/// A partner as the API shows it (never its keys).
+pub fn view(p: &Partner) -> Value {
     json!({"id": p.id, "name": p.name, "created_at": p.created_at})
 }
 
