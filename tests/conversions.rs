@@ -252,3 +252,50 @@ async fn pipeline_status_changes_fire_in_every_direction_and_a_late_queue_messag
         "{got:?}"
     );
 }
+
+#[tokio::test]
+async fn click_values_and_json_postback_parameters_keep_their_json_types_to_the_partner() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(
+                json!({"name": "json", "method": "POST_JSON", "url": r.url("/j"),
+            "body": "{\"payload\": {payload}, \"tags\": {tags}, \"vip\": {vip}, \"n\": {n}}"}),
+            ),
+        )
+        .await;
+    let click = t
+        .click(&seed, json!({"payload": {"user_id": "3410444", "session_id": "a90310222"}, "tags": ["a", "b"]}))
+        .await;
+    let (s, b) = t
+        .send(
+            t.http
+                .post(t.url("/postback"))
+                .json(&json!({"click_id": click, "event": "sale", "vip": true, "n": 3})),
+        )
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    let (s, b) = t
+        .send(
+            t.http
+                .post(t.url("/postback"))
+                .json(&json!({"click_id": click, "event": ["not", "a", "name"]})),
+        )
+        .await;
+    assert_eq!(
+        (
+            s,
+            b["error"]["message"].as_str().map(|m| m.contains("event"))
+        ),
+        (400, Some(true))
+    );
+    let got = sent(&t, &r, 1).await;
+    let body = &r.requests()[0].body;
+    assert_eq!(
+        body,
+        r#"{"payload": {"user_id":"3410444","session_id":"a90310222"}, "tags": ["a","b"], "vip": true, "n": 3}"#,
+        "{got:?}"
+    );
+}

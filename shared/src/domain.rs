@@ -136,8 +136,8 @@ pub struct Click {
     pub click_id: String,
     pub offer_id: String,
     pub partner_id: String,
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
+    #[serde(default, with = "ordered_json")]
+    pub attributes: BTreeMap<String, serde_json::Value>,
     pub created_at: DateTime<Utc>,
     /// End of the offer's attribution window; later postbacks answer 410.
     pub expires_at: DateTime<Utc>,

@@ -123,20 +123,26 @@ pub(crate) fn attribute(field: &str, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// String attributes (click sub ids, extra postback parameters), checked.
-pub fn string_attributes(
+/// JSON attributes (a click's, a postback's extra parameters, an event's),
+/// checked: at most 50 keys, each value at most 1 KiB as text, the whole at
+/// most 16 KiB and 8 levels deep.
+pub fn json_attributes(
     field: &str,
-    pairs: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    if pairs.len() > MAX_ATTRIBUTES {
+    values: BTreeMap<String, serde_json::Value>,
+) -> Result<BTreeMap<String, serde_json::Value>> {
+    if values.len() > MAX_ATTRIBUTES {
         return Err(Error::invalid(
             field,
             format!("`{field}` has more than {MAX_ATTRIBUTES} entries"),
         ));
     }
-    for (k, v) in &pairs {
-        attribute(field, k, v)?;
+    for (k, v) in &values {
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        attribute(field, k, &text)?;
     }
-    attributes_bounds(field, &pairs)?;
-    Ok(pairs)
+    attributes_bounds(field, &values)?;
+    Ok(values)
 }

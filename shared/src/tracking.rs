@@ -49,7 +49,7 @@ impl Lookup for ClickValues<'_> {
             other => other
                 .strip_prefix("click.")
                 .and_then(|p| c.attributes.get(p))
-                .and_then(|v| text(v)),
+                .cloned(),
         }
     }
 }
@@ -84,7 +84,7 @@ mod tests {
             click_id: "c1".into(),
             offer_id: "789".into(),
             partner_id: "pub 7".into(),
-            attributes: [("sub1".to_string(), "a&b".to_string())].into(),
+            attributes: [("sub1".to_string(), Value::String("a&b".into()))].into(),
             created_at: Utc::now(),
             expires_at: Utc::now(),
         }

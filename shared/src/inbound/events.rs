@@ -6,13 +6,10 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 use super::identity::{classify, remember, transaction_event_id, Identity};
-use super::{
-    record, too_busy, Outcome, With, DEFAULT_CURRENCY, MAX_ATTRIBUTES, MAX_EVENTS_PER_REQUEST,
-    MAX_RACES,
-};
+use super::{record, too_busy, Outcome, With, DEFAULT_CURRENCY, MAX_EVENTS_PER_REQUEST, MAX_RACES};
 use crate::domain::{Event, SeenChange, Source, Status, Transaction, INVALIDATION};
 use crate::error::{Error, Result};
-use crate::fields::{attribute, attributes_bounds, id_field, name_field, status_field};
+use crate::fields::{id_field, json_attributes, name_field, status_field};
 use crate::money::{parse_currency, parse_payout};
 use crate::store::Recorded;
 use crate::App;
@@ -96,25 +93,10 @@ pub fn parse_event(value: &Value) -> Result<EventInput> {
         .transpose()?;
     let attributes = match obj.get("attributes") {
         None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(m)) => {
-            if m.len() > MAX_ATTRIBUTES {
-                return Err(Error::invalid(
-                    "attributes",
-                    format!("`attributes` has more than {MAX_ATTRIBUTES} entries"),
-                ));
-            }
-            for (k, v) in m {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                attribute("attributes", k, &text)?;
-            }
-            let map: BTreeMap<String, Value> =
-                m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            attributes_bounds("attributes", &map)?;
-            map
-        }
+        Some(Value::Object(m)) => json_attributes(
+            "attributes",
+            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        )?,
         Some(_) => {
             return Err(Error::invalid(
                 "attributes",

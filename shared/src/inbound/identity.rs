@@ -115,7 +115,7 @@ pub struct PostbackParts<'a> {
     pub payout: Option<Decimal>,
     pub currency: Option<&'a str>,
     pub goal: Option<&'a str>,
-    pub extra: &'a BTreeMap<String, String>,
+    pub extra: &'a BTreeMap<String, serde_json::Value>,
 }
 
 /// The identity of a postback without a transaction id under `policy`.
@@ -148,7 +148,12 @@ pub fn postback_identity(
                 p.currency.unwrap_or(""),
                 p.goal.unwrap_or(""),
             ];
-            for (k, v) in p.extra {
+            let extra: Vec<(String, String)> = p
+                .extra
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect();
+            for (k, v) in &extra {
                 parts.push(k);
                 parts.push(v);
             }

@@ -21,7 +21,7 @@ pub mod identity;
 pub mod postback;
 
 pub use events::{parse_event, parse_events_body, record_internal, EventInput};
-pub use postback::{parse_postback, record_postback, Postback};
+pub use postback::{parse_postback, parse_postback_values, record_postback, Postback};
 
 pub use crate::fields::{
     MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_LEN, MAX_ID_LEN,

@@ -13,7 +13,7 @@ use super::{record, too_busy, Outcome, With, DEFAULT_EVENT, MAX_RACES};
 use crate::auth::constant_time_eq;
 use crate::domain::{Click, Event, Offer, SeenChange, Source, Status, Transaction, INVALIDATION};
 use crate::error::{Error, Result};
-use crate::fields::{id_field, name_field, status_field, string_attributes};
+use crate::fields::{id_field, json_attributes, name_field, status_field};
 use crate::ids;
 use crate::money::{parse_currency, parse_payout};
 use crate::store::Recorded;
@@ -44,17 +44,50 @@ pub struct Postback {
     pub goal: Option<String>,
     pub security_token: Option<String>,
     /// Every other parameter, stored as an attribute of the event.
-    pub extra: BTreeMap<String, String>,
+    pub extra: BTreeMap<String, Value>,
 }
 
-/// Parses postback parameters (query, form or JSON, already flattened to
-/// pairs). The first value of a repeated parameter wins.
+/// Parses postback parameters of a query or a form. The first value of a
+/// repeated parameter wins.
 pub fn parse_postback(pairs: Vec<(String, String)>) -> Result<Postback> {
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    parse_postback_values(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+/// Parses postback parameters that may be JSON values (a JSON body): the
+/// known fields must be text, numbers or booleans; every other parameter is
+/// kept as the JSON value it is. The first value of a repeated parameter wins.
+pub fn parse_postback_values(pairs: Vec<(String, Value)>) -> Result<Postback> {
+    let mut fields: BTreeMap<String, Value> = BTreeMap::new();
     for (k, v) in pairs {
-        fields.entry(k).or_insert(v);
+        if !v.is_null() {
+            fields.entry(k).or_insert(v);
+        }
     }
-    let mut take = |k: &str| fields.remove(k).filter(|v| !v.trim().is_empty());
+    for known in POSTBACK_FIELDS {
+        if let Some(v) = fields.get(known) {
+            if v.is_array() || v.is_object() {
+                return Err(Error::invalid(
+                    known,
+                    format!("`{known}` must be a string or a number"),
+                ));
+            }
+        }
+    }
+    let mut take = |k: &str| {
+        fields
+            .remove(k)
+            .map(|v| match v {
+                Value::String(s) => s,
+                Value::Bool(b) => if b { "1" } else { "0" }.to_string(),
+                other => other.to_string(),
+            })
+            .filter(|v| !v.trim().is_empty())
+    };
     let click_id = id_field(
         "click_id",
         &take("click_id").ok_or_else(|| Error::missing("click_id"))?,
@@ -105,7 +138,7 @@ pub fn parse_postback(pairs: Vec<(String, String)>) -> Result<Postback> {
     let goal = take("goal").map(|g| name_field("goal", &g)).transpose()?;
     let security_token = take("security_token");
     fields.retain(|k, _| !POSTBACK_FIELDS.contains(&k.as_str()));
-    let extra = string_attributes("parameters", fields)?;
+    let extra = json_attributes("parameters", fields)?;
     Ok(Postback {
         click_id,
         event,
@@ -166,17 +199,8 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
 /// The event a postback records, before its identity is decided.
 fn event_of(p: &Postback, click: &Click, offer: &Offer, now: DateTime<Utc>) -> Event {
     let mut attributes: BTreeMap<String, Value> = offer.attributes.clone();
-    attributes.extend(
-        click
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
-    );
-    attributes.extend(
-        p.extra
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
-    );
+    attributes.extend(click.attributes.clone());
+    attributes.extend(p.extra.clone());
     Event {
         id: String::new(),
         source: Source::Postback,
@@ -362,7 +386,7 @@ mod tests {
         assert_eq!(p.payout.unwrap().to_string(), "49.99");
         assert_eq!(p.currency.as_deref(), Some("EUR"));
         assert_eq!(p.status, Status::Approved);
-        assert_eq!(p.extra.get("order").map(String::as_str), Some("o#1"));
+        assert_eq!(p.extra.get("order").and_then(Value::as_str), Some("o#1"));
         assert!(
             !p.extra.contains_key("security_token"),
             "the token must never become an attribute"

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shared::domain::{Click, Offer};
-use shared::fields::{id_field, string_attributes};
+use shared::fields::{id_field, json_attributes};
 use shared::tracking::landing_url;
 use shared::{ids, App, Error};
 
@@ -23,7 +23,7 @@ async fn mint(
     app: &App,
     offer_id: &str,
     partner_id: &str,
-    attributes: BTreeMap<String, String>,
+    attributes: BTreeMap<String, Value>,
 ) -> ApiResult<(Click, Offer)> {
     let offer = app.offer(offer_id).await?;
     let offer = offer
@@ -38,7 +38,7 @@ async fn mint(
         click_id: ids::click_id(),
         offer_id: offer.id.clone(),
         partner_id: partner_id.to_string(),
-        attributes: string_attributes("attributes", attributes)?,
+        attributes: json_attributes("attributes", attributes)?,
         created_at: now,
         expires_at: now + Duration::days(i64::from(offer.attribution_window_days)),
     };
@@ -59,7 +59,7 @@ pub async fn redirect(
             "offer_id" => offer_id = offer_id.or(Some(v)),
             "partner_id" => partner_id = partner_id.or(Some(v)),
             _ => {
-                attributes.entry(k).or_insert(v);
+                attributes.entry(k).or_insert(Value::String(v));
             }
         }
     }
@@ -94,7 +94,14 @@ pub async fn create(
     f.only(&["offer_id", "partner_id", "attributes"])?;
     let offer_id = id_field("offer_id", &f.str("offer_id", 128)?)?;
     let partner_id = id_field("partner_id", &f.str("partner_id", 128)?)?;
-    let attributes = f.opt_str_map("attributes")?.unwrap_or_default();
+    // Click values may be any JSON (MomentScience's `payload` of the offer's serving).
+    let attributes: BTreeMap<String, Value> = match f.0.get("attributes") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(_) => {
+            return Err(Error::invalid("attributes", "`attributes` must be an object").into())
+        }
+    };
     let (click, offer) = mint(&app, &offer_id, &partner_id, attributes).await?;
     Ok((
         StatusCode::CREATED,

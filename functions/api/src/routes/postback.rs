@@ -8,14 +8,14 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use shared::inbound::{parse_postback, record_postback};
+use shared::inbound::{parse_postback_values, record_postback};
 use shared::{App, Error};
 
 use crate::body::{query_pairs, RawBody};
 use crate::error::{ApiError, ApiResult};
 
-async fn handle(app: &App, pairs: Vec<(String, String)>) -> ApiResult<Json<Value>> {
-    let postback = parse_postback(pairs)?;
+async fn handle(app: &App, pairs: Vec<(String, Value)>) -> ApiResult<Json<Value>> {
+    let postback = parse_postback_values(pairs)?;
     let outcome = record_postback(app, postback, Utc::now()).await?;
     Ok(Json(
         json!({"status": outcome.status, "conversion_id": outcome.event_id}),
@@ -24,7 +24,7 @@ async fn handle(app: &App, pairs: Vec<(String, String)>) -> ApiResult<Json<Value
 
 /// `GET /postback?click_id=..&event=..&payout=..`.
 pub async fn get(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
-    handle(&app, query_pairs(query.as_deref())).await
+    handle(&app, text_pairs(query.as_deref())).await
 }
 
 /// `POST /postback` with a form or JSON body (query parameters also count;
@@ -35,12 +35,20 @@ pub async fn post(
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
     let mut pairs = body_pairs(&body)?;
-    pairs.extend(query_pairs(query.as_deref()));
+    pairs.extend(text_pairs(query.as_deref()));
     handle(&app, pairs).await
 }
 
+/// Query parameters as pairs of JSON strings.
+fn text_pairs(query: Option<&str>) -> Vec<(String, Value)> {
+    query_pairs(query)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect()
+}
+
 /// The body's fields as pairs: JSON objects of scalars, or a form.
-fn body_pairs(body: &RawBody) -> Result<Vec<(String, String)>, ApiError> {
+fn body_pairs(body: &RawBody) -> Result<Vec<(String, Value)>, ApiError> {
     let looks_json = body.content_type.contains("json")
         || (body.content_type.is_empty()
             && body.bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
@@ -51,21 +59,14 @@ fn body_pairs(body: &RawBody) -> Result<Vec<(String, String)>, ApiError> {
         if std::str::from_utf8(&body.bytes).is_err() {
             return Err(Error::MalformedBody("the form body is not UTF-8".into()).into());
         }
-        return Ok(form_urlencoded::parse(&body.bytes).into_owned().collect());
+        return Ok(form_urlencoded::parse(&body.bytes)
+            .into_owned()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect());
     }
     let Value::Object(map) = body.json()? else {
         return Err(Error::MalformedBody("the JSON body must be an object".into()).into());
     };
-    map.into_iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k, s)),
-            Value::Number(n) => Ok((k, n.to_string())),
-            Value::Bool(b) => Ok((k, if b { "1".into() } else { "0".into() })),
-            _ => Err(ApiError(Error::invalid(
-                k.as_str(),
-                format!("`{k}` must be a string or a number"),
-            ))),
-        })
-        .collect()
+    // Extra parameters keep their JSON types; the known ones are checked by the parser.
+    Ok(map.into_iter().collect())
 }
