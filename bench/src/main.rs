@@ -384,6 +384,24 @@ async fn main() -> anyhow::Result<()> {
         "20 postbacks/s, 2 pollers long-polling 1 s; includes the 200 answer, the queue and the send",
     );
 
+    // A healthy partner's delivery latency, alone and beside a hung partner
+    // sharing the queue (five local pollers, as Lambda's event-source mapping
+    // runs at least; the hung partner's endpoint trips its circuit breaker).
+    for with_hung in [false, true] {
+        let (p50, p99, n, hung_requests) = healthy_latency(&t, with_hung).await;
+        report.add(
+            &format!(
+                "Delivery: healthy partner p50 / p99, {}",
+                if with_hung { "beside a hung partner" } else { "alone" }
+            ),
+            format!(
+                "{p50:.0} ms / {p99:.0} ms ({n} deliveries{})",
+                if with_hung { format!("; the hung partner got {hung_requests} requests for {HUNG_EVENTS} deliveries") } else { String::new() }
+            ),
+            &format!("{HEALTHY_EVENTS} events to a 20 ms receiver, 5 pollers{}", if with_hung { format!(", interleaved with {HUNG_EVENTS} to a partner that accepts TCP and never answers (timeout 2 s, retries every 2 s)") } else { String::new() }),
+        );
+    }
+
     // ------------------------------------------------ init time and size of the lambda binaries
     for bin in ["api", "deliver"] {
         let mut samples = Vec::new();
@@ -437,6 +455,74 @@ async fn main() -> anyhow::Result<()> {
 
     write_report(&report)?;
     Ok(())
+}
+
+const HEALTHY_EVENTS: usize = 60;
+const HUNG_EVENTS: usize = 30;
+
+/// A healthy partner's latency (event recorded → partner answered), p50 and
+/// p99 in ms, with how many it got and how many requests a hung partner got.
+async fn healthy_latency(t: &TestApp, with_hung: bool) -> (f64, f64, usize, usize) {
+    let healthy = Receiver::start(vec![Reply::Delay(Duration::from_millis(20))]).await;
+    let hung = integration_tests::faults::FaultReceiver::start(|_| {
+        integration_tests::faults::Answer::Hang
+    })
+    .await;
+    let seed = t.seed(offer_body(), None).await;
+    let path = format!("/partners/{}/endpoints", seed.partner_id);
+    t.admin_post(&path, json!({"name": "healthy", "url": healthy.url("/ok?tx={transaction_id}"), "events": ["fast"]}))
+        .await;
+    if with_hung {
+        t.admin_post(&path, json!({"name": "hung", "url": hung.url("/h"), "events": ["slow"], "timeout_ms": 2000, "retry_schedule": [0, 2, 2, 2, 2]}))
+            .await;
+    }
+    let pollers = postback_local::spawn_event_source(
+        t.worker.clone(),
+        postback_local::Consumer::Deliveries,
+        t.queue_url("DeliveryQueue"),
+        postback_local::DEFAULT_POLLERS,
+    );
+    let mut recorded = BTreeMap::new();
+    for i in 0..HEALTHY_EVENTS.max(HUNG_EVENTS) {
+        if with_hung && i < HUNG_EVENTS {
+            t.admin_post("/events", json!({"transaction_id": format!("slow-{}-{i}", seed.partner_id), "event": "slow", "partner_id": seed.partner_id, "payout": "1"})).await;
+        }
+        if i < HEALTHY_EVENTS {
+            let tx = format!("fast-{i}");
+            recorded.insert(tx.clone(), Instant::now());
+            t.admin_post("/events", json!({"transaction_id": format!("{}-{tx}", seed.partner_id), "event": "fast", "partner_id": seed.partner_id, "payout": "1"})).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while healthy.count() < HEALTHY_EVENTS && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for p in pollers {
+        p.abort();
+    }
+    // Each delivery's latency: from its event's POST to its arrival.
+    let lat = sorted(
+        healthy
+            .requests()
+            .iter()
+            .filter_map(|c| {
+                let tx = c.query().into_iter().find(|(k, _)| k == "tx")?.1;
+                let key = tx.rsplit_once('-').map(|(_, i)| format!("fast-{i}"))?;
+                Some(
+                    c.at.saturating_duration_since(*recorded.get(&key)?)
+                        .as_secs_f64()
+                        * 1000.0,
+                )
+            })
+            .collect(),
+    );
+    (
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        healthy.count(),
+        hung.seen().len(),
+    )
 }
 
 /// Starts a release lambda binary against a minimal Runtime API and returns
