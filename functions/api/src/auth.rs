@@ -39,6 +39,36 @@ impl Auth {
     }
 }
 
+/// The partner of a route's `{pid}`: the caller may see it and it exists.
+/// Another partner's id answers 404, exactly as a partner that does not exist.
+pub struct PartnerScope {
+    pub caller: Caller,
+    pub partner_id: String,
+}
+
+impl FromRequestParts<Arc<App>> for PartnerScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(caller) = Auth::from_request_parts(parts, app).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, app)
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("path parameters: {e}")))?;
+        let partner_id = params
+            .iter()
+            .find(|(k, _)| *k == "pid")
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a partner route without {{pid}}")))?;
+        if !caller.can_see(&partner_id) || app.partner(&partner_id).await?.is_none() {
+            return Err(Error::not_found("partner", &partner_id).into());
+        }
+        Ok(PartnerScope { caller, partner_id })
+    }
+}
+
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 

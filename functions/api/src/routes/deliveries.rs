@@ -15,7 +15,7 @@ use shared::lifecycle::{Delivery, DeliveryStatus};
 use shared::store::{DeliveryQuery, HistoryCursor};
 use shared::{outbox, App, Error};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, PartnerScope};
 use crate::body::query_pairs;
 use crate::error::{ApiError, ApiResult};
 
@@ -149,15 +149,12 @@ fn time_param(field: &str, raw: &str, end_of_day: bool) -> ApiResult<DateTime<Ut
 /// `GET /partners/{pid}/deliveries?from=&to=&status=&endpoint_id=&limit=&cursor=&format=`.
 pub async fn history(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path(pid): Path<String>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    auth.require_partner(&pid)?;
-    if app.partner(&pid).await?.is_none() {
-        return Err(Error::not_found("partner", &pid).into());
-    }
     let mut q = DeliveryQuery {
         partner_id: pid.clone(),
         limit: DEFAULT_LIMIT,

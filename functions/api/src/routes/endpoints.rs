@@ -18,7 +18,7 @@ use shared::outbox;
 use shared::template::{SampleValues, Template};
 use shared::{ids, App, Error};
 
-use crate::auth::Auth;
+use crate::auth::PartnerScope;
 use crate::body::{http_url, Fields, RawBody};
 use crate::error::{ApiError, ApiResult};
 
@@ -418,22 +418,14 @@ pub fn retry_schedule(v: &Value) -> Result<RetrySchedule, ApiError> {
     RetrySchedule::new(delays).map_err(bad)
 }
 
-async fn partner_exists(app: &App, auth: &Auth, pid: &str) -> ApiResult<()> {
-    auth.require_partner(pid)?;
-    if app.partner(pid).await?.is_none() {
-        return Err(Error::not_found("partner", pid).into());
-    }
-    Ok(())
-}
-
 /// `POST /partners/{pid}/endpoints` → 201 with the endpoint.
 pub async fn create(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path(pid): Path<String>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
     body: RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    partner_exists(&app, &auth, &pid).await?;
     let endpoint = from_body(&body.object()?, &pid, None)?;
     if app.store.list_endpoints(&pid).await?.len() >= MAX_ENDPOINTS_PER_PARTNER {
         return Err(Error::Conflict(format!(
@@ -449,10 +441,10 @@ pub async fn create(
 /// `GET /partners/{pid}/endpoints` → `{"items":[..]}`.
 pub async fn list(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path(pid): Path<String>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
 ) -> ApiResult<Json<Value>> {
-    partner_exists(&app, &auth, &pid).await?;
     let items: Vec<Value> = app
         .store
         .list_endpoints(&pid)
@@ -463,8 +455,7 @@ pub async fn list(
     Ok(Json(json!({"items": items})))
 }
 
-async fn load(app: &App, auth: &Auth, pid: &str, eid: &str) -> ApiResult<Endpoint> {
-    auth.require_partner(pid)?;
+async fn load(app: &App, pid: &str, eid: &str) -> ApiResult<Endpoint> {
     app.store
         .get_endpoint(pid, eid)
         .await?
@@ -474,21 +465,25 @@ async fn load(app: &App, auth: &Auth, pid: &str, eid: &str) -> ApiResult<Endpoin
 /// `GET /partners/{pid}/endpoints/{eid}`.
 pub async fn read(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path((pid, eid)): Path<(String, String)>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
+    Path((_, eid)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&load(&app, &auth, &pid, &eid).await?)))
+    Ok(Json(view(&load(&app, &pid, &eid).await?)))
 }
 
 /// `PUT /partners/{pid}/endpoints/{eid}`: replaces every field; omitted
 /// write-only values (secret, password, token, secret headers) are kept.
 pub async fn update(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path((pid, eid)): Path<(String, String)>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
+    Path((_, eid)): Path<(String, String)>,
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
-    let previous = load(&app, &auth, &pid, &eid).await?;
+    let previous = load(&app, &pid, &eid).await?;
     let endpoint = from_body(&body.object()?, &pid, Some(&previous))?;
     save(&app, &previous, endpoint).await
 }
@@ -498,11 +493,13 @@ pub async fn update(
 /// clears a field that may be empty (`body`, `secret`, `basic_auth`).
 pub async fn patch(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path((pid, eid)): Path<(String, String)>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
+    Path((_, eid)): Path<(String, String)>,
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
-    let previous = load(&app, &auth, &pid, &eid).await?;
+    let previous = load(&app, &pid, &eid).await?;
     let changes = body.object()?;
     changes.only(&FIELDS)?;
     let mut merged = as_input(&previous);
@@ -566,10 +563,11 @@ async fn save(app: &App, previous: &Endpoint, endpoint: Endpoint) -> ApiResult<J
 /// `DELETE /partners/{pid}/endpoints/{eid}` → 204.
 pub async fn delete(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path((pid, eid)): Path<(String, String)>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
+    Path((_, eid)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    auth.require_partner(&pid)?;
     // Its parked deliveries are ended (cancelled) by the reconciler, which the
     // mark written with the deletion hands them to.
     if !app.delete_endpoint(&pid, &eid, Utc::now()).await? {
@@ -611,10 +609,12 @@ fn test_event(partner_id: &str, now: chrono::DateTime<Utc>) -> shared::domain::E
 /// the macros that rendered empty. Nothing is recorded as a delivery.
 pub async fn test(
     State(app): State<Arc<App>>,
-    auth: Auth,
-    Path((pid, eid)): Path<(String, String)>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
+    Path((_, eid)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let mut endpoint = load(&app, &auth, &pid, &eid).await?;
+    let mut endpoint = load(&app, &pid, &eid).await?;
     if endpoint.method == Method::PostJson && endpoint.body.is_none() {
         endpoint.body = Some(TEST_JSON_BODY.to_string());
     }
