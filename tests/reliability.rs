@@ -65,7 +65,12 @@ async fn reconcile_and_pump(
     .await;
 }
 
-fn tally(name: &str, sent: usize, stored: usize, ds: &[Delivery], keys: &[String]) {
+fn tally(name: &str, sent: usize, stored: usize, ds: &[Delivery], r: &Receiver) {
+    let keys: Vec<String> = r
+        .requests()
+        .iter()
+        .map(|c| c.header("idempotency-key").unwrap_or("").to_string())
+        .collect();
     let delivered = ds
         .iter()
         .filter(|d| d.status == DeliveryStatus::Delivered)
@@ -75,7 +80,7 @@ fn tally(name: &str, sent: usize, stored: usize, ds: &[Delivery], keys: &[String
         .filter(|d| d.status == DeliveryStatus::Pending)
         .count();
     let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
-    for k in keys {
+    for k in &keys {
         *per_key.entry(k.as_str()).or_default() += 1;
     }
     let doubled = per_key.values().filter(|&&n| n > 1).count();
@@ -141,12 +146,7 @@ async fn conversions_stored_while_sqs_refuses_are_answered_200_and_delivered_tho
     )
     .await;
     let ds = deliveries_of(&direct, &events).await;
-    let keys: Vec<String> = r
-        .requests()
-        .iter()
-        .map(|c| c.header("idempotency-key").unwrap_or("").to_string())
-        .collect();
-    tally("SQS refusing at ingest", 10, events.len(), &ds, &keys);
+    tally("SQS refusing at ingest", 10, events.len(), &ds, &r);
     assert!(
         ds.iter().all(|d| d.status == DeliveryStatus::Delivered),
         "{ds:#?}"
@@ -214,12 +214,7 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
     )
     .await;
     let ds = deliveries_of(&t, &events).await;
-    let keys: Vec<String> = r
-        .requests()
-        .iter()
-        .map(|c| c.header("idempotency-key").unwrap_or("").to_string())
-        .collect();
-    tally("killed between write and send", 10, 10, &ds, &keys);
+    tally("killed between write and send", 10, 10, &ds, &r);
     assert!(ds.iter().all(|d| d.status == DeliveryStatus::Delivered));
     assert_eq!(r.count(), 10);
 }
@@ -415,12 +410,7 @@ async fn a_worker_with_a_stale_cache_sends_what_waited_once_the_endpoint_is_reac
         })
         .await;
     let ds = deliveries_of(&api, &events).await;
-    let keys: Vec<String> = r
-        .requests()
-        .iter()
-        .map(|c| c.header("idempotency-key").unwrap_or("").to_string())
-        .collect();
-    tally("re-activation with a stale worker cache", 5, 5, &ds, &keys);
+    tally("re-activation with a stale worker cache", 5, 5, &ds, &r);
     assert!(
         ds.iter().all(|d| d.status == DeliveryStatus::Delivered),
         "{ds:#?}"

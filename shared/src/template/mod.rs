@@ -353,26 +353,11 @@ impl Lookup for EventValues<'_> {
     }
 }
 
-/// Every macro a template may use by name, for documentation and the test route.
-pub const STANDARD_MACROS: [&str; 23] = [
-    "click_id",
-    "transaction_id",
-    "event_id",
-    "delivery_id",
-    "event",
-    "status",
-    "payout",
-    "currency",
-    "offer_id",
-    "advertiser",
-    "goal",
-    "partner_id",
-    "lead_id",
-    "timestamp",
+/// Macros for templates only: aliases and formats of the standard fields
+/// (a POST without a body template sends [`DEFAULT_BODY_FIELDS`]).
+pub const FORMAT_MACROS: [&str; 7] = [
     "timestamp_epoch",
     "timestamp_ms",
-    "occurred_at",
-    "deleted_at",
     "payout_original",
     "payout_cents",
     "payout_2dp",
@@ -380,8 +365,13 @@ pub const STANDARD_MACROS: [&str; 23] = [
     "affiliate_id",
 ];
 
-/// The fields a POST without a body template sends (every standard field
-/// that has a value; the aliases and formats above are for templates).
+/// Every macro a template may use by name, besides the event's attributes.
+pub fn standard_macros() -> impl Iterator<Item = &'static str> {
+    DEFAULT_BODY_FIELDS.into_iter().chain(FORMAT_MACROS)
+}
+
+/// The standard fields: what a POST without a body template sends (each
+/// that has a value).
 pub const DEFAULT_BODY_FIELDS: [&str; 16] = [
     "click_id",
     "transaction_id",

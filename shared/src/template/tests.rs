@@ -170,3 +170,41 @@ fn json_numbers_are_recognised_strictly() {
             && !is_json_number("abc")
     );
 }
+
+#[test]
+fn every_standard_macro_names_a_value_of_an_event() {
+    let now = chrono::Utc::now();
+    let event = Event {
+        id: "evt_1".into(),
+        source: crate::domain::Source::Internal,
+        event: "payout".into(),
+        status: crate::domain::Status::Approved,
+        transaction_id: Some("T".into()),
+        partner_id: "p".into(),
+        click_id: Some("c".into()),
+        lead_id: Some("l".into()),
+        offer_id: Some("o".into()),
+        advertiser: Some("a".into()),
+        goal: Some("g".into()),
+        payout: Decimal::new(1234, 2),
+        currency: "USD".into(),
+        occurred_at: now,
+        recorded_at: now,
+        deleted_at: Some(now),
+        attributes: Default::default(),
+        delivery_ids: vec![],
+    };
+    let rename = Default::default();
+    let values = EventValues {
+        event: &event,
+        delivery_id: "dlv_1",
+        rename: &rename,
+    };
+    for name in standard_macros() {
+        assert!(values.lookup(name).is_some_and(|v| !v.is_null()), "{name}");
+    }
+    assert_eq!(
+        values.lookup("payout_cents"),
+        Some(Value::String("1234".into()))
+    );
+}
