@@ -65,6 +65,15 @@ async fn reconcile_and_pump(
     .await;
 }
 
+/// Records a 1.00 payout event for the seed's partner; its id.
+async fn payout(t: &TestApp, seed: &Seed, tx: &str) -> String {
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": tx, "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    b["event_id"].as_str().unwrap().to_string()
+}
+
 fn tally(name: &str, sent: usize, stored: usize, ds: &[Delivery], r: &Receiver) {
     let keys: Vec<String> = r
         .requests()
@@ -310,10 +319,7 @@ async fn a_delivery_whose_message_went_to_the_dlq_in_a_store_outage_is_sent_afte
             Some(json!({"name": "pb", "url": r.url("/pb")})),
         )
         .await;
-    let (_, b) = t
-        .admin_post("/events", json!({"transaction_id": "D1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
-        .await;
-    let ev = vec![b["event_id"].as_str().unwrap().to_string()];
+    let ev = vec![payout(&t, &seed, "D1").await];
     // What a long DynamoDB outage leaves: every receive failed to claim, SQS
     // moved the message to the DLQ; the delivery is pending in the table.
     let sqs = t.app.queue.client();
@@ -710,10 +716,7 @@ async fn the_operator_reads_dead_letters_with_their_reason_and_a_redrive_never_s
             Some(json!({"name": "pb", "url": r.url("/pb")})),
         )
         .await;
-    let (_, b) = t
-        .admin_post("/events", json!({"transaction_id": "L1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
-        .await;
-    let ev = vec![b["event_id"].as_str().unwrap().to_string()];
+    let ev = vec![payout(&t, &seed, "L1").await];
     t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
         r.count() >= 1
     })

@@ -63,14 +63,21 @@ pub fn plan(
         .collect()
 }
 
+impl DeliveryMessage {
+    /// The message body.
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// The queue message of a delivery.
 pub fn message(d: &Delivery) -> String {
-    let m = DeliveryMessage {
+    DeliveryMessage {
         delivery_id: d.id.clone(),
         partner_id: d.partner_id.clone(),
         endpoint_id: d.endpoint_id.clone(),
-    };
-    serde_json::to_string(&m).unwrap_or_default()
+    }
+    .body()
 }
 
 #[cfg(test)]

@@ -47,12 +47,12 @@ async fn enqueue_refs(app: &App, refs: &[OpenRef]) -> Result<()> {
     let bodies: Vec<String> = refs
         .iter()
         .map(|r| {
-            serde_json::to_string(&DeliveryMessage {
+            DeliveryMessage {
                 delivery_id: r.delivery_id.clone(),
                 partner_id: r.partner_id.clone(),
                 endpoint_id: r.endpoint_id.clone(),
-            })
-            .unwrap_or_default()
+            }
+            .body()
         })
         .collect();
     app.queue

@@ -16,25 +16,13 @@ impl Store {
     /// Stores a new offer.
     pub(crate) async fn create_offer(&self, offer: &Offer) -> Result<()> {
         let (pk, sk) = keys::offer(&offer.id);
-        if self
-            .put(
-                &listed(
-                    Item::new(pk, sk, offer),
-                    "OFFERS",
-                    &offer.created_at,
-                    &offer.id,
-                ),
-                PutCondition::Create,
-            )
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(Error::Conflict(format!(
-                "offer `{}` already exists",
-                offer.id
-            )))
-        }
+        let item = listed(
+            Item::new(pk, sk, offer),
+            Listing::Offers,
+            &offer.created_at,
+            &offer.id,
+        );
+        self.create(&item, "offer", &offer.id).await
     }
 
     /// Replaces an existing offer; `NotFound` if it is gone.
@@ -44,7 +32,7 @@ impl Store {
             .put(
                 &listed(
                     Item::new(pk, sk, offer),
-                    "OFFERS",
+                    Listing::Offers,
                     &offer.created_at,
                     &offer.id,
                 ),
@@ -75,25 +63,13 @@ impl Store {
     /// Stores a new partner.
     pub(crate) async fn create_partner(&self, partner: &Partner) -> Result<()> {
         let (pk, sk) = keys::partner(&partner.id);
-        if self
-            .put(
-                &listed(
-                    Item::new(pk, sk, partner),
-                    "PARTNERS",
-                    &partner.created_at,
-                    &partner.id,
-                ),
-                PutCondition::Create,
-            )
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(Error::Conflict(format!(
-                "partner `{}` already exists",
-                partner.id
-            )))
-        }
+        let item = listed(
+            Item::new(pk, sk, partner),
+            Listing::Partners,
+            &partner.created_at,
+            &partner.id,
+        );
+        self.create(&item, "partner", &partner.id).await
     }
 
     /// The partner, if it exists.
@@ -105,24 +81,26 @@ impl Store {
     /// Stores a new endpoint (version 1).
     pub(crate) async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let (pk, sk) = keys::endpoint(&endpoint.partner_id, &endpoint.id);
-        if self
-            .put(
-                &listed(
-                    Item::new(pk, &sk, endpoint),
-                    "ENDPOINTS",
-                    &endpoint.created_at,
-                    &endpoint.id,
-                ),
-                PutCondition::Create,
-            )
-            .await?
-        {
+        let item = listed(
+            Item::new(pk, &sk, endpoint),
+            Listing::Endpoints,
+            &endpoint.created_at,
+            &endpoint.id,
+        );
+        self.create(&item, "endpoint", &endpoint.id).await
+    }
+
+    /// Stores a new item; `Conflict` naming `what` if its id is taken.
+    async fn create<T: serde::Serialize>(
+        &self,
+        item: &Item<T>,
+        what: &str,
+        id: &str,
+    ) -> Result<()> {
+        if self.put(item, PutCondition::Create).await? {
             Ok(())
         } else {
-            Err(Error::Conflict(format!(
-                "endpoint `{}` already exists",
-                endpoint.id
-            )))
+            Err(Error::Conflict(format!("{what} `{id}` already exists")))
         }
     }
 
@@ -149,7 +127,7 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(to_attrs(&listed(
                 Item::new(pk.clone(), &sk, endpoint),
-                "ENDPOINTS",
+                Listing::Endpoints,
                 &endpoint.created_at,
                 &endpoint.id,
             ))?))
@@ -249,8 +227,8 @@ impl Store {
 
 /// Puts an offer, partner or endpoint in its operator list (GSI1 under
 /// `OFFERS`, `PARTNERS`, `ENDPOINTS`, newest first).
-fn listed<T>(mut item: Item<T>, list: &str, created_at: &DateTime<Utc>, id: &str) -> Item<T> {
-    item.gsi1pk = Some(list.to_string());
+fn listed<T>(mut item: Item<T>, list: Listing, created_at: &DateTime<Utc>, id: &str) -> Item<T> {
+    item.gsi1pk = Some(list.key().to_string());
     item.gsi1sk = Some(format!("{}#{id}", super::sort_key_time(created_at)));
     item
 }

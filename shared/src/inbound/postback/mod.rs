@@ -271,7 +271,11 @@ async fn record_untracked(
             Ok(Outcome::duplicate(first))
         }
         (Recorded::Duplicate, None) => Ok(Outcome::duplicate(event_id)),
-        (_, _) => Ok(Outcome::recorded(event_id)),
+        (Recorded::New, _) => Ok(Outcome::recorded(event_id)),
+        // No transaction was written, so none can have raced.
+        (Recorded::Raced, _) => Err(Error::Internal(anyhow::anyhow!(
+            "a postback without a transaction reported a race"
+        ))),
     }
 }
 
