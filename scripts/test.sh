@@ -27,6 +27,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "build the local runner (tests run it as a person does, in its own process)"
+cargo build --quiet -p postback-local
+
 step "tests (unit, handler, integration against the stand-ins)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final

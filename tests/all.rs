@@ -8,6 +8,7 @@ mod ingest;
 mod lambda_events;
 mod logs;
 mod openapi;
+mod operability;
 mod partner;
 mod reliability;
 mod seeds;

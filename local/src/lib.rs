@@ -162,9 +162,9 @@ pub fn spawn_reconciler(app: Arc<App>, every: Duration) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = shared::outbox::reconcile(&app, chrono::Utc::now()).await {
+            if let Err(e) = deliver::reconcile(&app).await {
                 tracing::warn!(
-                    error = format!("{e:#}"),
+                    error = %e.detail(),
                     "reconciler run failed; the next one retries"
                 );
             }

@@ -12,6 +12,7 @@ use shared::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
+    shared::telemetry::init_metrics("local");
     let provision = std::env::args().any(|a| a == "--provision");
     let mut resolved = std::collections::BTreeMap::new();
     if provision {

@@ -105,12 +105,112 @@ impl Error {
     }
 }
 
-/// Wraps an I/O failure of a store or queue call as `Unavailable`.
-pub fn unavailable<E>(context: &'static str) -> impl FnOnce(E) -> Error
+impl Error {
+    /// The whole story for a log line: the public message, then every cause
+    /// (for an AWS call: what we were doing, the service's error code and
+    /// message, and the transport's own chain).
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Unavailable(cause) | Error::Internal(cause) => format!("{self}: {cause:#}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// The AWS error code behind this error (`AccessDeniedException`,
+    /// `ThrottlingException`, …), when an AWS call failed with one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Unavailable(cause) | Error::Internal(cause) => cause
+                .chain()
+                .find_map(|c| c.downcast_ref::<AwsFailure>())
+                .and_then(|f| f.code.as_deref()),
+            _ => None,
+        }
+    }
+}
+
+/// A failed AWS call, as logged: what we were doing, the service's error code
+/// and message (when it answered), and the full cause chain.
+#[derive(Debug)]
+pub struct AwsFailure {
+    /// What we were doing (`writing an item`).
+    pub context: &'static str,
+    /// The service's error code (`AccessDeniedException`), when it answered.
+    pub code: Option<String>,
+    /// The service's message, or the transport's cause chain.
+    pub message: String,
+}
+
+impl std::fmt::Display for AwsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{}: {code}: {}", self.context, self.message),
+            None => write!(f, "{}: {}", self.context, self.message),
+        }
+    }
+}
+
+impl std::error::Error for AwsFailure {}
+
+/// Error codes that no retry can cure: our own configuration is wrong (an IAM
+/// grant, a table or queue name, a key policy). They answer 500, raise the
+/// 5xx alarm and log their code; workers still let the message come back, so
+/// nothing is lost once the configuration is fixed.
+const CONFIGURATION_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "MissingAuthenticationTokenException",
+    "IncompleteSignature",
+    "InvalidSignatureException",
+    "ResourceNotFoundException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "ValidationException",
+    "KMSAccessDeniedException",
+    "KMSDisabledException",
+];
+
+/// The metric counting AWS calls refused for a configuration reason, by `Code`.
+pub const CONFIGURATION_ERRORS_METRIC: &str = "ConfigurationErrors";
+
+/// Classifies a failed AWS SDK call: a configuration error (see
+/// [`CONFIGURATION_CODES`]) is `Internal`; anything else (throttling, a
+/// timeout, a dropped connection, a 5xx) is `Unavailable`. Either way the
+/// cause keeps the AWS error code and the whole chain, so an AccessDenied
+/// never hides behind "service temporarily unavailable" in the logs.
+pub fn unavailable<E, R>(
+    context: &'static str,
+) -> impl FnOnce(aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
 where
-    E: Into<anyhow::Error>,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    move |e| Error::Unavailable(e.into().context(context))
+    use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+    move |e| {
+        let code = e.code().map(str::to_string);
+        let message = match (&e, e.message()) {
+            (SdkError::ServiceError(_), Some(m)) => m.to_string(),
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        let failure = AwsFailure {
+            context,
+            code,
+            message,
+        };
+        let configuration = failure
+            .code
+            .as_deref()
+            .is_some_and(|c| CONFIGURATION_CODES.contains(&c));
+        if configuration {
+            metrics::counter!(CONFIGURATION_ERRORS_METRIC, "Code" => failure.code.clone().unwrap_or_default())
+                .increment(1);
+            Error::Internal(failure.into())
+        } else {
+            Error::Unavailable(failure.into())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +225,49 @@ mod tests {
         assert!(Error::PayloadTooLarge(65536).is_caller_fault());
         assert!(!Error::Unavailable(anyhow::anyhow!("down")).is_caller_fault());
         assert!(!Error::Internal(anyhow::anyhow!("bug")).is_caller_fault());
+    }
+
+    #[test]
+    fn aws_failures_keep_their_code_and_configuration_errors_are_internal() {
+        use aws_sdk_dynamodb::error::{ErrorMetadata, SdkError};
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        let denied = PutItemError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("User: arn:aws:sts::1:assumed-role/api is not authorized to perform: dynamodb:PutItem")
+                .build(),
+        );
+        let e = unavailable("writing an item")(SdkError::service_error(denied, ()));
+        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        assert_eq!(e.aws_code(), Some("AccessDeniedException"));
+        let detail = e.detail();
+        assert!(detail.contains("writing an item: AccessDeniedException: User: arn:aws:sts::1:assumed-role/api is not authorized"), "{detail}");
+        assert_eq!(
+            e.to_string(),
+            "internal error",
+            "the cause never reaches the caller"
+        );
+
+        let throttled = PutItemError::generic(
+            ErrorMetadata::builder()
+                .code("ThrottlingException")
+                .message("slow down")
+                .build(),
+        );
+        let e = unavailable("writing an item")(SdkError::service_error(throttled, ()));
+        assert!(matches!(e, Error::Unavailable(_)));
+        assert_eq!(e.aws_code(), Some("ThrottlingException"));
+
+        let timeout: SdkError<PutItemError, ()> =
+            SdkError::timeout_error("operation timed out after 1s");
+        let e = unavailable("writing an item")(timeout);
+        assert!(matches!(e, Error::Unavailable(_)));
+        assert_eq!(e.aws_code(), None);
+        assert!(
+            e.detail().contains("operation timed out after 1s"),
+            "{}",
+            e.detail()
+        );
     }
 
     #[test]

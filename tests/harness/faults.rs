@@ -17,7 +17,15 @@ pub enum Mode {
     Refuse,
     /// Keep connections open and forward nothing.
     Hang,
+    /// Answer every request as AWS answers a call the IAM policy does not
+    /// allow: 400 `AccessDeniedException` (JSON protocol, as DynamoDB and
+    /// SQS speak it), nothing forwarded.
+    Deny,
 }
+
+/// The message of the injected AccessDenied, as IAM words it.
+/// It goes on with the action (`dynamodb:GetItem`, from the request's `X-Amz-Target`).
+pub const DENIED_MESSAGE: &str = "User: arn:aws:sts::123456789012:assumed-role/postback-ApiFunctionRole/postback-api is not authorized to perform:";
 
 /// A fault-injecting TCP proxy on 127.0.0.1.
 pub struct Proxy {
@@ -60,6 +68,7 @@ async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<
                 }
             }
             Mode::Pass => break,
+            Mode::Deny => return deny(client, mode).await,
         }
     }
     let Ok(mut upstream) = TcpStream::connect(&target).await else {
@@ -78,8 +87,9 @@ async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<
                 let now = *mode.borrow();
                 match now {
                     Mode::Pass => {}
-                    // A live connection is cut; in Hang mode it is held open, silent.
-                    Mode::Refuse => return,
+                    // A live connection is cut (in Deny mode the next one is
+                    // answered AccessDenied); in Hang mode it is held open, silent.
+                    Mode::Refuse | Mode::Deny => return,
                     Mode::Hang => {
                         while *mode.borrow() == Mode::Hang {
                             if mode.changed().await.is_err() { return; }
@@ -88,6 +98,68 @@ async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<
                     }
                 }
             }
+        }
+    }
+}
+
+/// Reads each HTTP/1.1 request on the connection and answers it with an
+/// AccessDenied error.
+async fn deny(mut client: TcpStream, mode: watch::Receiver<Mode>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8 * 1024];
+    loop {
+        // Head, then as many body bytes as Content-Length says.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match client.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let raw_head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let head = raw_head.to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            match client.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + length);
+        if *mode.borrow() != Mode::Deny {
+            // The grant is back: close, so the client reconnects through.
+            return;
+        }
+        let action = head
+            .lines()
+            .position(|l| l.starts_with("x-amz-target:"))
+            .and_then(|i| raw_head.lines().nth(i))
+            .and_then(|l| l.split_once(':'))
+            .and_then(|(_, t)| t.trim().rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_string();
+        let service = if head.contains("amazonsqs") {
+            "sqs"
+        } else {
+            "dynamodb"
+        };
+        let body = serde_json::json!({
+            "__type": "com.amazon.coral.service#AccessDeniedException",
+            "message": format!("{DENIED_MESSAGE} {service}:{action} on resource: arn:aws:{service}:us-east-1:123456789012:postback because no identity-based policy allows the {service}:{action} action"),
+        })
+        .to_string();
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: denied-0001\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if client.write_all(answer.as_bytes()).await.is_err() {
+            return;
         }
     }
 }

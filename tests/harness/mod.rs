@@ -5,6 +5,7 @@
 
 pub mod faults;
 pub mod receiver;
+pub mod runner;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -42,16 +42,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
         if !e.is_caller_fault() {
-            match &e {
-                Error::Unavailable(cause) | Error::Internal(cause) => {
-                    tracing::error!(
-                        code = e.code(),
-                        error = format!("{cause:#}"),
-                        "request failed"
-                    )
-                }
-                _ => tracing::error!(code = e.code(), "request failed"),
-            }
+            tracing::error!(
+                code = e.code(),
+                aws_code = e.aws_code().unwrap_or_default(),
+                error = %e.detail(),
+                "request failed"
+            );
         }
         (status_of(&e), Json(body_of(&e))).into_response()
     }

@@ -30,14 +30,20 @@ async fn trace_request(
         .map(|m| m.as_str())
         .unwrap_or("(no route)")
         .to_string();
+    use lambda_http::RequestExt;
+    // Lambda's request id (the one in Lambda's own START/END/REPORT lines)
+    // and API Gateway's (the one in the access log), so either finds the other.
     let request_id = request
-        .headers()
-        .get("lambda-runtime-aws-request-id")
-        .or_else(|| request.headers().get("x-amzn-requestid"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let span = tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id);
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let api_request_id = match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => {
+            c.request_id.clone().unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let span = tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id, api_request_id = %api_request_id);
     let started = std::time::Instant::now();
     async move {
         let response = next.run(request).await;
@@ -46,6 +52,7 @@ async fn trace_request(
             ms = started.elapsed().as_millis() as u64,
             "answered"
         );
+        shared::telemetry::flush_metrics();
         response
     }
     .instrument(span)

@@ -5,7 +5,8 @@ use lambda_http::{run, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    lambda_http::tracing::init_default_subscriber();
+    shared::telemetry::init_lambda("api");
     let app = shared::App::from_env().await?;
     run(api::router(app)).await
 }

@@ -65,25 +65,39 @@ impl Worker {
 
 /// Handles one batch of the delivery queue.
 pub async fn handle(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
-    handle_with(event, |record| deliver(worker, record)).await
+    let response = handle_with(event, |record| deliver(worker, record)).await;
+    shared::telemetry::flush_metrics();
+    response
 }
 
 /// Handles one batch of the events queue.
 pub async fn handle_events(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
-    handle_with(event, |record| ingest_event(worker, record)).await
+    let response = handle_with(event, |record| ingest_event(worker, record)).await;
+    shared::telemetry::flush_metrics();
+    response
 }
 
-/// Records run concurrently; the failed ones are reported so that only they come back.
+/// Records run concurrently; the failed ones are reported so that only they
+/// come back. A record whose processing panics is one failed record (logged
+/// by the panic hook, counted in `Panics`), not a lost batch: the release
+/// profile keeps `panic = "unwind"` for this.
 async fn handle_with<'a, F, Fut>(event: SqsEvent, process: F) -> SqsBatchResponse
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Disposition> + 'a,
 {
+    use futures::FutureExt;
     let outcomes: Vec<(Option<String>, Disposition)> = futures::stream::iter(event.records)
         .map(|record| {
             let id = record.message_id.clone();
-            let work = process(record);
-            async move { (id, work.await) }
+            let work = std::panic::AssertUnwindSafe(process(record)).catch_unwind();
+            async move {
+                let disposition = work.await.unwrap_or_else(|_| {
+                    tracing::error!(message_id = ?id, "processing the record panicked; it will come back");
+                    Disposition::Retry
+                });
+                (id, disposition)
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -99,11 +113,19 @@ where
     response
 }
 
-async fn dead_letter(app: &App, dlq: Option<&String>, body: &str, reason: &str) -> Disposition {
+async fn dead_letter(
+    app: &App,
+    queue: &'static str,
+    dlq: Option<&String>,
+    body: &str,
+    reason: &str,
+) -> Disposition {
     tracing::warn!(
         reason,
+        queue,
         "moving an unprocessable message to the dead-letter queue"
     );
+    shared::telemetry::dead_lettered(queue);
     let Some(url) = dlq else {
         // No DLQ configured: let the queue's own redrive policy move it.
         return Disposition::Retry;
@@ -111,7 +133,7 @@ async fn dead_letter(app: &App, dlq: Option<&String>, body: &str, reason: &str) 
     match app.queue.send_dead_letter(url, body, reason).await {
         Ok(()) => Disposition::Done,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "dead-letter queue unreachable");
+            tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "dead-letter queue unreachable");
             Disposition::Retry
         }
     }
@@ -131,7 +153,7 @@ async fn retry_in(app: &App, queue_url: &str, record: &SqsMessage, seconds: i32)
     .await;
     if let Err(e) = result {
         tracing::warn!(
-            error = format!("{e:#}"),
+            error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(),
             "could not change visibility; the queue default applies"
         );
     }
@@ -154,7 +176,12 @@ async fn retry_after_outage(app: &App, queue_url: &str, record: &SqsMessage) -> 
 /// The reconciler's handler: one run at the current time; the scheduled
 /// event's payload is not read. Answers the run's counts.
 pub async fn reconcile(app: &App) -> shared::Result<serde_json::Value> {
-    let done = shared::outbox::reconcile(app, Utc::now()).await?;
+    let done = shared::outbox::reconcile(app, Utc::now()).await;
+    if let Ok(done) = &done {
+        shared::telemetry::overdue(done.requeued);
+    }
+    shared::telemetry::flush_metrics();
+    let done = done?;
     Ok(serde_json::json!({
         "requeued": done.requeued, "released": done.released, "endpoints_done": done.endpoints_done,
     }))
@@ -168,26 +195,30 @@ async fn ingest_event(worker: &Worker, record: SqsMessage) -> Disposition {
     let body = record.body.as_deref().unwrap_or("");
     let value: serde_json::Value = match serde_json::from_str(body) {
         Ok(v) => v,
-        Err(e) => return dead_letter(app, dlq, body, &format!("not JSON: {e}")).await,
+        Err(e) => return dead_letter(app, "events", dlq, body, &format!("not JSON: {e}")).await,
     };
     let input = match inbound::parse_event(&value) {
         Ok(i) => i,
-        Err(e) => return dead_letter(app, dlq, body, &format!("{}: {e}", e.code())).await,
+        Err(e) => {
+            shared::telemetry::conversion(Err(&e));
+            return dead_letter(app, "events", dlq, body, &format!("{}: {e}", e.code())).await;
+        }
     };
     let span = tracing::info_span!("pipeline_event", transaction_id = %input.transaction_id, event = %input.event);
-    match inbound::record_internal(app, input, Utc::now())
+    let recorded = inbound::record_internal(app, input, Utc::now())
         .instrument(span)
-        .await
-    {
+        .await;
+    shared::telemetry::conversion(recorded.as_ref().map(|o| o.status));
+    match recorded {
         Ok(_) => Disposition::Done,
         Err(e) if !e.is_caller_fault() => {
-            tracing::error!(error = ?e, "pipeline event not recorded; SQS will redeliver");
+            tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "pipeline event not recorded; SQS will redeliver");
             match &app.config.events_queue_url {
                 Some(url) => retry_after_outage(app, url, &record).await,
                 None => Disposition::Retry,
             }
         }
-        Err(e) => dead_letter(app, dlq, body, &format!("{}: {e}", e.code())).await,
+        Err(e) => dead_letter(app, "events", dlq, body, &format!("{}: {e}", e.code())).await,
     }
 }
 
@@ -201,6 +232,7 @@ async fn deliver(worker: &Worker, record: SqsMessage) -> Disposition {
         Err(e) => {
             return dead_letter(
                 app,
+                "delivery",
                 app.config.delivery_dlq_url.as_ref(),
                 body,
                 &format!("unparseable delivery message: {e}"),
@@ -242,7 +274,7 @@ async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessa
     let endpoint = match endpoint_of(app, m).await {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(error = ?e, "endpoints unavailable");
+            tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "endpoints unavailable");
             return retry_after_outage(app, queue_url, record).await;
         }
     };
@@ -272,7 +304,7 @@ async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessa
             return retry_in(app, queue_url, record, visibility_until(at, now)).await;
         }
         Err(e) => {
-            tracing::error!(error = ?e, "could not claim the delivery");
+            tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "could not claim the delivery");
             return retry_after_outage(app, queue_url, record).await;
         }
     };
@@ -290,6 +322,7 @@ async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessa
         return match app.store.park_delivery(&delivery, &endpoint).await {
             Ok(true) => {
                 tracing::info!("endpoint paused; delivery parked until it is re-activated");
+                shared::telemetry::delivery("parked");
                 Disposition::Done
             }
             Ok(false) => {
@@ -298,7 +331,7 @@ async fn deliver_message(worker: &Worker, record: &SqsMessage, m: &DeliveryMessa
                 finish(app, record, open, Step::RetryIn(1)).await
             }
             Err(e) => {
-                tracing::error!(error = ?e, "could not park the delivery");
+                tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "could not park the delivery");
                 retry_after_outage(app, queue_url, record).await
             }
         };
@@ -341,6 +374,9 @@ pub async fn attempt(
         Err(reason) => Sent::unsendable(reason),
     };
     let step = d.record(&sent, &endpoint.retry_schedule, now);
+    if sent.status.is_some() {
+        shared::telemetry::attempt_latency(sent.duration);
+    }
     let health = if sent.error == Some(AttemptError::Timeout) {
         Health::TimedOut
     } else {
@@ -377,7 +413,9 @@ async fn pause_gone(worker: &Worker, endpoint: &Endpoint, now: DateTime<Utc>) {
         Err(e) if e.is_caller_fault() => {
             tracing::info!(endpoint_id = %endpoint.id, reason = %e, "endpoint answered 410 but was changed meanwhile; left as it is")
         }
-        Err(e) => tracing::error!(error = ?e, "could not pause the endpoint"),
+        Err(e) => {
+            tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "could not pause the endpoint")
+        }
     }
 }
 
@@ -388,14 +426,48 @@ async fn finish(app: &App, record: &SqsMessage, d: Delivery, step: Step) -> Disp
     // ends: keep trying for a while (the SDK also retries each call).
     let stored = with_backoff(&BRIEF_BACKOFF_MS, || app.store.put_delivery(&d)).await;
     if let Err(e) = stored {
-        tracing::error!(error = ?e, "could not record the attempt; the message will come back");
+        tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "could not record the attempt; the message will come back");
         return Disposition::Retry;
     }
     tracing::info!(status = ?d.status, attempts = d.attempts.len(), reason = ?d.reason, "delivery updated");
+    shared::telemetry::delivery(match &step {
+        Step::RetryIn(_) => "retrying",
+        Step::Finished => d.status.as_str(),
+    });
     match step {
         Step::RetryIn(secs) => {
             retry_in(app, &app.config.delivery_queue_url, record, secs as i32).await
         }
         Step::Finished => Disposition::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> SqsMessage {
+        let mut r = SqsMessage::default();
+        r.message_id = Some(id.to_string());
+        r
+    }
+
+    #[tokio::test]
+    async fn a_panicking_record_fails_alone_and_the_batch_goes_on() {
+        let mut event = SqsEvent::default();
+        event.records = vec![record("a"), record("boom"), record("c")];
+        let response = handle_with(event, |r| async move {
+            if r.message_id.as_deref() == Some("boom") {
+                panic!("a bug in one record");
+            }
+            Disposition::Done
+        })
+        .await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, vec!["boom"]);
     }
 }

@@ -114,7 +114,7 @@ pub(crate) async fn record(
         .await?;
     if recorded == Recorded::New {
         if let Err(e) = outbox::enqueue(app, &deliveries).await {
-            tracing::warn!(event_id = %event.id, error = format!("{e:#}"), "deliveries stored but not queued; the reconciler will send them");
+            tracing::warn!(event_id = %event.id, error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "deliveries stored but not queued; the reconciler will send them");
         }
     }
     tracing::info!(event_id = %event.id, event = %event.event, status = event.status.as_str(), deliveries = deliveries.len(), outcome = ?recorded, "event");

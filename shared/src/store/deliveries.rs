@@ -126,9 +126,9 @@ impl Store {
                     .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
                 return Ok(Claim::Claimed(from_attrs(attrs)?));
             }
-            Err(e) => match e.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(c) => c.item,
-                other => return Err(unavailable("claiming a delivery")(other)),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+                _ => return Err(unavailable("claiming a delivery")(e)),
             },
         };
         // Some DynamoDB implementations do not return the old item: read it.

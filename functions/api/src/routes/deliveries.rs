@@ -253,7 +253,7 @@ fn csv_response(
                 }
                 Err(e) => {
                     // Headers are sent: the only way left to signal failure is to cut the stream.
-                    tracing::error!(error = ?e, "CSV export stopped");
+                    tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "CSV export stopped");
                     Some((Err(std::io::Error::other("history unavailable")), None))
                 }
             }
@@ -315,7 +315,7 @@ pub async fn retry(
     match outbox::enqueue(&app, std::slice::from_ref(&d)).await {
         Ok(()) => tracing::info!(delivery_id = %d.id, "manual retry queued"),
         Err(e) => {
-            tracing::warn!(delivery_id = %d.id, error = format!("{e:#}"), "manual retry stored, not queued; the reconciler will send it")
+            tracing::warn!(delivery_id = %d.id, error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "manual retry stored, not queued; the reconciler will send it")
         }
     }
     Ok((StatusCode::ACCEPTED, Json(row(&d))))

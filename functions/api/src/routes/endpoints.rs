@@ -553,7 +553,7 @@ async fn save(app: &App, previous: &Endpoint, endpoint: Endpoint) -> ApiResult<J
                 tracing::info!(partner_id = %pid, endpoint_id = %eid, released, "endpoint re-activated")
             }
             Err(e) => {
-                tracing::warn!(partner_id = %pid, endpoint_id = %eid, error = format!("{e:#}"), "endpoint re-activated; the reconciler will release what waited")
+                tracing::warn!(partner_id = %pid, endpoint_id = %eid, error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "endpoint re-activated; the reconciler will release what waited")
             }
         }
     }

@@ -43,9 +43,10 @@ pub async fn create(
             Ok(input) => record_internal(&app, input, now).await,
             Err(e) => Err(e),
         };
+        shared::telemetry::conversion(r.as_ref().map(|o| o.status));
         if let Err(e) = &r {
             if !e.is_caller_fault() {
-                tracing::error!(code = e.code(), error = ?e, "event not recorded");
+                tracing::error!(code = e.code(), error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "event not recorded");
             }
         }
         results.push(r);

@@ -15,8 +15,12 @@ use crate::body::{query_pairs, RawBody};
 use crate::error::{ApiError, ApiResult};
 
 async fn handle(app: &App, pairs: Vec<(String, Value)>) -> ApiResult<Json<Value>> {
-    let postback = parse_postback_values(pairs)?;
-    let outcome = record_postback(app, postback, Utc::now()).await?;
+    let recorded = match parse_postback_values(pairs) {
+        Ok(postback) => record_postback(app, postback, Utc::now()).await,
+        Err(e) => Err(e),
+    };
+    shared::telemetry::conversion(recorded.as_ref().map(|o| o.status));
+    let outcome = recorded?;
     Ok(Json(
         json!({"status": outcome.status, "conversion_id": outcome.event_id}),
     ))

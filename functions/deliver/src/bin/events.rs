@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init_lambda("events");
     let app = shared::App::from_env().await?;
     let worker = Arc::new(deliver::Worker::new(app)?);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {

@@ -6,7 +6,8 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init_lambda("reconcile");
     let app = shared::App::from_env().await?;
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = app.clone();

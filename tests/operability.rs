@@ -1,0 +1,293 @@
+//! What an operator sees: an AWS refusal (AccessDenied from a stand-in)
+//! logged with its code and cause, and the metrics the local runner writes
+//! as CloudWatch Embedded Metric Format lines for a conversion and a delivery.
+
+use integration_tests::faults::{Mode, Proxy, DENIED_MESSAGE};
+use integration_tests::receiver::Receiver;
+use integration_tests::runner::Runner;
+use integration_tests::{offer_body, Options, TestApp, ADMIN_KEY};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_denied_is_logged_with_its_code_and_cause_and_nothing_is_lost() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("info")
+        .with_writer(move || writer.clone())
+        .init();
+
+    let direct = TestApp::start().await;
+    let ddb = Proxy::start(host_port(
+        &std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(),
+    ))
+    .await;
+    let sqs = host_port(&std::env::var("AWS_ENDPOINT_URL_SQS").unwrap());
+    let options = Options {
+        endpoints: Some((ddb.url.clone(), format!("http://{sqs}"))),
+        ..Default::default()
+    };
+    let t = TestApp::on_stack(direct.stack.clone(), options, None).await;
+    let receiver = Receiver::ok().await;
+    let seed = direct
+        .seed(
+            offer_body(),
+            Some(json!({"name": "main", "url": receiver.url("/pb?tx={transaction_id}"), "retry_schedule": [0, 1]})),
+        )
+        .await;
+    let click = direct.click(&seed, json!({})).await;
+
+    // The API's role lost its DynamoDB grant: the advertiser gets an opaque
+    // 500, the log gets the whole story.
+    ddb.set(Mode::Deny);
+    let (status, body) = t
+        .postback(&[("click_id", &click), ("transaction_id", "T-denied")])
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "internal");
+    assert!(
+        !body.to_string().contains("not authorized"),
+        "the cause never reaches the caller: {body}"
+    );
+    let failed: Vec<Value> = lines(&logs.text())
+        .into_iter()
+        .filter(|l| l["fields"]["message"] == "request failed")
+        .collect();
+    let line = failed
+        .first()
+        .unwrap_or_else(|| panic!("no 'request failed' line in {}", logs.text()));
+    assert_eq!(
+        line["fields"]["aws_code"], "AccessDeniedException",
+        "{line}"
+    );
+    let error = line["fields"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("AccessDeniedException") && error.contains(DENIED_MESSAGE),
+        "the IAM message is in the log line: {error}"
+    );
+    assert!(
+        error.starts_with("internal error: "),
+        "an IAM mistake does not read as an outage: {error}"
+    );
+
+    // A worker whose store is denied logs the same way and keeps the message;
+    // once the grant is back the delivery goes out, once.
+    ddb.set(Mode::Pass);
+    let (status, _) = direct
+        .postback(&[("click_id", &click), ("transaction_id", "T-kept")])
+        .await;
+    assert_eq!(status, 200);
+    ddb.set(Mode::Deny);
+    t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
+    assert_eq!(receiver.count(), 0, "nothing is sent without a claim");
+    let worker_line = lines(&logs.text())
+        .into_iter()
+        .find(|l| {
+            l["fields"]["aws_code"] == "AccessDeniedException"
+                && l["fields"]["message"] != "request failed"
+        })
+        .unwrap_or_else(|| panic!("no worker line with the AWS code in {}", logs.text()));
+    assert!(
+        worker_line["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(DENIED_MESSAGE)),
+        "{worker_line}"
+    );
+    ddb.set(Mode::Pass);
+    let delivered = t
+        .pump_until("DeliveryQueue", Duration::from_secs(30), || async {
+            receiver.count() >= 1
+        })
+        .await;
+    assert!(
+        delivered,
+        "the kept message is delivered once the grant is back; logs:\n{}",
+        logs.text()
+    );
+    t.pump_for("DeliveryQueue", Duration::from_millis(1_500))
+        .await;
+    assert_eq!(receiver.count(), 1, "delivered exactly once");
+}
+
+/// JSON log lines (anything else is skipped).
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The EMF documents among the runner's stdout lines, as (metric name,
+/// dimensions, value) triples.
+fn emf_metrics(stdout: &[String], namespace: &str) -> Vec<(String, Value, Value)> {
+    let mut out = Vec::new();
+    for line in stdout {
+        let Ok(doc) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(directives) = doc["_aws"]["CloudWatchMetrics"].as_array() else {
+            continue;
+        };
+        assert!(
+            doc["_aws"]["Timestamp"].as_u64().is_some(),
+            "an EMF document has a Timestamp: {doc}"
+        );
+        for d in directives {
+            if d["Namespace"] != namespace {
+                continue;
+            }
+            let dims: Vec<String> = d["Dimensions"][0]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+            let dimensions: Value = dims
+                .iter()
+                .map(|k| (k.clone(), doc[k].clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            for m in d["Metrics"].as_array().into_iter().flatten() {
+                let name = m["Name"].as_str().unwrap_or_default().to_string();
+                out.push((name.clone(), dimensions.clone(), doc[&name].clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_local_runner_logs_emf_metrics_for_a_conversion_and_a_delivery() {
+    let namespace = "PostbackTest";
+    let runner = Runner::start(&[("METRICS_NAMESPACE", namespace)]).await;
+    let receiver = Receiver::ok().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN_KEY);
+    let post = |path: &str, body: Value| admin(http.post(runner.url(path))).json(&body).send();
+    let offer = post("/offers", offer_body()).await.unwrap();
+    assert_eq!(offer.status(), 201);
+    let offer: Value = offer.json().await.unwrap();
+    let offer_id = offer["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        post("/partners", json!({"id": "p-emf", "name": "EMF"}))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let created = post(
+        "/partners/p-emf/endpoints",
+        json!({"name": "main", "url": receiver.url("/pb?tx={transaction_id}")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let click: Value = post(
+        "/clicks",
+        json!({"offer_id": offer_id, "partner_id": "p-emf"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let click_id = click["click_id"].as_str().unwrap().to_string();
+    let answer: Value = http
+        .get(runner.url(&format!(
+            "/postback?click_id={click_id}&transaction_id=T-emf&payout=12.50"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "recorded", "{answer}");
+    // A refused one, for its reason.
+    let refused = http
+        .get(runner.url("/postback?click_id=nope-not-a-click"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.count() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(receiver.count(), 1, "the runner delivered the postback");
+    // The worker flushes at the end of its batch, just after the send.
+    let mut metrics = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        metrics = emf_metrics(&runner.stdout(), namespace);
+        if metrics.iter().any(|(n, _, _)| n == "Deliveries") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let find = |name: &str, dims: Value| {
+        metrics
+            .iter()
+            .find(|(n, d, _)| n == name && *d == dims)
+            .map(|(_, _, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} {dims} among {metrics:#?}"))
+    };
+    assert_eq!(
+        find("Conversions", json!({"Outcome": "recorded"})),
+        json!(1)
+    );
+    assert_eq!(find("Conversions", json!({"Outcome": "refused"})), json!(1));
+    assert_eq!(
+        find("ConversionsRefused", json!({"Reason": "click_not_found"})),
+        json!(1)
+    );
+    assert_eq!(
+        find("Deliveries", json!({"Outcome": "delivered"})),
+        json!(1)
+    );
+    let latency = find("AttemptLatency", json!({}));
+    let ms = latency
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("AttemptLatency is a list of values: {latency}"));
+    assert!(ms > 0.0 && ms < 30_000.0, "{ms} ms");
+    // Units are declared where they mean something.
+    let text = runner.stdout().join("\n");
+    assert!(
+        text.contains(r#"{"Name":"AttemptLatency","Unit":"Milliseconds"}"#),
+        "AttemptLatency carries its unit"
+    );
+}
