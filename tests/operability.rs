@@ -291,3 +291,99 @@ async fn the_local_runner_logs_emf_metrics_for_a_conversion_and_a_delivery() {
         "AttemptLatency carries its unit"
     );
 }
+
+#[tokio::test]
+async fn the_admin_key_rotates_through_secrets_manager_without_a_deploy() {
+    let direct = TestApp::start().await;
+    let sdk = aws_config::load_from_env().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = format!("{}-admin-keys", integration_tests::unique_prefix());
+    let (old, new) = ("old-admin-key-0000000001", "new-admin-key-0000000002");
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(json!({"current": old}).to_string())
+        .send()
+        .await
+        .expect("moto's Secrets Manager");
+    let put = |value: Value| {
+        let secrets = secrets.clone();
+        let name = name.clone();
+        async move {
+            secrets
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value.to_string())
+                .send()
+                .await
+                .expect("put the new value");
+        }
+    };
+    let mut env = direct.stack.env.clone();
+    env.insert("ADMIN_KEY_SECRET_ID".into(), name.clone());
+    env.insert("ADMIN_KEY_REFRESH_SECONDS".into(), "1".into());
+    let config = shared::config::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let app = shared::App::new(config)
+        .await
+        .expect("the cold start reads the secret");
+    let (addr, _server) = postback_local::serve(app, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let status = |key: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://{addr}/offers"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(old).await, 200);
+    assert_eq!(status(new).await, 401);
+
+    // Rotation starts: both keys are good while the clients move over.
+    put(json!({"current": new, "previous": old})).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        status(new).await,
+        200,
+        "the new key works after one refresh"
+    );
+    assert_eq!(
+        status(old).await,
+        200,
+        "the old key still works during the rotation"
+    );
+
+    // Rotation ends: the old key is refused.
+    put(json!({"current": new})).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(status(new).await, 200);
+    assert_eq!(
+        status(old).await,
+        401,
+        "the old key is revoked without a deploy"
+    );
+
+    // A broken value keeps the keys in hand instead of locking everyone out.
+    put(json!({"current": "short"})).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(status(new).await, 200);
+
+    // A secret that cannot be read fails the cold start with the reason.
+    let mut env = direct.stack.env.clone();
+    env.insert("ADMIN_KEY_SECRET_ID".into(), format!("{name}-missing"));
+    let config = shared::config::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let err = match shared::App::new(config).await {
+        Ok(_) => panic!("a missing secret must fail the cold start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("ResourceNotFoundException") && err.contains("reading the admin key secret"),
+        "{err}"
+    );
+}

@@ -704,3 +704,123 @@ async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
     let (s, _) = t.admin_get(&format!("{base}?time=yesterday")).await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test]
+async fn a_partner_key_is_added_and_revoked_without_a_gap_and_only_by_who_may() {
+    let t = TestApp::start().await;
+    let seed = t.seed(offer_body(), None).await;
+    let other = t.seed(offer_body(), None).await;
+    let pid = &seed.partner_id;
+    let keys_path = format!("/partners/{pid}/keys");
+    let as_key = |key: &str, req: reqwest::RequestBuilder| req.bearer_auth(key.to_string());
+    let status_with = |key: String| {
+        let t = &t;
+        async move {
+            t.send(
+                t.http
+                    .get(t.url(&format!("/partners/{pid}")))
+                    .bearer_auth(key),
+            )
+            .await
+            .0
+        }
+    };
+
+    let (s, listed) = t
+        .send(as_key(&seed.partner_key, t.http.get(t.url(&keys_path))))
+        .await;
+    assert_eq!(s, 200, "{listed}");
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
+    let first_id = listed["keys"][0]["id"].as_str().unwrap().to_string();
+    assert!(first_id.starts_with("key_"), "{first_id}");
+    assert!(
+        !listed.to_string().contains(&seed.partner_key),
+        "a key is never shown again"
+    );
+
+    // The partner adds a second key: both work while its clients move over.
+    let (s, added) = t
+        .send(as_key(&seed.partner_key, t.http.post(t.url(&keys_path))))
+        .await;
+    assert_eq!(s, 201, "{added}");
+    let second = added["api_key"].as_str().unwrap().to_string();
+    let second_id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(status_with(seed.partner_key.clone()).await, 200);
+    assert_eq!(status_with(second.clone()).await, 200);
+
+    // Another partner sees none of it.
+    let (s, _) = t
+        .send(as_key(&other.partner_key, t.http.get(t.url(&keys_path))))
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = t
+        .send(as_key(
+            &other.partner_key,
+            t.http.delete(t.url(&format!("{keys_path}/{first_id}"))),
+        ))
+        .await;
+    assert_eq!(s, 404);
+
+    // The old key is revoked with the new one, and stops working.
+    let (s, body) = t
+        .send(as_key(
+            &second,
+            t.http.delete(t.url(&format!("{keys_path}/{first_id}"))),
+        ))
+        .await;
+    assert_eq!(s, 204, "{body}");
+    assert_eq!(
+        status_with(seed.partner_key.clone()).await,
+        401,
+        "a revoked key is refused"
+    );
+    assert_eq!(status_with(second.clone()).await, 200);
+    let (s, body) = t
+        .send(as_key(
+            &second,
+            t.http.delete(t.url(&format!("{keys_path}/{first_id}"))),
+        ))
+        .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("key_not_found"))
+    );
+
+    // A partner cannot lock itself out; the admin can switch a partner off.
+    let (s, body) = t
+        .send(as_key(
+            &second,
+            t.http.delete(t.url(&format!("{keys_path}/{second_id}"))),
+        ))
+        .await;
+    assert_eq!(s, 409, "{body}");
+    for _ in 0..4 {
+        let (s, _) = t
+            .send(as_key(ADMIN_KEY, t.http.post(t.url(&keys_path))))
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (s, body) = t
+        .send(as_key(ADMIN_KEY, t.http.post(t.url(&keys_path))))
+        .await;
+    assert_eq!(s, 409, "at most 5 keys: {body}");
+    let (s, listed) = t
+        .send(as_key(ADMIN_KEY, t.http.get(t.url(&keys_path))))
+        .await;
+    assert_eq!(s, 200);
+    for key in listed["keys"].as_array().unwrap() {
+        let id = key["id"].as_str().unwrap();
+        let (s, _) = t
+            .send(as_key(
+                ADMIN_KEY,
+                t.http.delete(t.url(&format!("{keys_path}/{id}"))),
+            ))
+            .await;
+        assert_eq!(s, 204);
+    }
+    assert_eq!(
+        status_with(second).await,
+        401,
+        "no key works once the admin revoked them all"
+    );
+}

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::admin_keys::AdminKeys;
 use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::domain::{Endpoint, Offer, Partner};
@@ -27,6 +28,8 @@ pub struct App {
     endpoints: TtlCache<Vec<Endpoint>>,
     /// The postback HTTP client (deliveries and the test route).
     pub sender: Sender,
+    /// The admin key(s), from Secrets Manager or the environment.
+    pub admin_keys: AdminKeys,
 }
 
 impl App {
@@ -69,6 +72,13 @@ impl App {
         }
         let dynamo = aws_sdk_dynamodb::Client::from_conf(dynamo_conf.build());
         let sqs = aws_sdk_sqs::Client::from_conf(sqs_conf.build());
+        let secrets = match &config.admin_keys {
+            crate::config::AdminKeySource::SecretsManager { .. } => {
+                Some(aws_sdk_secretsmanager::Client::new(&sdk))
+            }
+            crate::config::AdminKeySource::Static(_) => None,
+        };
+        let admin_keys = AdminKeys::load(config.admin_keys.clone(), secrets).await?;
         let ttl = config.config_cache_ttl;
         let sender = Sender::new(config.allow_private_targets)?;
         Ok(Arc::new(App {
@@ -80,6 +90,7 @@ impl App {
             partners: TtlCache::new(ttl),
             endpoints: TtlCache::new(ttl),
             sender,
+            admin_keys,
         }))
     }
 
@@ -126,6 +137,20 @@ impl App {
     pub async fn create_partner(&self, partner: &Partner) -> crate::Result<()> {
         let r = self.store.create_partner(partner).await;
         self.partners.invalidate(&partner.id);
+        r
+    }
+
+    /// Replaces a partner's key hashes if they are still `expected`; false
+    /// if they changed meanwhile. Other warm processes see the change within
+    /// `CONFIG_CACHE_SECONDS`.
+    pub async fn replace_partner_keys(
+        &self,
+        id: &str,
+        expected: &[String],
+        keys: &[String],
+    ) -> crate::Result<bool> {
+        let r = self.store.replace_partner_keys(id, expected, keys).await;
+        self.partners.invalidate(id);
         r
     }
 

@@ -46,6 +46,15 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Most keys a partner holds at once (enough for a rotation with overlap).
+pub const MAX_PARTNER_KEYS: usize = 5;
+
+/// The public id of a stored key: `key_` and the first 12 hex digits of its
+/// hash. It names the key for listing and revoking, and tells nothing of it.
+pub fn key_id(hash: &str) -> String {
+    format!("key_{}", &hash[..hash.len().min(12)])
+}
+
 /// Whether `key` hashes to one of `hashes`, compared in constant time.
 pub fn key_matches(key: &str, hashes: &[String]) -> bool {
     let hash = ids::sha256_hex(key);

@@ -47,8 +47,11 @@ pub struct Config {
     pub events_queue_url: Option<String>,
     /// `EVENTS_DLQ_URL`: where malformed pipeline messages are moved.
     pub events_dlq_url: Option<String>,
-    /// `ADMIN_API_KEY`: bearer key of the admin, at least 16 characters.
-    pub admin_api_key: Secret,
+    /// Where the admin keys come from: `ADMIN_KEY_SECRET_ID` (a Secrets
+    /// Manager secret, re-read every `ADMIN_KEY_REFRESH_SECONDS`, default
+    /// 300), or else `ADMIN_API_KEY` (plus `ADMIN_API_KEY_PREVIOUS` during a
+    /// rotation), each 16 to 256 characters. See [`crate::admin_keys`].
+    pub admin_keys: AdminKeySource,
     /// `ALLOW_PRIVATE_TARGETS` (default false): let postbacks reach loopback and
     /// private addresses. Only the local runner and tests turn it on.
     pub allow_private_targets: bool,
@@ -62,6 +65,18 @@ pub struct Config {
     pub aws_attempt_timeout: Duration,
     /// `AWS_OPERATION_TIMEOUT_MS` (default 8000): one call with its SDK retries.
     pub aws_operation_timeout: Duration,
+}
+
+/// Where the admin keys are read from.
+#[derive(Debug, Clone)]
+pub enum AdminKeySource {
+    /// Keys given in the environment (local use, tests).
+    Static(Vec<Secret>),
+    /// A Secrets Manager secret, re-read every `refresh`.
+    SecretsManager {
+        secret_id: String,
+        refresh: Duration,
+    },
 }
 
 /// Minimum length of the admin key, so that a placeholder cannot go live.
@@ -83,10 +98,38 @@ impl Config {
                 .ok_or_else(|| anyhow::anyhow!("environment variable {k} is required"))
         };
         let optional = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let admin = required("ADMIN_API_KEY")?;
-        if !(MIN_ADMIN_KEY_LEN..=MAX_ADMIN_KEY_LEN).contains(&admin.len()) {
-            anyhow::bail!("ADMIN_API_KEY must be at least {MIN_ADMIN_KEY_LEN} and at most {MAX_ADMIN_KEY_LEN} characters");
-        }
+        let admin_keys = match optional("ADMIN_KEY_SECRET_ID") {
+            Some(secret_id) => AdminKeySource::SecretsManager {
+                secret_id,
+                refresh: Duration::from_secs(match optional("ADMIN_KEY_REFRESH_SECONDS") {
+                    None => 300,
+                    Some(v) => v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "ADMIN_KEY_REFRESH_SECONDS must be a positive number of seconds"
+                        )
+                    })?,
+                }),
+            },
+            None => {
+                let admin = get("ADMIN_API_KEY")
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "environment variable ADMIN_KEY_SECRET_ID (or, locally, ADMIN_API_KEY) is required"
+                        )
+                    })?;
+                let mut keys = vec![("ADMIN_API_KEY", admin)];
+                if let Some(previous) = optional("ADMIN_API_KEY_PREVIOUS") {
+                    keys.push(("ADMIN_API_KEY_PREVIOUS", previous));
+                }
+                for (name, key) in &keys {
+                    if !(MIN_ADMIN_KEY_LEN..=MAX_ADMIN_KEY_LEN).contains(&key.len()) {
+                        anyhow::bail!("{name} must be at least {MIN_ADMIN_KEY_LEN} and at most {MAX_ADMIN_KEY_LEN} characters");
+                    }
+                }
+                AdminKeySource::Static(keys.into_iter().map(|(_, k)| Secret::new(k)).collect())
+            }
+        };
         let allow_private_targets = match optional("ALLOW_PRIVATE_TARGETS").as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -121,7 +164,7 @@ impl Config {
             delivery_dlq_url: optional("DELIVERY_DLQ_URL"),
             events_queue_url: optional("EVENTS_QUEUE_URL"),
             events_dlq_url: optional("EVENTS_DLQ_URL"),
-            admin_api_key: Secret::new(admin),
+            admin_keys,
             allow_private_targets,
             config_cache_ttl,
         })

@@ -2,6 +2,7 @@
 //! domain types and validation, macro templates, the DynamoDB store, the SQS
 //! queue, the HTTP sender, the retry schedule and configuration.
 
+pub mod admin_keys;
 pub mod app;
 pub mod auth;
 pub mod backoff;

@@ -74,6 +74,7 @@ async fn bounded_path_ids(
             let field = match name {
                 "pid" => "partner_id",
                 "eid" => "endpoint_id",
+                "kid" => "key_id",
                 other => other,
             };
             if let Err(e) = shared::fields::id_field(field, value) {
@@ -105,6 +106,14 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/partners", post(partners::create).get(lists::partners))
         .route("/partners/{pid}", get(partners::read))
+        .route(
+            "/partners/{pid}/keys",
+            get(partners::keys).post(partners::add_key),
+        )
+        .route(
+            "/partners/{pid}/keys/{kid}",
+            axum::routing::delete(partners::revoke_key),
+        )
         .route(
             "/partners/{pid}/endpoints",
             post(endpoints::create).get(endpoints::list),

@@ -72,6 +72,43 @@ impl Store {
         self.create(&item, "partner", &partner.id).await
     }
 
+    /// Replaces a partner's key hashes if they are still `expected` (two
+    /// admins adding keys at once cannot lose one): false if they changed or
+    /// the partner is gone.
+    pub(crate) async fn replace_partner_keys(
+        &self,
+        id: &str,
+        expected: &[String],
+        keys: &[String],
+    ) -> Result<bool> {
+        let (pk, sk) = keys::partner(id);
+        let list = |hashes: &[String]| {
+            AttributeValue::L(
+                hashes
+                    .iter()
+                    .map(|h| AttributeValue::S(h.clone()))
+                    .collect(),
+            )
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk.into()))
+            .update_expression("SET api_key_sha256 = :keys")
+            .condition_expression("attribute_exists(pk) AND api_key_sha256 = :expected")
+            .expression_attribute_values(":keys", list(keys))
+            .expression_attribute_values(":expected", list(expected))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if super::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("changing a partner's keys")(e)),
+        }
+    }
+
     /// The partner, if it exists.
     pub async fn get_partner(&self, id: &str) -> Result<Option<Partner>> {
         let (pk, sk) = keys::partner(id);
