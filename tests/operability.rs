@@ -387,3 +387,85 @@ async fn the_admin_key_rotates_through_secrets_manager_without_a_deploy() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn events_transactions_and_deliveries_expire_after_the_retention_and_the_history_says_so() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let t = TestApp::start_with(Options {
+        env: vec![("RETENTION_DAYS", "60".into())],
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "main", "url": receiver.url("/pb")})),
+        )
+        .await;
+    let click = t.click(&seed, json!({})).await;
+    let before = chrono::Utc::now();
+    let (s, answer) = t
+        .postback(&[("click_id", &click), ("transaction_id", "T-ttl")])
+        .await;
+    assert_eq!(s, 200, "{answer}");
+    let event_id = answer["conversion_id"].as_str().unwrap().to_string();
+
+    // Every item of the conversion carries its expiry, 60 days on.
+    let items = t
+        .app
+        .store
+        .client()
+        .scan()
+        .table_name(t.app.store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let sixty_days = 60 * 86_400;
+    let mut kinds = std::collections::BTreeSet::new();
+    for item in &items {
+        let pk = match item.get("pk") {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => continue,
+        };
+        let kind = pk.split('#').next().unwrap_or_default().to_string();
+        let ttl = match item.get("ttl") {
+            Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+            _ => None,
+        };
+        match kind.as_str() {
+            "EVENT" | "TXN" | "DELIVERY" => {
+                let ttl = ttl.unwrap_or_else(|| panic!("{pk} has no ttl"));
+                let expected = before.timestamp() + sixty_days;
+                assert!(
+                    (expected - 5..=expected + 60).contains(&ttl),
+                    "{pk}: ttl {ttl}, expected about {expected}"
+                );
+                kinds.insert(kind);
+            }
+            "OFFER" | "PARTNER" | "ENDPOINT" => {
+                assert_eq!(ttl, None, "configuration never expires: {pk}")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        vec!["DELIVERY", "EVENT", "TXN"],
+        "the event {event_id}, its transaction and its delivery all expire"
+    );
+    let (s, history) = t
+        .send(
+            t.http
+                .get(t.url(&format!("/partners/{}/deliveries", seed.partner_id)))
+                .bearer_auth(&seed.partner_key),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        history["retention_days"], 60,
+        "the history says how far back it goes"
+    );
+}

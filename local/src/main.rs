@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         .or_insert_with(|| "true".into());
     let config =
         Config::from_lookup(|k| std::env::var(k).ok().or_else(|| resolved.get(k).cloned()))?;
+    config.require_admin_keys()?;
     let app = shared::App::new(config).await?;
     let worker = Arc::new(deliver::Worker::new(app.clone())?);
 

@@ -39,6 +39,7 @@ impl AdminKeys {
     ) -> anyhow::Result<Self> {
         let keys = match &source {
             AdminKeySource::Static(keys) => keys.clone(),
+            AdminKeySource::None => Vec::new(),
             AdminKeySource::SecretsManager { secret_id, .. } => {
                 let client = client
                     .as_ref()
@@ -98,7 +99,7 @@ impl AdminKeys {
 
 fn refresh_every(source: &AdminKeySource) -> Duration {
     match source {
-        AdminKeySource::Static(_) => Duration::MAX / 4,
+        AdminKeySource::Static(_) | AdminKeySource::None => Duration::MAX / 4,
         AdminKeySource::SecretsManager { refresh, .. } => *refresh,
     }
 }

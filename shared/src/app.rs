@@ -76,13 +76,14 @@ impl App {
             crate::config::AdminKeySource::SecretsManager { .. } => {
                 Some(aws_sdk_secretsmanager::Client::new(&sdk))
             }
-            crate::config::AdminKeySource::Static(_) => None,
+            crate::config::AdminKeySource::Static(_) | crate::config::AdminKeySource::None => None,
         };
         let admin_keys = AdminKeys::load(config.admin_keys.clone(), secrets).await?;
         let ttl = config.config_cache_ttl;
         let sender = Sender::new(config.allow_private_targets)?;
         Ok(Arc::new(App {
-            store: Store::new(dynamo, config.table_name.clone()),
+            store: Store::new(dynamo, config.table_name.clone())
+                .with_retention_days(config.retention_days),
             queue: Queue::new(sqs),
             config,
             requests,

@@ -65,7 +65,14 @@ pub struct Config {
     pub aws_attempt_timeout: Duration,
     /// `AWS_OPERATION_TIMEOUT_MS` (default 8000): one call with its SDK retries.
     pub aws_operation_timeout: Duration,
+    /// `RETENTION_DAYS` (unset: kept forever; the template sets 400): events,
+    /// transactions and deliveries expire by DynamoDB TTL this many days
+    /// after they were written. At least 30, longer than any retry schedule.
+    pub retention_days: Option<u32>,
 }
+
+/// The shortest retention accepted: a delivery must outlive its schedule.
+pub const MIN_RETENTION_DAYS: u32 = 30;
 
 /// Where the admin keys are read from.
 #[derive(Debug, Clone)]
@@ -77,6 +84,9 @@ pub enum AdminKeySource {
         secret_id: String,
         refresh: Duration,
     },
+    /// None: the workers, which authenticate nobody. The API refuses to
+    /// start this way ([`Config::require_admin_keys`]).
+    None,
 }
 
 /// Minimum length of the admin key, so that a placeholder cannot go live.
@@ -85,6 +95,16 @@ pub const MIN_ADMIN_KEY_LEN: usize = 16;
 pub const MAX_ADMIN_KEY_LEN: usize = 256;
 
 impl Config {
+    /// The API authenticates the admin: it must have a key source.
+    pub fn require_admin_keys(&self) -> anyhow::Result<()> {
+        match self.admin_keys {
+            AdminKeySource::None => anyhow::bail!(
+                "environment variable ADMIN_KEY_SECRET_ID (or, locally, ADMIN_API_KEY) is required"
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads and checks the configuration; the error names the variable at fault.
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -110,25 +130,21 @@ impl Config {
                     })?,
                 }),
             },
-            None => {
-                let admin = get("ADMIN_API_KEY")
-                    .filter(|v| !v.trim().is_empty())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "environment variable ADMIN_KEY_SECRET_ID (or, locally, ADMIN_API_KEY) is required"
-                        )
-                    })?;
-                let mut keys = vec![("ADMIN_API_KEY", admin)];
-                if let Some(previous) = optional("ADMIN_API_KEY_PREVIOUS") {
-                    keys.push(("ADMIN_API_KEY_PREVIOUS", previous));
-                }
-                for (name, key) in &keys {
-                    if !(MIN_ADMIN_KEY_LEN..=MAX_ADMIN_KEY_LEN).contains(&key.len()) {
-                        anyhow::bail!("{name} must be at least {MIN_ADMIN_KEY_LEN} and at most {MAX_ADMIN_KEY_LEN} characters");
+            None => match optional("ADMIN_API_KEY") {
+                None => AdminKeySource::None,
+                Some(admin) => {
+                    let mut keys = vec![("ADMIN_API_KEY", admin)];
+                    if let Some(previous) = optional("ADMIN_API_KEY_PREVIOUS") {
+                        keys.push(("ADMIN_API_KEY_PREVIOUS", previous));
                     }
+                    for (name, key) in &keys {
+                        if !(MIN_ADMIN_KEY_LEN..=MAX_ADMIN_KEY_LEN).contains(&key.len()) {
+                            anyhow::bail!("{name} must be at least {MIN_ADMIN_KEY_LEN} and at most {MAX_ADMIN_KEY_LEN} characters");
+                        }
+                    }
+                    AdminKeySource::Static(keys.into_iter().map(|(_, k)| Secret::new(k)).collect())
                 }
-                AdminKeySource::Static(keys.into_iter().map(|(_, k)| Secret::new(k)).collect())
-            }
+            },
         };
         let allow_private_targets = match optional("ALLOW_PRIVATE_TARGETS").as_deref() {
             None | Some("false") | Some("0") => false,
@@ -156,7 +172,21 @@ impl Config {
                     }),
             }
         };
+        let retention_days = match optional("RETENTION_DAYS") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|d| *d >= MIN_RETENTION_DAYS)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "RETENTION_DAYS must be a whole number of days, at least {MIN_RETENTION_DAYS}"
+                        )
+                    })?,
+            ),
+        };
         Ok(Config {
+            retention_days,
             aws_attempt_timeout: millis("AWS_ATTEMPT_TIMEOUT_MS", 3_000)?,
             aws_operation_timeout: millis("AWS_OPERATION_TIMEOUT_MS", 8_000)?,
             table_name: required("TABLE_NAME")?,
@@ -200,10 +230,18 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_named() {
-        let err = Config::from_lookup(env(&BASE[..2]))
+        let err = Config::from_lookup(env(&BASE[..1]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ADMIN_API_KEY"), "{err}");
+        assert!(err.contains("DELIVERY_QUEUE_URL"), "{err}");
+        // The workers need no admin key; the API names what it lacks.
+        let workers = Config::from_lookup(env(&BASE[..2])).unwrap();
+        let err = workers.require_admin_keys().unwrap_err().to_string();
+        assert!(err.contains("ADMIN_KEY_SECRET_ID"), "{err}");
+        assert!(Config::from_lookup(env(&BASE))
+            .unwrap()
+            .require_admin_keys()
+            .is_ok());
     }
 
     #[test]

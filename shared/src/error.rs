@@ -172,7 +172,8 @@ const CONFIGURATION_CODES: &[&str] = &[
     "KMSDisabledException",
 ];
 
-/// The metric counting AWS calls refused for a configuration reason, by `Code`.
+/// The metric counting AWS calls refused for a configuration reason (no
+/// dimension, so one alarm watches it; the log line has the code).
 pub const CONFIGURATION_ERRORS_METRIC: &str = "ConfigurationErrors";
 
 /// Classifies a failed AWS SDK call: a configuration error (see
@@ -204,8 +205,7 @@ where
             .as_deref()
             .is_some_and(|c| CONFIGURATION_CODES.contains(&c));
         if configuration {
-            metrics::counter!(CONFIGURATION_ERRORS_METRIC, "Code" => failure.code.clone().unwrap_or_default())
-                .increment(1);
+            metrics::counter!(CONFIGURATION_ERRORS_METRIC).increment(1);
             Error::Internal(failure.into())
         } else {
             Error::Unavailable(failure.into())

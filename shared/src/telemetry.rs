@@ -82,8 +82,8 @@ pub mod metric {
     pub const OVERDUE_DELIVERIES: &str = "OverdueDeliveries";
     /// Messages moved to a dead-letter queue by us, by `Queue`.
     pub const DEAD_LETTERED: &str = "DeadLettered";
-    /// AWS calls refused for a configuration reason (IAM, missing table),
-    /// by `Code`.
+    /// AWS calls refused for a configuration reason (IAM, missing table);
+    /// the log line names the code.
     pub const CONFIGURATION_ERRORS: &str = crate::error::CONFIGURATION_ERRORS_METRIC;
     /// Panics caught by the runtime or a worker.
     pub const PANICS: &str = "Panics";

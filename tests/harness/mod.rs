@@ -41,6 +41,8 @@ pub struct Options {
     pub aws_timeouts_ms: Option<(u64, u64)>,
     /// DynamoDB and SQS endpoints to use instead of the stand-ins' (proxies).
     pub endpoints: Option<(String, String)>,
+    /// Further environment of the service (`RETENTION_DAYS`, ...).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             cache_seconds: 30,
             aws_timeouts_ms: None,
             endpoints: None,
+            env: Vec::new(),
         }
     }
 }
@@ -109,6 +112,9 @@ impl TestApp {
             "CONFIG_CACHE_SECONDS".into(),
             options.cache_seconds.to_string(),
         );
+        for (k, v) in &options.env {
+            env.insert(k.to_string(), v.clone());
+        }
         if let Some(url) = delivery_queue_url {
             env.insert("DELIVERY_QUEUE_URL".into(), url);
         }

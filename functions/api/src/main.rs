@@ -7,6 +7,8 @@ use lambda_http::{run, Error};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     shared::telemetry::init_lambda("api");
-    let app = shared::App::from_env().await?;
+    let config = shared::config::Config::from_env()?;
+    config.require_admin_keys()?;
+    let app = shared::App::new(config).await?;
     run(api::router(app)).await
 }

@@ -284,7 +284,7 @@ impl Store {
             .map_err(|e| Error::Internal(e.into()))?;
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&delivery_item(delivery))?))
+            .set_item(Some(to_attrs(&self.delivery_item(delivery))?))
             .build()
             .map_err(|e| Error::Internal(e.into()))?;
         let result = self
@@ -308,7 +308,7 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&delivery_item(delivery))?))
+            .set_item(Some(to_attrs(&self.delivery_item(delivery))?))
             .condition_expression("attribute_exists(pk) AND #status <> :pending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(
@@ -328,7 +328,7 @@ impl Store {
 
     /// Writes a delivery as it now stands (no condition: the caller holds its lease).
     pub async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
-        self.put(&delivery_item(delivery), PutCondition::None)
+        self.put(&self.delivery_item(delivery), PutCondition::None)
             .await?;
         Ok(())
     }
@@ -385,10 +385,19 @@ pub struct DeliveryQuery {
 
 /// A delivery's item as it now stands: no lease (writing it releases the
 /// worker's claim), due time and open-work index keys derived from its state.
-pub(super) fn delivery_item(d: &Delivery) -> Item<&Delivery> {
+impl Store {
+    /// A delivery as stored: keys, the history index, the open-work index,
+    /// and its expiry under the retention.
+    pub(super) fn delivery_item<'d>(&self, d: &'d Delivery) -> Item<&'d Delivery> {
+        delivery_item(d, self.expiry(d.created_at))
+    }
+}
+
+fn delivery_item(d: &Delivery, ttl: Option<i64>) -> Item<&Delivery> {
     let (pk, sk) = keys::delivery(&d.id);
     let (gpk, gsk) = keys::delivery_gsi1(&d.partner_id, &d.created_at, &d.id);
     let mut item = Item::new(pk, sk, d);
+    item.ttl = ttl;
     item.gsi1pk = Some(gpk);
     item.gsi1sk = Some(gsk);
     if d.status == DeliveryStatus::Pending {

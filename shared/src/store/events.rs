@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
-use super::{deliveries::delivery_item, Recorded, MAX_TRANSACTION_ITEMS};
+use super::{Recorded, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Click, Event, Transaction};
 use crate::lifecycle::Delivery;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -49,21 +49,20 @@ impl Store {
             items.push(self.window_put(fingerprint, &r.event.id, expires, r.event.recorded_at)?);
         }
         let (pk, sk) = keys::event(&r.event.id);
-        items.push(self.conditional_put(
-            &Item::new(pk, sk, r.event),
-            "attribute_not_exists(pk)",
-            None,
-        )?);
+        let mut event = Item::new(pk, sk, r.event);
+        event.ttl = self.expiry(r.event.recorded_at);
+        items.push(self.conditional_put(&event, "attribute_not_exists(pk)", None)?);
         for d in r.deliveries {
             items.push(self.conditional_put(
-                &delivery_item(d),
+                &self.delivery_item(d),
                 "attribute_not_exists(pk)",
                 None,
             )?);
         }
         if let Some((t, read_version)) = r.transaction {
             let (pk, sk) = keys::transaction(&t.key());
-            let item = Item::new(pk, sk, t);
+            let mut item = Item::new(pk, sk, t);
+            item.ttl = self.expiry(t.updated_at);
             items.push(match read_version {
                 None => self.conditional_put(&item, "attribute_not_exists(pk)", None)?,
                 // Records written before versions existed stand at 0.

@@ -178,12 +178,36 @@ where
 pub struct Store {
     client: Client,
     table: String,
+    /// How long events, transactions and deliveries are kept (DynamoDB's
+    /// TTL removes them after); `None` keeps them.
+    retention: Option<chrono::Duration>,
 }
 
 impl Store {
     /// A store over `table`.
     pub fn new(client: Client, table: String) -> Self {
-        Store { client, table }
+        Store {
+            client,
+            table,
+            retention: None,
+        }
+    }
+
+    /// Events, transactions and deliveries expire `days` after they were
+    /// written (deliveries: after they were created).
+    pub fn with_retention_days(mut self, days: Option<u32>) -> Self {
+        self.retention = days.map(|d| chrono::Duration::days(i64::from(d)));
+        self
+    }
+
+    /// The retention in days, if any: what the history API reports.
+    pub fn retention_days(&self) -> Option<i64> {
+        self.retention.map(|r| r.num_days())
+    }
+
+    /// The TTL of an item written at `from` (epoch seconds), under the retention.
+    fn expiry(&self, from: DateTime<Utc>) -> Option<i64> {
+        self.retention.map(|r| (from + r).timestamp())
     }
 
     /// The SDK client, for tests and provisioning.

@@ -222,10 +222,14 @@ pub async fn history(
     }
     let page = app.store.query_deliveries(&q).await?;
     let items: Vec<Value> = page.items.iter().map(row).collect();
-    Ok(
-        Json(json!({"items": items, "next_cursor": page.next.as_ref().map(HistoryCursor::encode)}))
-            .into_response(),
-    )
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": page.next.as_ref().map(HistoryCursor::encode),
+        // How far back the history goes: deliveries expire this many days
+        // after they were created (null: kept).
+        "retention_days": app.store.retention_days(),
+    }))
+    .into_response())
 }
 
 /// Streams every page of the filter as CSV, a header row first. `limit`, if
