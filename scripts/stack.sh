@@ -74,6 +74,7 @@ start() {
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port
 export AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:$sqs_port
+export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:$sqs_port
 export AWS_ACCESS_KEY_ID=local
 export AWS_SECRET_ACCESS_KEY=local
 export AWS_REGION=us-east-1

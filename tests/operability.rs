@@ -469,3 +469,134 @@ async fn events_transactions_and_deliveries_expire_after_the_retention_and_the_h
         "the history says how far back it goes"
     );
 }
+
+#[tokio::test]
+async fn endpoint_secrets_are_sealed_in_the_table_and_still_sign_and_authenticate() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let t = TestApp::start().await;
+    assert!(
+        t.stack.env.contains_key("SECRETS_KEY_ID"),
+        "the template's SecretsKey was provisioned in the KMS stand-in"
+    );
+    let receiver = Receiver::ok().await;
+    let secret = "whsec_sealed-signing-secret-7731";
+    let password = "sealed-basic-password-5120";
+    let api_key = "sealed-header-value-88213";
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(
+                json!({"name": "sealed", "url": receiver.url("/pb?tx={transaction_id}"),
+                "secret": secret, "basic_auth": {"username": "acme", "password": password},
+                "headers": {"X-Api-Key": api_key}, "secret_headers": ["X-Api-Key"]}),
+            ),
+        )
+        .await;
+    let eid = seed.endpoint_id.clone().unwrap();
+    let raw = |t: &TestApp| {
+        let client = t.app.store.client().clone();
+        let table = t.app.store.table().to_string();
+        let (pk, sk) = (
+            format!("PARTNER#{}", seed.partner_id),
+            format!("ENDPOINT#{eid}"),
+        );
+        async move {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .expect("the endpoint item");
+            format!("{item:?}")
+        }
+    };
+    let stored = raw(&t).await;
+    for plain in [secret, password, api_key] {
+        assert!(
+            !stored.contains(plain),
+            "{plain} is stored in clear: {stored}"
+        );
+    }
+    assert!(
+        stored.matches("enc:v1:").count() >= 3,
+        "secret, password and header are sealed: {stored}"
+    );
+
+    // The worker opens them to sign and authenticate.
+    let click = t.click(&seed, json!({})).await;
+    let (s, _) = t
+        .postback(&[("click_id", &click), ("transaction_id", "T-sealed")])
+        .await;
+    assert_eq!(s, 200);
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        receiver.count() >= 1
+    })
+    .await;
+    let got = receiver.requests();
+    let req = got.first().expect("delivered");
+    assert_eq!(req.header("x-api-key"), Some(api_key));
+    let basic = req.header("authorization").unwrap_or_default().to_string();
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim_start_matches("Basic "))
+        .unwrap_or_default();
+    assert_eq!(
+        String::from_utf8_lossy(&decoded),
+        format!("acme:{password}")
+    );
+    assert!(
+        req.header("webhook-signature")
+            .is_some_and(|s| s.starts_with("v1,")),
+        "signed with the opened secret: {:?}",
+        req.header("webhook-signature")
+    );
+
+    // A sealed value copied onto another endpoint does not open there.
+    let other = t
+        .admin_post(
+            &format!("/partners/{}/endpoints", seed.partner_id),
+            json!({"name": "other", "url": receiver.url("/other"), "secret": "whsec_other-secret-0001"}),
+        )
+        .await;
+    assert_eq!(other.0, 201, "{}", other.1);
+    let other_id = other.1["id"].as_str().unwrap().to_string();
+    let sealed_secret = t
+        .app
+        .store
+        .client()
+        .get_item()
+        .table_name(t.app.store.table())
+        .key(
+            "pk",
+            AttributeValue::S(format!("PARTNER#{}", seed.partner_id)),
+        )
+        .key("sk", AttributeValue::S(format!("ENDPOINT#{eid}")))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()["secret"]
+        .clone();
+    t.app
+        .store
+        .client()
+        .update_item()
+        .table_name(t.app.store.table())
+        .key(
+            "pk",
+            AttributeValue::S(format!("PARTNER#{}", seed.partner_id)),
+        )
+        .key("sk", AttributeValue::S(format!("ENDPOINT#{other_id}")))
+        .update_expression("SET secret = :s")
+        .expression_attribute_values(":s", sealed_secret)
+        .send()
+        .await
+        .unwrap();
+    let opened = t.app.store.get_endpoint(&seed.partner_id, &other_id).await;
+    let err = opened.expect_err("a transplanted secret must not open");
+    assert!(err.detail().contains("did not open"), "{}", err.detail());
+}

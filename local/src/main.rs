@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
             &prefix,
             &aws_sdk_dynamodb::Client::new(&sdk),
             &aws_sdk_sqs::Client::new(&sdk),
+            &aws_sdk_kms::Client::new(&sdk),
         )
         .await?;
         tracing::info!(tables = ?stack.tables, queues = ?stack.queue_urls, "provisioned from {template_path}");

@@ -25,6 +25,8 @@ pub struct Provisioned {
     pub queue_urls: BTreeMap<String, String>,
     /// Logical id → queue ARN.
     pub queue_arns: BTreeMap<String, String>,
+    /// Logical id → KMS key id.
+    pub kms_keys: BTreeMap<String, String>,
     /// The functions' environment variables whose values reference these resources.
     pub env: BTreeMap<String, String>,
 }
@@ -72,6 +74,7 @@ impl Provisioned {
                 self.tables
                     .get(id)
                     .or_else(|| self.queue_urls.get(id))
+                    .or_else(|| self.kms_keys.get(id))
                     .cloned()
             }
             "GetAtt" => {
@@ -107,6 +110,7 @@ pub async fn provision(
     prefix: &str,
     dynamo: &aws_sdk_dynamodb::Client,
     sqs: &aws_sdk_sqs::Client,
+    kms: &aws_sdk_kms::Client,
 ) -> anyhow::Result<Provisioned> {
     let template: Value = serde_yaml::from_str(template_yaml).context("parsing template.yaml")?;
     let resources = template
@@ -128,6 +132,19 @@ pub async fn provision(
                 out.tables.insert(id, name);
             }
             Some("AWS::SQS::Queue") => queues.push((id, res)),
+            Some("AWS::KMS::Key") => {
+                let key = kms
+                    .create_key()
+                    .description(format!("{prefix}-{id}"))
+                    .send()
+                    .await
+                    .with_context(|| format!("creating KMS key {id}"))?;
+                let key_id = key
+                    .key_metadata()
+                    .map(|m| m.key_id().to_string())
+                    .ok_or_else(|| anyhow!("KMS created key {id} without an id"))?;
+                out.kms_keys.insert(id, key_id);
+            }
             _ => {}
         }
     }

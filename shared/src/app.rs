@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::domain::{Endpoint, Offer, Partner};
 use crate::metrics::RequestCounter;
 use crate::queue::Queue;
+use crate::sealing::Sealer;
 use crate::sender::Sender;
 use crate::store::Store;
 
@@ -83,7 +84,13 @@ impl App {
         let sender = Sender::new(config.allow_private_targets)?;
         Ok(Arc::new(App {
             store: Store::new(dynamo, config.table_name.clone())
-                .with_retention_days(config.retention_days),
+                .with_retention_days(config.retention_days)
+                .with_sealer(Sealer::new(
+                    config
+                        .secrets_key_id
+                        .clone()
+                        .map(|key| (aws_sdk_kms::Client::new(&sdk), key)),
+                )),
             queue: Queue::new(sqs),
             config,
             requests,

@@ -69,6 +69,9 @@ pub struct Config {
     /// transactions and deliveries expire by DynamoDB TTL this many days
     /// after they were written. At least 30, longer than any retry schedule.
     pub retention_days: Option<u32>,
+    /// `SECRETS_KEY_ID`: the KMS key endpoint secrets are sealed with (see
+    /// [`crate::sealing`]); unset, they are stored as given (local use).
+    pub secrets_key_id: Option<String>,
 }
 
 /// The shortest retention accepted: a delivery must outlive its schedule.
@@ -187,6 +190,7 @@ impl Config {
         };
         Ok(Config {
             retention_days,
+            secrets_key_id: optional("SECRETS_KEY_ID"),
             aws_attempt_timeout: millis("AWS_ATTEMPT_TIMEOUT_MS", 3_000)?,
             aws_operation_timeout: millis("AWS_OPERATION_TIMEOUT_MS", 8_000)?,
             table_name: required("TABLE_NAME")?,

@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod queue;
 pub mod render;
 pub mod schedule;
+pub mod sealing;
 pub mod sender;
 pub mod store;
 pub mod telemetry;

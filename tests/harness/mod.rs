@@ -90,6 +90,7 @@ impl TestApp {
             &unique_prefix(),
             &aws_sdk_dynamodb::Client::new(&sdk),
             &aws_sdk_sqs::Client::new(&sdk),
+            &aws_sdk_kms::Client::new(&sdk),
         )
         .await
         .expect("provisioning the test stack from template.yaml");

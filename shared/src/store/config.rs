@@ -118,8 +118,9 @@ impl Store {
     /// Stores a new endpoint (version 1).
     pub(crate) async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let (pk, sk) = keys::endpoint(&endpoint.partner_id, &endpoint.id);
+        let sealed = self.sealer.seal_endpoint(endpoint).await?;
         let item = listed(
-            Item::new(pk, &sk, endpoint),
+            Item::new(pk, &sk, &sealed),
             Listing::Endpoints,
             &endpoint.created_at,
             &endpoint.id,
@@ -160,10 +161,11 @@ impl Store {
         } else {
             "attribute_exists(pk) AND version = :v"
         };
+        let sealed = self.sealer.seal_endpoint(endpoint).await?;
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_attrs(&listed(
-                Item::new(pk.clone(), &sk, endpoint),
+                Item::new(pk.clone(), &sk, &sealed),
                 Listing::Endpoints,
                 &endpoint.created_at,
                 &endpoint.id,
@@ -200,7 +202,10 @@ impl Store {
     /// One endpoint of a partner.
     pub async fn get_endpoint(&self, partner_id: &str, id: &str) -> Result<Option<Endpoint>> {
         let (pk, sk) = keys::endpoint(partner_id, id);
-        self.get(pk, sk, true).await
+        match self.get::<Endpoint>(pk, sk, true).await? {
+            Some(e) => Ok(Some(self.sealer.open_endpoint(e).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Deletes an endpoint and leaves the mark that has the reconciler end
@@ -248,7 +253,7 @@ impl Store {
                 .await
                 .map_err(unavailable("listing endpoints"))?;
             for item in page.items.unwrap_or_default() {
-                out.push(from_attrs(item)?);
+                out.push(self.sealer.open_endpoint(from_attrs(item)?).await?);
             }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),

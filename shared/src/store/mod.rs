@@ -181,6 +181,8 @@ pub struct Store {
     /// How long events, transactions and deliveries are kept (DynamoDB's
     /// TTL removes them after); `None` keeps them.
     retention: Option<chrono::Duration>,
+    /// Seals endpoint secrets on write and opens them on read.
+    sealer: std::sync::Arc<crate::sealing::Sealer>,
 }
 
 impl Store {
@@ -190,7 +192,14 @@ impl Store {
             client,
             table,
             retention: None,
+            sealer: std::sync::Arc::new(crate::sealing::Sealer::new(None)),
         }
+    }
+
+    /// Endpoint secrets are sealed with `sealer` (see [`crate::sealing`]).
+    pub fn with_sealer(mut self, sealer: crate::sealing::Sealer) -> Self {
+        self.sealer = std::sync::Arc::new(sealer);
+        self
     }
 
     /// Events, transactions and deliveries expire `days` after they were
