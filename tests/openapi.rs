@@ -89,3 +89,51 @@ async fn the_openapi_document_and_the_router_describe_the_same_routes() {
         "routes missing from openapi.yaml: {undocumented:?}"
     );
 }
+
+#[test]
+fn every_operation_is_named_and_documents_the_answers_it_can_give() {
+    let spec: Value = serde_yaml::from_str(SPEC).expect("openapi.yaml parses");
+    let public = ["/health", "/click", "/postback"];
+    let mut ids = BTreeSet::new();
+    let mut problems = Vec::new();
+    for (path, ops) in spec["paths"].as_mapping().unwrap() {
+        let path = path.as_str().unwrap();
+        for (method, op) in ops.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if !METHODS.contains(&method) {
+                continue;
+            }
+            let name = format!("{method} {path}");
+            match op["operationId"].as_str() {
+                Some(id) if ids.insert(id.to_string()) => {}
+                Some(id) => problems.push(format!("{name}: operationId {id} is not unique")),
+                None => problems.push(format!("{name}: no operationId")),
+            }
+            let responses = op["responses"].as_mapping().cloned().unwrap_or_default();
+            let has = |code: &str| responses.contains_key(Value::String(code.into()));
+            let mut wanted = Vec::new();
+            if !public.contains(&path) {
+                wanted.push("401");
+            }
+            if path != "/health" {
+                wanted.extend(["429", "500", "503"]);
+            }
+            if op.get("requestBody").is_some() {
+                wanted.extend(["400", "413"]);
+            }
+            for code in wanted {
+                if !has(code) {
+                    problems.push(format!("{name}: does not document {code}"));
+                }
+            }
+            for (code, answer) in &responses {
+                let code = code.as_str().unwrap_or_default();
+                if code.starts_with('2') && code != "204" && answer.get("content").is_none() {
+                    problems.push(format!("{name}: {code} has no schema"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(ids.len() >= 30, "{} operations", ids.len());
+}
