@@ -34,4 +34,4 @@ cat <<TXT
     curl -s "$B/postback?click_id=<click_id from the location>&event=purchase&payout=49.99&measurement=1&transaction_id=T1"
 
 TXT
-./target/debug/postback-local --provision
+./target/debug/postback-local --provision --write-env .local/dev/lambda.env

@@ -240,3 +240,98 @@ async fn every_sample_event_runs_through_the_real_handlers() {
     http!("http-endpoints-delete.json", 204);
     http!("http-offers-delete.json", 204);
 }
+
+/// The README's `cargo lambda` path, as far as it runs without cargo-lambda:
+/// `postback-local --provision --write-env F --fill-events D` (what
+/// `make lambda-events` runs) writes an environment the functions start
+/// with and events with live ids that the real handlers answer.
+#[tokio::test]
+async fn the_local_runner_writes_an_env_file_and_events_with_live_ids() {
+    let dir = std::env::temp_dir().join(format!(
+        "lambda-events-{}",
+        integration_tests::unique_prefix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env_path = dir.join("lambda.env");
+    let events_dir = dir.join("events");
+    let prefix = integration_tests::unique_prefix();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = std::process::Command::new(integration_tests::runner::binary("postback-local"))
+        .args(["--provision", "--write-env"])
+        .arg(&env_path)
+        .arg("--fill-events")
+        .arg(&events_dir)
+        .current_dir(&root)
+        .env("STACK_PREFIX", &prefix)
+        .env("ADMIN_API_KEY", ADMIN_KEY)
+        .output()
+        .expect("postback-local runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The env file is what a function starts with: the API's config reads it.
+    let env: std::collections::BTreeMap<String, String> = std::fs::read_to_string(&env_path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    for key in [
+        "TABLE_NAME",
+        "DELIVERY_QUEUE_URL",
+        "EVENTS_QUEUE_URL",
+        "ADMIN_API_KEY",
+        "SECRETS_KEY_ID",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+    ] {
+        assert!(env.contains_key(key), "{key} missing from {env:?}");
+    }
+    let config = shared::config::Config::from_lookup(|k| env.get(k).cloned())
+        .expect("the env file configures the API");
+    config.require_admin_keys().unwrap();
+    let app = shared::App::new(config).await.unwrap();
+
+    // Every event is filled, and the real router answers them with the seeded ids.
+    let mut files = 0;
+    for entry in std::fs::read_dir(&events_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains("__"), "a placeholder is left: {text}");
+        files += 1;
+    }
+    assert_eq!(
+        files,
+        std::fs::read_dir(root.join("events")).unwrap().count()
+    );
+    for (file, expected) in [
+        ("http-partners-read.json", 200),
+        ("http-endpoints-read.json", 200),
+        ("http-endpoints-list.json", 200),
+        ("http-deliveries-history.json", 200),
+        ("http-events-deliveries.json", 200),
+        ("http-postback-get.json", 200),
+        ("http-offers-read.json", 200),
+    ] {
+        let text = std::fs::read_to_string(events_dir.join(file)).unwrap();
+        let request = lambda_http::request::from_str(&text).expect("a valid API Gateway v2 event");
+        let request = request.map(|b| axum::body::Body::from(b.to_vec()));
+        let response = api::router(app.clone()).oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            expected,
+            "{file}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

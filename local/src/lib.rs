@@ -4,6 +4,7 @@
 //! visibility timeout the handler set), with several pollers per queue as
 //! Lambda runs several batches at once, and the reconciler on a timer.
 
+pub mod lambda_events;
 pub mod provision;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};

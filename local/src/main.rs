@@ -1,7 +1,11 @@
-//! `postback-local [--provision]`: runs the API on 127.0.0.1:$PORT (default
-//! 3000) and the SQS event-source mapping for the delivery and events queues.
-//! With `--provision`, first creates the table and queues of template.yaml on
-//! the local stand-ins and takes their names from it.
+//! `postback-local [--provision] [--write-env FILE] [--fill-events DIR]`: runs
+//! the API on 127.0.0.1:$PORT (default 3000) and the SQS event-source mapping
+//! for the delivery and events queues. With `--provision`, first creates the
+//! table, queues and KMS key of template.yaml on the local stand-ins and takes
+//! their names from it. `--write-env` writes the functions' environment as a
+//! dotenv file (for `cargo lambda watch --env-file`); `--fill-events` seeds
+//! a partner, endpoint, click and conversion, writes `events/*.json` with
+//! live ids into DIR (for `cargo lambda invoke --data-file`) and exits.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -13,7 +17,15 @@ use shared::config::Config;
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init();
     shared::telemetry::init_metrics("local");
-    let provision = std::env::args().any(|a| a == "--provision");
+    let args: Vec<String> = std::env::args().collect();
+    let provision = args.iter().any(|a| a == "--provision");
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let write_env = value_of("--write-env");
+    let fill_events = value_of("--fill-events");
     let mut resolved = std::collections::BTreeMap::new();
     if provision {
         let template_path =
@@ -39,7 +51,30 @@ async fn main() -> anyhow::Result<()> {
     let config =
         Config::from_lookup(|k| std::env::var(k).ok().or_else(|| resolved.get(k).cloned()))?;
     config.require_admin_keys()?;
+    let admin_key = std::env::var("ADMIN_API_KEY").unwrap_or_default();
+    if let Some(path) = &write_env {
+        std::fs::write(
+            path,
+            postback_local::lambda_events::env_file(&resolved, &admin_key),
+        )?;
+        tracing::info!("wrote the functions' environment to {path}");
+    }
     let app = shared::App::new(config).await?;
+    if let Some(dir) = &fill_events {
+        let receiver = std::env::var("FILL_RECEIVER_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:4000/pb".into());
+        let ids = postback_local::lambda_events::seed(&app, &admin_key, &receiver).await?;
+        let prefix = std::env::var("STACK_PREFIX").unwrap_or_else(|_| "postback-dev".into());
+        let n = postback_local::lambda_events::fill_dir(
+            std::path::Path::new("events"),
+            std::path::Path::new(dir),
+            &ids,
+            &admin_key,
+            &prefix,
+        )?;
+        println!("  {n} events with live ids in {dir} (partner p1, endpoint {}, click {}, conversion {})", ids.endpoint_id, ids.click_id, ids.event_id);
+        return Ok(());
+    }
     let worker = Arc::new(deliver::Worker::new(app.clone())?);
 
     let port: u16 = std::env::var("PORT")

@@ -1,0 +1,250 @@
+//! What `cargo lambda watch` + `cargo lambda invoke` need on a laptop: the
+//! functions' environment as a dotenv file ([`env_file`]), and the sample
+//! events of `events/` with their placeholders (`__PARTNER_KEY__`,
+//! `__ENDPOINT_ID__`, …) filled with live ids ([`fill_dir`]) from a seeded
+//! offer `off1`, partner `p1`, endpoint, click and conversion.
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+use shared::App;
+
+/// The live ids the placeholders stand for.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    pub partner_key: String,
+    pub endpoint_id: String,
+    pub click_id: String,
+    pub event_id: String,
+    pub delivery_id: String,
+}
+
+/// The admin key the sample events carry (make dev's default).
+pub const SAMPLE_ADMIN_KEY: &str = "dev-admin-key-change-me";
+
+/// One event with its placeholders filled; the queue names of the dev
+/// stack (`postback-dev-…`) become `prefix`'s.
+pub fn fill(template: &str, ids: &Ids, admin_key: &str, prefix: &str) -> String {
+    template
+        .replace(SAMPLE_ADMIN_KEY, admin_key)
+        .replace("__PARTNER_KEY__", &ids.partner_key)
+        .replace("__ENDPOINT_ID__", &ids.endpoint_id)
+        .replace("__CLICK_ID__", &ids.click_id)
+        .replace("__DELIVERY_ID__", &ids.delivery_id)
+        .replace("__EVENT_ID__", &ids.event_id)
+        .replace("postback-dev-", &format!("{prefix}-"))
+}
+
+/// The functions' environment as `KEY=value` lines: what the template
+/// resolves to (`resolved`), the admin key, and the SDK's endpoint, region
+/// and credential variables of this process.
+pub fn env_file(resolved: &BTreeMap<String, String>, admin_key: &str) -> String {
+    let mut vars = resolved.clone();
+    vars.insert("ADMIN_API_KEY".into(), admin_key.into());
+    vars.entry("ALLOW_PRIVATE_TARGETS".into())
+        .or_insert_with(|| "true".into());
+    for (k, v) in std::env::vars() {
+        if k.starts_with("AWS_") || k == "RUST_LOG" {
+            vars.insert(k, v);
+        }
+    }
+    let mut out = String::from(
+        "# Written by postback-local --write-env: the functions' environment for\n# cargo lambda watch --env-file (the local stand-ins).\n",
+    );
+    for (k, v) in vars {
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    out
+}
+
+async fn call(
+    app: &Arc<App>,
+    method: Method,
+    uri: &str,
+    key: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))?;
+    let response = api::router(app.clone()).oneshot(request).await?;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+fn expect(what: &str, (status, body): (u16, Value), ok: &[u16]) -> anyhow::Result<Value> {
+    if ok.contains(&status) {
+        Ok(body)
+    } else {
+        anyhow::bail!("{what}: {status} {body}")
+    }
+}
+
+/// Seeds offer `off1` and partner `p1` (kept if they exist), a fresh partner
+/// key, an endpoint to `receiver_url`, a click and a conversion, through
+/// the API's own router.
+pub async fn seed(app: &Arc<App>, admin_key: &str, receiver_url: &str) -> anyhow::Result<Ids> {
+    let offer = json!({"id": "off1", "name": "Loans", "advertiser": "Acme",
+        "landing_url": "https://acme.example/lp", "default_payout": "10.00"});
+    expect(
+        "offer off1",
+        call(app, Method::POST, "/offers", admin_key, Some(offer)).await?,
+        &[201, 409],
+    )?;
+    let partner = call(
+        app,
+        Method::POST,
+        "/partners",
+        admin_key,
+        Some(json!({"id": "p1", "name": "Publisher One"})),
+    )
+    .await?;
+    let partner_key = if partner.0 == 201 {
+        partner.1["api_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        // p1 exists: a key of its own for the events (the oldest goes if 5 are in use).
+        let mut added = call(app, Method::POST, "/partners/p1/keys", admin_key, None).await?;
+        if added.0 == 409 {
+            let keys = expect(
+                "keys of p1",
+                call(app, Method::GET, "/partners/p1/keys", admin_key, None).await?,
+                &[200],
+            )?;
+            if let Some(oldest) = keys["keys"][0]["id"].as_str() {
+                let path = format!("/partners/p1/keys/{oldest}");
+                call(app, Method::DELETE, &path, admin_key, None).await?;
+            }
+            added = call(app, Method::POST, "/partners/p1/keys", admin_key, None).await?;
+        }
+        expect("a key for p1", added, &[201])?["api_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let endpoint = expect(
+        "endpoint",
+        call(
+            app,
+            Method::POST,
+            "/partners/p1/endpoints",
+            admin_key,
+            Some(json!({"name": "lambda events", "url": format!("{receiver_url}?payout={{payout}}&tx={{transaction_id}}")})),
+        )
+        .await?,
+        &[201],
+    )?;
+    let click = expect(
+        "click",
+        call(
+            app,
+            Method::POST,
+            "/clicks",
+            admin_key,
+            Some(json!({"offer_id": "off1", "partner_id": "p1", "attributes": {"sub1": "abc"}})),
+        )
+        .await?,
+        &[201],
+    )?;
+    let click_id = click["click_id"].as_str().unwrap_or_default().to_string();
+    let tx = format!("LAMBDA-{}", &shared::ids::click_id()[..8]);
+    let recorded = expect(
+        "conversion",
+        call(
+            app,
+            Method::GET,
+            &format!(
+                "/postback?click_id={click_id}&event=purchase&payout=49.99&transaction_id={tx}"
+            ),
+            admin_key,
+            None,
+        )
+        .await?,
+        &[200],
+    )?;
+    let event_id = recorded["conversion_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let endpoint_id = endpoint["id"].as_str().unwrap_or_default().to_string();
+    let delivery_id = app
+        .store
+        .get_event(&event_id)
+        .await?
+        .and_then(|e| e.delivery_ids.into_iter().next())
+        .unwrap_or_default();
+    Ok(Ids {
+        partner_key,
+        endpoint_id,
+        click_id,
+        event_id,
+        delivery_id,
+    })
+}
+
+/// Fills every `*.json` of `src` into `dst`; how many were written.
+pub fn fill_dir(
+    src: &Path,
+    dst: &Path,
+    ids: &Ids,
+    admin_key: &str,
+    prefix: &str,
+) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(dst)?;
+    let mut n = 0;
+    for entry in std::fs::read_dir(src)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        if let Some(name) = path.file_name() {
+            std::fs::write(dst.join(name), fill(&text, ids, admin_key, prefix))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        let ids = Ids {
+            partner_key: "pbk_p1_k".into(),
+            endpoint_id: "ep_1".into(),
+            click_id: "c1".into(),
+            event_id: "evt_1".into(),
+            delivery_id: "dlv_1".into(),
+        };
+        let text = "Bearer dev-admin-key-change-me __PARTNER_KEY__ __ENDPOINT_ID__ __CLICK_ID__ __EVENT_ID__ __DELIVERY_ID__ arn:aws:sqs:us-east-1:000000000000:postback-dev-EventsQueue";
+        let filled = fill(text, &ids, "admin-key-0123456789", "t123");
+        assert_eq!(filled, "Bearer admin-key-0123456789 pbk_p1_k ep_1 c1 evt_1 dlv_1 arn:aws:sqs:us-east-1:000000000000:t123-EventsQueue");
+    }
+
+    #[test]
+    fn the_env_file_has_the_resolved_names_and_the_admin_key() {
+        let resolved =
+            BTreeMap::from([("TABLE_NAME".to_string(), "postback-dev-Table".to_string())]);
+        let text = env_file(&resolved, "admin-key-0123456789");
+        assert!(text.contains("TABLE_NAME=postback-dev-Table\n"));
+        assert!(text.contains("ADMIN_API_KEY=admin-key-0123456789\n"));
+        assert!(text.contains("ALLOW_PRIVATE_TARGETS=true\n"));
+    }
+}
