@@ -317,12 +317,26 @@ async fn main() -> anyhow::Result<()> {
             Some(json!({"name": "r50", "url": r50.url("/pb")})),
         )
         .await;
+    let mut recorded = 0usize;
+    let mut first_event = None;
     for chunk in 0..FANOUT_DELIVERIES / 100 {
         let batch: Vec<_> = (0..100)
             .map(|i| json!({"transaction_id": format!("K{chunk}-{i}"), "event": "payout", "partner_id": s3.partner_id, "payout": "1"}))
             .collect();
-        t.admin_post("/events", json!(batch)).await;
+        let (status, body) = t.admin_post("/events", json!(batch)).await;
+        for r in body["results"].as_array().into_iter().flatten() {
+            if r["status"] == "recorded" {
+                recorded += 1;
+                first_event
+                    .get_or_insert_with(|| r["event_id"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        if status != 200 {
+            eprintln!("bench: POST /events answered {status}: {body}");
+        }
     }
+    let queued = integration_tests::depth_of(&t.app, &t.queue_url("DeliveryQueue")).await;
+    eprintln!("bench: {recorded} pipeline events recorded, {queued} messages on the delivery queue before pumping");
     let t0 = Instant::now();
     let pollers = 4;
     let deadline = Duration::from_secs(180);
@@ -333,6 +347,32 @@ async fn main() -> anyhow::Result<()> {
     }))
     .await;
     let secs = t0.elapsed().as_secs_f64();
+    if r50.count() < FANOUT_DELIVERIES {
+        // Say why, in the report itself.
+        let left = integration_tests::depth_of(&t.app, &t.queue_url("DeliveryQueue")).await;
+        let sample = match &first_event {
+            Some(id) => match t.app.store.get_event(id).await? {
+                Some(e) => match e.delivery_ids.first() {
+                    Some(d) => format!(
+                        "{:?}",
+                        t.app.store.get_delivery(d).await?.map(|d| (
+                            d.status,
+                            d.attempts.len(),
+                            d.reason
+                        ))
+                    ),
+                    None => "the event has no delivery".into(),
+                },
+                None => "the event is missing".into(),
+            },
+            None => "no event recorded".into(),
+        };
+        report.add(
+            "Delivery: 1,000 deliveries, diagnosis",
+            format!("{recorded} events recorded, {queued} messages queued before, {left} after; first delivery: {sample}"),
+            "printed only when fewer than 1,000 arrived",
+        );
+    }
     report.add(
         "Delivery: 1,000 deliveries to a 50 ms receiver",
         format!("{:.0} deliveries/s ({} in {:.1} s)", r50.count() as f64 / secs, r50.count(), secs),
