@@ -600,3 +600,45 @@ async fn endpoint_secrets_are_sealed_in_the_table_and_still_sign_and_authenticat
     let err = opened.expect_err("a transplanted secret must not open");
     assert!(err.detail().contains("did not open"), "{}", err.detail());
 }
+
+#[tokio::test]
+async fn every_api_log_line_carries_lambdas_and_api_gateways_request_ids() {
+    use tower::ServiceExt;
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("info")
+        .with_writer(move || writer.clone())
+        .init();
+    let t = TestApp::start().await;
+    // As Lambda hands it over: API Gateway's event, and the runtime's context.
+    let mut request =
+        lambda_http::request::from_str(include_str!("../events/http-offers-create.json"))
+            .expect("a valid API Gateway v2 event");
+    let mut context = lambda_http::Context::default();
+    context.request_id = "8f5c0e1a-lambda-request".into();
+    request.extensions_mut().insert(context);
+    let request = request.map(|b| axum::body::Body::from(b.to_vec()));
+    let response = api::router(t.app.clone()).oneshot(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "the sample's admin key is make dev's, not the test's"
+    );
+    let lines: Vec<Value> = lines(&logs.text())
+        .into_iter()
+        .filter(|l| l["span"]["name"] == "request")
+        .collect();
+    assert!(!lines.is_empty(), "{}", logs.text());
+    for line in &lines {
+        assert_eq!(
+            line["span"]["request_id"], "8f5c0e1a-lambda-request",
+            "{line}"
+        );
+        assert_eq!(
+            line["span"]["api_request_id"], "req-offers-create",
+            "{line}"
+        );
+    }
+}
