@@ -33,5 +33,8 @@ cat <<TXT
     curl -si "$B/click?offer_id=off1&partner_id=p1&sub1=abc" | grep -i location
     curl -s "$B/postback?click_id=<click_id from the location>&event=purchase&payout=49.99&measurement=1&transaction_id=T1"
 
+  Metrics: the JSON lines starting {"_aws": ...} are the CloudWatch EMF documents Lambda would ship.
+  cargo lambda: make lambda-events, then cargo lambda watch -A 127.0.0.1 --env-file .local/dev/lambda.env
+
 TXT
 ./target/debug/postback-local --provision --write-env .local/dev/lambda.env
