@@ -2,7 +2,7 @@
 # Both install what is missing (cached in ~/.cache/postback-service) and start
 # the local stand-ins of DynamoDB and SQS on 127.0.0.1.
 
-.PHONY: dev test bench fuzz lint-template lambda-events stack-stop clean
+.PHONY: dev test bench fuzz lint-template lambda-events screenshots stack-stop clean
 
 dev:
 	scripts/dev.sh
@@ -19,6 +19,10 @@ fuzz:
 # With `make dev` running: live ids into .local/dev/events/ for `cargo lambda invoke`.
 lambda-events:
 	scripts/lambda-events.sh
+
+# The console's main screens at desktop and phone width, into docs/screenshots/.
+screenshots:
+	scripts/screenshots.sh
 
 lint-template:
 	"$$(scripts/stack.sh venv)/bin/python" scripts/lint_template.py

@@ -15,6 +15,9 @@ trap 'scripts/stack.sh stop test' EXIT
 # shellcheck disable=SC1091
 source .local/test/env
 
+step "a browser for the console tests (Debian's chromium and chromium-driver)"
+scripts/browser.sh
+
 step "template.yaml: SAM translation + cfn-lint"
 "$(scripts/stack.sh venv)/bin/python" scripts/lint_template.py
 

@@ -1,6 +1,7 @@
 //! Every integration test, in one binary (one link of the AWS SDK instead of
 //! one per file). Each module is one concern; test names are sentences.
 
+mod console;
 mod conversions;
 mod deliver;
 mod faults;

@@ -824,3 +824,86 @@ async fn a_partner_key_is_added_and_revoked_without_a_gap_and_only_by_who_may() 
         "no key works once the admin revoked them all"
     );
 }
+
+#[tokio::test]
+async fn the_preview_renders_without_sending_and_never_another_partners_event() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "main", "url": r.url("/pb?tx={transaction_id}&s={sub1}")})),
+        )
+        .await;
+    let other = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "other", "url": r.url("/other?tx={transaction_id}")})),
+        )
+        .await;
+    let click = t.click(&other, json!({"sub1": "theirs"})).await;
+    let (s, b) = t
+        .postback(&[("click_id", &click), ("transaction_id", "T-other")])
+        .await;
+    assert_eq!(s, 200);
+    let their_event = b["conversion_id"].as_str().unwrap().to_string();
+    let preview = |body: Value| {
+        let t = &t;
+        let path = format!("/partners/{}/endpoints/preview", seed.partner_id);
+        let key = seed.partner_key.clone();
+        async move {
+            t.send(t.http.post(t.url(&path)).bearer_auth(key).json(&body))
+                .await
+        }
+    };
+
+    // A form being filled in: rendered with the sample, empty macros named.
+    let (s, p) = preview(json!({"url": r.url("/new?c={click_id}&s={sub1}&p={payout}"), "secret": "whsec_preview-secret-1", "method": "POST_JSON"})).await;
+    assert_eq!(s, 200, "{p}");
+    assert!(
+        p["request"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("/new?c=test-click"),
+        "{p}"
+    );
+    assert!(
+        p["empty_macros"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sub1")),
+        "{p}"
+    );
+    assert!(
+        p["macros"].as_array().unwrap().contains(&json!("payout")),
+        "{p}"
+    );
+    assert!(
+        !p.to_string().contains("whsec_preview-secret-1"),
+        "the secret is masked"
+    );
+    // A stored endpoint with a change, rendered with the partner's own event.
+    let (s, p) = preview(
+        json!({"endpoint_id": seed.endpoint_id, "url": r.url("/changed?tx={transaction_id}")}),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    assert!(
+        p["request"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("/changed?tx=test-"),
+        "{p}"
+    );
+    // Bad input names the field; another partner's event is not found.
+    let (s, p) = preview(json!({"url": "ftp://nope"})).await;
+    assert_eq!(s, 400, "{p}");
+    assert!(
+        p["error"]["message"].as_str().unwrap().contains("`url`"),
+        "{p}"
+    );
+    let (s, p) = preview(json!({"endpoint_id": seed.endpoint_id, "event_id": their_event})).await;
+    assert_eq!(s, 404, "{p}");
+    assert!(!p.to_string().contains("theirs"));
+    assert_eq!(r.count(), 0, "a preview sends nothing");
+}

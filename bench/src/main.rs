@@ -212,7 +212,17 @@ async fn main() -> anyhow::Result<()> {
     drop(runner);
 
     // ------------------------------------------------ in-process: requests, batch timing, fan-out, e2e
-    let t = TestApp::start().await;
+    // moto's ReceiveMessage slows down with the queue's length: with 1,000
+    // messages and 4 pollers each receive took 4-6.5 s on this machine
+    // (measured with boto3 against a fresh moto), past the service's 3 s
+    // default attempt timeout, so every receive timed out and the 1,000-delivery
+    // row read 0. The bench gives the SDK room; the service's defaults are
+    // for AWS, where a receive takes milliseconds.
+    let t = TestApp::start_with(integration_tests::Options {
+        aws_timeouts_ms: Some((15_000, 45_000)),
+        ..Default::default()
+    })
+    .await;
     let ok = Receiver::ok().await;
     let seed = t
         .seed(

@@ -3,6 +3,7 @@
 //! and exports `AWS_ENDPOINT_URL_*`), the real router on 127.0.0.1:0, and
 //! real HTTP receivers on 127.0.0.1.
 
+pub mod browser;
 pub mod faults;
 pub mod receiver;
 pub mod runner;

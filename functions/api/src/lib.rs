@@ -11,6 +11,7 @@ use shared::App;
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod routes;
 
@@ -129,6 +130,14 @@ pub fn router(app: Arc<App>) -> Router {
             "/partners/{pid}/endpoints/{eid}/test",
             post(endpoints::test),
         )
+        .route(
+            "/partners/{pid}/endpoints/preview",
+            post(endpoints::preview),
+        )
+        .route("/", get(console::root))
+        .route("/console", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
         .route("/partners/{pid}/deliveries", get(deliveries::history))
         .route("/events/{id}/deliveries", get(deliveries::of_event))
         .route("/deliveries/{id}/retry", post(deliveries::retry))

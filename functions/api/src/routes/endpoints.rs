@@ -647,6 +647,80 @@ pub async fn test(
     })))
 }
 
+/// `POST /partners/{pid}/endpoints/preview`: renders an endpoint without
+/// sending or storing anything. The body holds a new endpoint's fields, or
+/// `endpoint_id` and the fields that would change (PATCH's rules), and
+/// optionally `event_id`: a real event of this partner to render instead of
+/// the sample. Answers the request with secrets masked, the macros available
+/// (standard ones and the event's attributes) and those that rendered empty.
+/// The console's live preview, and what a partner sees of a past delivery.
+pub async fn preview(
+    State(app): State<Arc<App>>,
+    PartnerScope {
+        partner_id: pid, ..
+    }: PartnerScope,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let mut fields = body.object()?;
+    let mut take_id = |name: &str| -> ApiResult<Option<String>> {
+        match fields.0.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) => Ok(Some(shared::fields::id_field(name, &v)?)),
+            Some(_) => Err(Error::invalid(name, format!("`{name}` must be a string")).into()),
+        }
+    };
+    let endpoint_id = take_id("endpoint_id")?;
+    let event_id = take_id("event_id")?;
+    fields.only(&FIELDS)?;
+    let endpoint = match &endpoint_id {
+        Some(eid) => {
+            let previous = load(&app, &pid, eid).await?;
+            let mut merged = as_input(&previous);
+            merged.extend(fields.0);
+            from_body(&Fields(merged), &pid, Some(&previous))?
+        }
+        None => {
+            // A form being filled in: the name is not needed to render.
+            if fields
+                .0
+                .get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|n| n.trim().is_empty())
+            {
+                fields.0.insert("name".into(), json!("preview"));
+            }
+            from_body(&fields, &pid, None)?
+        }
+    };
+    let now = Utc::now();
+    let event = match &event_id {
+        Some(id) => app
+            .store
+            .get_event(id)
+            .await?
+            .filter(|e| e.partner_id == pid)
+            .ok_or_else(|| Error::not_found("event", id))?,
+        None => test_event(&pid, now),
+    };
+    let request = shared::render::prepare(&endpoint, &event, "dlv_preview", now.timestamp())
+        .map_err(|e| Error::invalid("url", e))?;
+    let headers: serde_json::Map<String, Value> = request
+        .masked_headers(&endpoint)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let mut macros: Vec<String> = shared::template::standard_macros()
+        .map(str::to_string)
+        .collect();
+    macros.extend(event.attributes.keys().cloned());
+    Ok(Json(json!({
+        "request": {"method": request.method, "url": request.url, "headers": headers, "body": request.body},
+        "empty_macros": request.empty_macros,
+        "macros": macros,
+        "event_id": event_id,
+    })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
