@@ -61,6 +61,17 @@ async fn a_partner_sets_up_and_verifies_a_postback_in_the_console() {
         .await;
     assert!(preview.contains("/pb?tx="), "{preview}");
     b.wait_text("#preview", "{sub1}").await; // the sample has no sub1: flagged as empty
+    let panel = b.wait_text("#preview-panel", "{click_id}").await;
+    assert!(
+        !panel.contains("[object"),
+        "the macros are chips, not stringified nodes: {panel}"
+    );
+    let chips = b
+        .client
+        .find_all(fantoccini::Locator::Css("#macros .chip"))
+        .await
+        .unwrap();
+    assert!(chips.len() >= 10, "the macros to click: {}", chips.len());
     b.screenshot(shots.as_deref(), "2-new-endpoint").await;
     b.click("#save-endpoint").await;
     b.wait_text("#endpoint-list", "Main postback").await;
@@ -102,6 +113,11 @@ async fn a_partner_sets_up_and_verifies_a_postback_in_the_console() {
     // markup is text, not an element, and nothing ran.
     b.click("#history-rows tr[data-delivery]").await;
     let rendered = b.wait_text(".dialog pre.request", "sub=").await;
+    let detail = b.wait_text(".dialog", " ms").await; // each attempt's latency
+    assert!(
+        !detail.contains("[object") && !detail.contains("null"),
+        "{detail}"
+    );
     assert!(
         rendered.contains("%3Cimg") || rendered.contains(XSS),
         "the attacker's value is shown as text: {rendered}"
@@ -245,6 +261,17 @@ async fn the_operator_sees_everything_and_every_screen_fits_a_phone() {
         ] {
             b.click(&format!("#nav-{view}")).await;
             b.wait_text("#main", expect).await;
+            let errors = b
+                .client
+                .find_all(fantoccini::Locator::Css("#main .error"))
+                .await
+                .unwrap();
+            if let Some(e) = errors.first() {
+                panic!(
+                    "{view} shows an error: {}",
+                    e.text().await.unwrap_or_default()
+                );
+            }
             let overflow: Value = b
                 .client
                 .execute(

@@ -38,7 +38,16 @@ function el(tag, props = {}, ...children) {
 const $ = (sel, root = document) => root.querySelector(sel);
 const main = () => $("#main");
 function clear(node) { while (node.firstChild) node.firstChild.remove(); return node; }
-function show(...nodes) { clear(main()).append(...nodes); }
+// Appends children the way el() does: arrays flattened, nothing for
+// null/false, text as text nodes.
+function put(node, ...children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+function show(...nodes) { put(clear(main()), ...nodes); }
 function toast(message) {
   const t = $("#toast");
   t.textContent = message;
@@ -162,7 +171,7 @@ function renderShell() {
   if (state.admin) {
     const picker = el("select", { id: "partner-picker", "aria-label": "Partner", onchange: (ev) => { state.partnerId = ev.target.value; go(state.view); } },
       state.partners.map((p) => el("option", { value: p.id, selected: p.id === state.partnerId }, `${p.name} (${p.id})`)));
-    who.append(pill("ok", "admin"), state.partners.length ? picker : el("span", {}, "no partners yet"));
+    put(who, pill("ok", "admin"), state.partners.length ? picker : el("span", {}, "no partners yet"));
   } else {
     const p = state.partners[0];
     who.append(el("span", {}, p ? `${p.name}` : ""), pill("ok", "partner"));
@@ -266,7 +275,7 @@ async function runTest(e) {
   try {
     const r = await api(`/partners/${pid()}/endpoints/${encodeURIComponent(e.id)}/test`, { method: "POST" });
     const res = r.response || {};
-    clear(box).append(
+    put(clear(box),
       el("h2", {}, `Test: ${e.name}`),
       el("div", { class: "row", id: "test-result" },
         r.success ? pill("ok", "Accepted") : pill("bad", "Not accepted"),
@@ -368,14 +377,14 @@ async function renderEndpointForm(existing) {
     if (sample.value) body.event_id = sample.value;
     try {
       const r = await api(`/partners/${pid()}/endpoints/preview`, { method: "POST", body });
-      clear(macros).append(el("div", { class: "hint" }, "Macros (click to insert):"), (r.macros || []).map((m) =>
+      put(clear(macros),el("div", { class: "hint" }, "Macros (click to insert):"), (r.macros || []).map((m) =>
         el("span", { class: "chip", onclick: () => insertMacro(lastTemplate, m) }, `{${m}}`)));
-      clear(preview).append(requestView(r.request),
+      put(clear(preview),requestView(r.request),
         (r.empty_macros || []).length
           ? el("p", {}, "Rendered empty with this event: ", r.empty_macros.map((m) => el("span", { class: "chip empty" }, `{${m}}`)))
           : el("p", { class: "hint" }, "No macro rendered empty."));
     } catch (err) {
-      clear(preview).append(errorBox(err));
+      put(clear(preview),errorBox(err));
     }
   }
   const schedule = () => { clearTimeout(timer); timer = setTimeout(refreshPreview, 250); };
@@ -566,7 +575,7 @@ function historyRow(d) {
 
 async function openDelivery(d) {
   const attempts = el("tbody", {}, (d.attempts || []).map((a) => el("tr", {},
-    el("td", {}, when(a.at)), el("td", {}, a.code ?? ""), el("td", {}, a.latency_ms != null ? `${a.latency_ms} ms` : ""),
+    el("td", {}, when(a.at)), el("td", {}, a.code ?? ""), el("td", {}, a.ms != null ? `${a.ms} ms` : ""),
     el("td", {}, a.error ?? ""), el("td", { class: "mono" }, a.response ?? ""))));
   const rendered = el("div", {}, el("p", { class: "muted" }, "Rendering…"));
   const retry = d.status === "failed"
@@ -599,9 +608,9 @@ async function openDelivery(d) {
   );
   try {
     const r = await api(`/partners/${pid()}/endpoints/preview`, { method: "POST", body: { endpoint_id: d.endpoint_id, event_id: d.event_id } });
-    clear(rendered).append(requestView(r.request));
+    put(clear(rendered),requestView(r.request));
   } catch (err) {
-    clear(rendered).append(errorBox(err));
+    put(clear(rendered),errorBox(err));
   }
 }
 
@@ -694,7 +703,7 @@ function chart(rows, since) {
 async function renderOperator() {
   const [offers, partners, deliveryDlq, eventsDlq] = await Promise.all([
     api("/offers?limit=200"), api("/partners?limit=500"),
-    api("/admin/dead-letters?queue=delivery").catch((e) => ({ error: e })),
+    api("/admin/dead-letters?queue=deliveries").catch((e) => ({ error: e })),
     api("/admin/dead-letters?queue=events").catch((e) => ({ error: e })),
   ]);
   state.partners = partners.items || [];
@@ -714,7 +723,7 @@ async function renderOperator() {
     const late = Date.now() - 5 * 60 * 1000;
     stuck = (h.items || []).filter((d) => d.parked || (d.next_attempt_at && new Date(d.next_attempt_at) < late));
   }
-  const dlq = (name, r) => el("div", { class: "panel" }, el("div", { class: "row spread" }, el("h2", {}, `Dead letters: ${name} queue`),
+  const dlq = (name, r) => el("div", { class: "panel" }, el("div", { class: "row spread" }, el("h2", {}, `Dead letters: ${name === "deliveries" ? "delivery" : name} queue`),
       r.error ? null : el("button", { class: "redrive", onclick: async () => {
         try { const out = await api(`/admin/dead-letters/redrive?queue=${name}`, { method: "POST" }); toast(`Moved back ${out.redriven ?? 0} message(s).`); renderOperator(); } catch (e) { toast(e.message); }
       } }, "Re-drive all")),
@@ -731,7 +740,7 @@ async function renderOperator() {
     el("div", { class: "panel", id: "stuck" }, el("h2", {}, `Stuck or overdue (${state.partnerId || "no partner"})`),
       stuck.length ? table(["Delivery", "Event", "Next attempt", "Reason"], stuck.map((d) => [el("span", { class: "mono" }, d.delivery_id), d.event, when(d.next_attempt_at), d.reason || (d.parked ? "parked" : "")]))
         : el("p", { class: "muted" }, "Nothing stuck for this partner.")),
-    dlq("delivery", deliveryDlq), dlq("events", eventsDlq),
+    dlq("deliveries", deliveryDlq), dlq("events", eventsDlq),
   );
 }
 
