@@ -23,6 +23,7 @@ A="Authorization: Bearer $ADMIN_API_KEY"
 cat <<TXT
 
   Postback service (local) on $B   admin key: $ADMIN_API_KEY
+  Web console (Postback Explorer): $B/console   (sign in with the admin key or a partner key)
   DynamoDB Local 127.0.0.1:$DDB_PORT, SQS (moto) 127.0.0.1:$SQS_PORT; data lives until you stop.
 
   Try it (a receiver first, in another terminal:  python3 scripts/receiver.py 4000):

@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
         std::time::Duration::from_secs(every),
     ));
     tracing::info!("postback service listening on http://{addr}");
-    println!("\n  Postback service on http://{addr}  (health: curl http://{addr}/health)\n");
+    println!("\n  Postback service on http://{addr}  (health: curl http://{addr}/health)\n  Web console: http://{addr}/console\n");
     tokio::select! {
         _ = server => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
