@@ -72,9 +72,45 @@ async fn a_partner_sets_up_and_verifies_a_postback_in_the_console() {
         .await
         .unwrap();
     assert!(chips.len() >= 10, "the macros to click: {}", chips.len());
+    b.type_into("#f-secret", "whsec_console-signing-secret-42")
+        .await;
     b.screenshot(shots.as_deref(), "2-new-endpoint").await;
     b.click("#save-endpoint").await;
     b.wait_text("#endpoint-list", "Main postback").await;
+    // Write-only: the secret is "set", never sent back to the browser.
+    b.click("#endpoint-list .edit-endpoint").await;
+    let secret_field = b.wait("#f-secret").await;
+    assert_eq!(
+        secret_field
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default(),
+        ""
+    );
+    assert_eq!(
+        secret_field
+            .attr("placeholder")
+            .await
+            .unwrap()
+            .unwrap_or_default(),
+        "set — type to replace"
+    );
+    let source = b.client.source().await.unwrap();
+    assert!(
+        !source.contains("whsec_console-signing-secret-42"),
+        "no secret in the page"
+    );
+    assert!(
+        !b.client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains(&seed.partner_key),
+        "the key is never in a URL"
+    );
+    b.click("#nav-endpoints").await;
     b.screenshot(shots.as_deref(), "3-endpoints").await;
 
     // Test it: the exact request and their answer.
