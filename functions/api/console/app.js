@@ -328,6 +328,7 @@ async function renderEndpointForm(existing) {
   input("secret_headers", { value: (e.secret_headers || []).join(", "), placeholder: "X-Api-Key" });
   input("username", { value: (e.basic_auth && e.basic_auth.username) || "" });
   f.password = el("input", { type: "password", id: "f-password", autocomplete: "new-password", placeholder: e.basic_auth && (e.basic_auth.password_set || e.basic_auth.token_set) ? WRITE_ONLY : "" });
+  f.token = el("input", { type: "password", id: "f-token", autocomplete: "new-password", placeholder: e.basic_auth && e.basic_auth.token_set ? WRITE_ONLY : "instead of user and password (optional)" });
   f.secret = el("input", { type: "password", id: "f-secret", autocomplete: "new-password", placeholder: e.secret_set ? WRITE_ONLY : "whsec_… (optional)" });
   input("events", { value: (e.events || ["*"]).join(", ") });
   f.statuses = ["pending", "approved", "rejected"].map((s) => el("input", { type: "checkbox", value: s, checked: (e.statuses || []).includes(s) }));
@@ -358,7 +359,9 @@ async function renderEndpointForm(existing) {
     };
     if (f.method.value !== "GET" && f.body.value.trim()) body.body = f.body.value;
     if (f.secret.value) body.secret = f.secret.value;
-    if (f.username.value.trim() || f.password.value) {
+    if (f.token.value) {
+      body.basic_auth = { token: f.token.value };
+    } else if (f.username.value.trim() || f.password.value) {
       body.basic_auth = { username: f.username.value.trim() };
       if (f.password.value) body.basic_auth.password = f.password.value;
     }
@@ -419,6 +422,7 @@ async function renderEndpointForm(existing) {
     field("Headers", f.headers, "One per line: Name: value"),
     field("Secret headers", f.secret_headers, "Names whose values are secrets: never shown again, masked in tests."),
     el("div", { class: "row" }, el("div", { style: "flex:1" }, field("Basic auth user", f.username)), el("div", { style: "flex:1" }, field("Basic auth password", f.password))),
+    field("Basic auth token", f.token, "A ready-made credential sent as Authorization: Basic <token>. Write-only."),
     field("Signing secret", f.secret, "Standard Webhooks signature (webhook-signature). Write-only."),
     field("Events", f.events, "Comma-separated event names, * for all."),
     el("label", {}, "Statuses (none ticked: all)"),
