@@ -4,35 +4,15 @@
 //! Its own test binary, so that its capturing subscriber is the only one.
 
 use base64::Engine;
+use integration_tests::capture::Captured;
 use integration_tests::receiver::{Receiver, Reply};
 use integration_tests::{offer_body, TestApp, ADMIN_KEY};
 use serde_json::json;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn no_log_line_contains_a_secret() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = Captured::text("debug");
 
     let t = TestApp::start().await;
     let r = Receiver::start(vec![Reply::Status(500), Reply::Status(200)]).await;
@@ -92,7 +72,7 @@ async fn no_log_line_contains_a_secret() {
         .await;
     assert_eq!(s, 200);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.output();
     assert!(
         text.contains("endpoint created") && text.contains("attempt failed"),
         "the capture saw the flow"

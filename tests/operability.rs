@@ -2,33 +2,13 @@
 //! logged with its code and cause, and the metrics the local runner writes
 //! as CloudWatch Embedded Metric Format lines for a conversion and a delivery.
 
+use integration_tests::capture::Captured;
 use integration_tests::faults::{Mode, Proxy, DENIED_MESSAGE};
 use integration_tests::receiver::Receiver;
 use integration_tests::runner::Runner;
 use integration_tests::{offer_body, Options, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://")
@@ -38,13 +18,7 @@ fn host_port(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_denied_is_logged_with_its_code_and_cause_and_nothing_is_lost() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("info")
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = Captured::json("info");
 
     let direct = TestApp::start().await;
     let ddb = Proxy::start(host_port(
@@ -78,13 +52,14 @@ async fn an_access_denied_is_logged_with_its_code_and_cause_and_nothing_is_lost(
         !body.to_string().contains("not authorized"),
         "the cause never reaches the caller: {body}"
     );
-    let failed: Vec<Value> = lines(&logs.text())
+    let failed: Vec<Value> = logs
+        .lines()
         .into_iter()
         .filter(|l| l["fields"]["message"] == "request failed")
         .collect();
     let line = failed
         .first()
-        .unwrap_or_else(|| panic!("no 'request failed' line in {}", logs.text()));
+        .unwrap_or_else(|| panic!("no 'request failed' line in {}", logs.output()));
     assert_eq!(
         line["fields"]["aws_code"], "AccessDeniedException",
         "{line}"
@@ -109,13 +84,14 @@ async fn an_access_denied_is_logged_with_its_code_and_cause_and_nothing_is_lost(
     ddb.set(Mode::Deny);
     t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
     assert_eq!(receiver.count(), 0, "nothing is sent without a claim");
-    let worker_line = lines(&logs.text())
+    let worker_line = logs
+        .lines()
         .into_iter()
         .find(|l| {
             l["fields"]["aws_code"] == "AccessDeniedException"
                 && l["fields"]["message"] != "request failed"
         })
-        .unwrap_or_else(|| panic!("no worker line with the AWS code in {}", logs.text()));
+        .unwrap_or_else(|| panic!("no worker line with the AWS code in {}", logs.output()));
     assert!(
         worker_line["fields"]["error"]
             .as_str()
@@ -131,18 +107,11 @@ async fn an_access_denied_is_logged_with_its_code_and_cause_and_nothing_is_lost(
     assert!(
         delivered,
         "the kept message is delivered once the grant is back; logs:\n{}",
-        logs.text()
+        logs.output()
     );
     t.pump_for("DeliveryQueue", Duration::from_millis(1_500))
         .await;
     assert_eq!(receiver.count(), 1, "delivered exactly once");
-}
-
-/// JSON log lines (anything else is skipped).
-fn lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// The EMF documents among the runner's stdout lines, as (metric name,
@@ -604,13 +573,7 @@ async fn endpoint_secrets_are_sealed_in_the_table_and_still_sign_and_authenticat
 #[tokio::test]
 async fn every_api_log_line_carries_lambdas_and_api_gateways_request_ids() {
     use tower::ServiceExt;
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("info")
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = Captured::json("info");
     let t = TestApp::start().await;
     // As Lambda hands it over: API Gateway's event, and the runtime's context.
     let mut request =
@@ -626,11 +589,12 @@ async fn every_api_log_line_carries_lambdas_and_api_gateways_request_ids() {
         401,
         "the sample's admin key is make dev's, not the test's"
     );
-    let lines: Vec<Value> = lines(&logs.text())
+    let lines: Vec<Value> = logs
+        .lines()
         .into_iter()
         .filter(|l| l["span"]["name"] == "request")
         .collect();
-    assert!(!lines.is_empty(), "{}", logs.text());
+    assert!(!lines.is_empty(), "{}", logs.output());
     for line in &lines {
         assert_eq!(
             line["span"]["request_id"], "8f5c0e1a-lambda-request",

@@ -4,6 +4,7 @@
 //! real HTTP receivers on 127.0.0.1.
 
 pub mod browser;
+pub mod capture;
 pub mod faults;
 pub mod receiver;
 pub mod runner;
