@@ -4,7 +4,7 @@
 //! Nothing that was answered 200 may be lost, stored twice, left unfinished
 //! or sent again after it succeeded; the DLQ stays empty.
 
-use integration_tests::faults::{Answer, FaultReceiver, Mode, Proxy};
+use integration_tests::faults::{host_port, Answer, FaultReceiver, Mode, Proxy};
 use integration_tests::{offer_body, Options, TestApp};
 use serde_json::json;
 use shared::lifecycle::DeliveryStatus;
@@ -14,12 +14,6 @@ use std::time::Duration;
 
 const CONVERSIONS: usize = 24;
 const SCHEDULE: [u32; 6] = [0, 1, 1, 1, 1, 1];
-
-fn host_port(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
-}
 
 /// The partner's server: every 7 requests, one 500, one hang, one reset.
 fn partner_server(n: usize) -> Answer {

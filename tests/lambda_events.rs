@@ -5,30 +5,13 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use integration_tests::receiver::Receiver;
 use integration_tests::{TestApp, ADMIN_KEY};
+use postback_local::lambda_events::{fill, Ids};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-struct Ids {
-    event_id: String,
-    partner_key: String,
-    endpoint_id: String,
-    click_id: String,
-    delivery_id: String,
-}
-
-fn fill(template: &str, ids: &Ids) -> String {
-    template
-        .replace("dev-admin-key-change-me", ADMIN_KEY)
-        .replace("__PARTNER_KEY__", &ids.partner_key)
-        .replace("__ENDPOINT_ID__", &ids.endpoint_id)
-        .replace("__CLICK_ID__", &ids.click_id)
-        .replace("__DELIVERY_ID__", &ids.delivery_id)
-        .replace("__EVENT_ID__", &ids.event_id)
-}
-
 async fn invoke(t: &TestApp, event: &str, ids: &Ids) -> (u16, Value, Option<String>) {
-    let request =
-        lambda_http::request::from_str(&fill(event, ids)).expect("a valid API Gateway v2 event");
+    let request = lambda_http::request::from_str(&fill(event, ids, ADMIN_KEY, "postback-dev"))
+        .expect("a valid API Gateway v2 event");
     let request = request.map(|b| axum::body::Body::from(b.to_vec()));
     let response = api::router(t.app.clone()).oneshot(request).await.unwrap();
     let status = response.status().as_u16();
@@ -47,9 +30,10 @@ async fn invoke(t: &TestApp, event: &str, ids: &Ids) -> (u16, Value, Option<Stri
 }
 
 fn sqs_event(text: &str, ids: &Ids, queue_name: &str) -> SqsEvent {
-    let text = fill(text, ids)
-        .replace("postback-dev-EventsQueue", queue_name)
-        .replace("postback-dev-DeliveryQueue", queue_name);
+    // The sample names the dev stack's queues (`postback-dev-<Queue>`); this
+    // stack's are `<prefix>-<Queue>`.
+    let prefix = queue_name.rsplit_once('-').map_or(queue_name, |(p, _)| p);
+    let text = fill(text, ids, ADMIN_KEY, prefix);
     serde_json::from_str(&text).expect("a valid SQS event")
 }
 

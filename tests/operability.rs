@@ -3,18 +3,12 @@
 //! as CloudWatch Embedded Metric Format lines for a conversion and a delivery.
 
 use integration_tests::capture::Captured;
-use integration_tests::faults::{Mode, Proxy, DENIED_MESSAGE};
+use integration_tests::faults::{host_port, Mode, Proxy, DENIED_MESSAGE};
 use integration_tests::receiver::Receiver;
 use integration_tests::runner::Runner;
 use integration_tests::{offer_body, Options, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn host_port(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_denied_is_logged_with_its_code_and_cause_and_nothing_is_lost() {

@@ -4,7 +4,7 @@
 //! prints its tally (sent / stored / delivered / stranded / doubled).
 
 use chrono::Utc;
-use integration_tests::faults::{Answer, FaultReceiver, Mode, Proxy};
+use integration_tests::faults::{host_port, Answer, FaultReceiver, Mode, Proxy};
 use integration_tests::receiver::{Receiver, Reply};
 use integration_tests::{offer_body, Options, Seed, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
@@ -12,12 +12,6 @@ use shared::lifecycle::{Delivery, DeliveryStatus};
 use shared::outbox;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn host_port(url: &str) -> String {
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
-}
 
 async fn endpoint(t: &TestApp, seed: &Seed, body: Value) -> String {
     let (s, e) = t

@@ -604,6 +604,16 @@ fn test_event(partner_id: &str, now: chrono::DateTime<Utc>) -> shared::domain::E
     }
 }
 
+/// A prepared request as the test route and the preview show it: secrets masked.
+fn shown_request(request: &shared::render::Prepared, endpoint: &Endpoint) -> Value {
+    let headers: serde_json::Map<String, Value> = request
+        .masked_headers(endpoint)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    json!({"method": request.method, "url": request.url, "headers": headers, "body": request.body})
+}
+
 /// `POST /partners/{pid}/endpoints/{eid}/test`: sends a test event now and
 /// answers with the exact request (secrets masked), the partner's answer and
 /// the macros that rendered empty. Nothing is recorded as a delivery.
@@ -630,15 +640,10 @@ pub async fn test(
             std::time::Duration::from_millis(u64::from(endpoint.timeout_ms)),
         )
         .await;
-    let headers: serde_json::Map<String, Value> = request
-        .masked_headers(&endpoint)
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
     tracing::info!(partner_id = %pid, endpoint_id = %eid, status = ?sent.status, error = ?sent.error, "test postback sent");
     Ok(Json(json!({
         "success": sent.is_success(),
-        "request": {"method": request.method, "url": request.url, "headers": headers, "body": request.body},
+        "request": shown_request(&request, &endpoint),
         "response": {
             "status": sent.status, "latency_ms": sent.duration.as_millis() as u64, "body": sent.response,
             "error": sent.error.map(|k| k.as_str()), "detail": sent.detail,
@@ -704,17 +709,12 @@ pub async fn preview(
     };
     let request = shared::render::prepare(&endpoint, &event, "dlv_preview", now.timestamp())
         .map_err(|e| Error::invalid("url", e))?;
-    let headers: serde_json::Map<String, Value> = request
-        .masked_headers(&endpoint)
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
     let mut macros: Vec<String> = shared::template::standard_macros()
         .map(str::to_string)
         .collect();
     macros.extend(event.attributes.keys().cloned());
     Ok(Json(json!({
-        "request": {"method": request.method, "url": request.url, "headers": headers, "body": request.body},
+        "request": shown_request(&request, &endpoint),
         "empty_macros": request.empty_macros,
         "macros": macros,
         "event_id": event_id,
