@@ -134,7 +134,9 @@ async fn conversions_survive_store_queue_and_receiver_faults() {
     let app = direct.app.clone();
     let queue_url = direct.queue_url("DeliveryQueue");
     let finished = direct
-        .pump_until("DeliveryQueue", Duration::from_secs(90), || {
+        // Long enough for the circuit breaker to hold the hanging partner
+        // twice (30 s, then 60 s); a passing run ends as soon as all finish.
+        .pump_until("DeliveryQueue", Duration::from_secs(240), || {
             let (store, ids, app, queue_url) =
                 (store.clone(), ids.clone(), app.clone(), queue_url.clone());
             async move {
