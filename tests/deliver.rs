@@ -546,7 +546,7 @@ async fn private_loopback_and_metadata_targets_are_refused_when_the_guard_is_on(
 }
 
 #[tokio::test]
-async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_two_dynamodb_requests() {
+async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynamodb_requests() {
     let t = TestApp::start().await;
     let r = Receiver::start(vec![Reply::Delay(Duration::from_millis(800))]).await;
     let (seed, click) = setup(&t, json!({"name": "slow", "url": r.url("/pb")})).await;
@@ -555,8 +555,6 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_two_dynamod
         let event_id = convert(&t, &click, &[("transaction_id", &format!("B{i}"))]).await;
         ids.push(deliveries_of(&t, &event_id).await[0].id.clone());
     }
-    // Warm the worker's endpoint cache, as a warm Lambda is.
-    let _ = t.app.partner_endpoints(&seed.partner_id).await.unwrap();
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
     for (i, id) in ids.iter().enumerate() {
         let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
@@ -592,9 +590,16 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_two_dynamod
         Some(&10),
         "one record per attempt: {diff:?}"
     );
+    // The endpoint is read as stored for every attempt, never from a cache:
+    // a DELETE or a pause holds at once in every worker.
+    assert_eq!(
+        diff.get("DynamoDB.GetItem"),
+        Some(&10),
+        "one endpoint read per attempt: {diff:?}"
+    );
     assert_eq!(
         diff.values().sum::<u64>(),
-        20,
+        30,
         "nothing else, no SQS request on success: {diff:?}"
     );
 }

@@ -186,6 +186,22 @@ impl App {
         r
     }
 
+    /// Pauses `endpoint` (as read, at its version) with `reason`; false if it
+    /// changed or was deleted meanwhile (nothing is reverted).
+    pub async fn pause_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        reason: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<bool> {
+        let r = self
+            .store
+            .pause_endpoint(&endpoint.partner_id, &endpoint.id, endpoint.version, reason, now)
+            .await;
+        self.endpoints.invalidate(&endpoint.partner_id);
+        r
+    }
+
     /// Deletes an endpoint; false if there was none.
     pub async fn delete_endpoint(
         &self,
@@ -198,7 +214,8 @@ impl App {
         r
     }
 
-    /// The partner's endpoints, from the cache or the store.
+    /// The partner's endpoints, from the cache or the store, secrets sealed
+    /// (fan-out reads only their filters).
     pub async fn partner_endpoints(&self, partner_id: &str) -> crate::Result<Arc<Vec<Endpoint>>> {
         if let Some(hit) = self.endpoints.get(partner_id) {
             return Ok(hit);

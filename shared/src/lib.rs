@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod cache;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod fanout;

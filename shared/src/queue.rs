@@ -7,6 +7,24 @@ use aws_sdk_sqs::Client;
 
 use crate::error::{unavailable, Error, Result};
 
+/// What a worker wants done with one queue message; the Lambda crate turns
+/// it into SQS actions (the use-cases in the library never see SQS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: delete it.
+    Ack,
+    /// Hide it this many seconds, then it comes back.
+    RetryIn(i32),
+    /// A store or queue was unavailable: hide it for a back-off that grows
+    /// with how often SQS has handed it out.
+    RetryAfterOutage,
+    /// Leave it as it is: the queue's own visibility timeout brings it back.
+    Keep,
+    /// It can never be processed: move it to the dead-letter queue with this
+    /// reason.
+    DeadLetter(String),
+}
+
 /// Most entries in one SQS batch request.
 pub const MAX_BATCH: usize = 10;
 

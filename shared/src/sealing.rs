@@ -19,7 +19,12 @@
 //! base64url. A value without the prefix was written before sealing existed:
 //! it is read as it is and sealed at the endpoint's next write. Without
 //! `SECRETS_KEY_ID` (the local runner without KMS), values are stored as
-//! given.
+//! given, except that one which itself looks sealed (or escaped) is stored
+//! as `plain:<value>`.
+//!
+//! What a partner sends is always input: [`Sealer::seal`] seals every value,
+//! whatever it looks like (a secret spelled `enc:v1:…` is sealed like any
+//! other), so no stored value is ever taken from the caller as sealed.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -34,6 +39,9 @@ use crate::error::{unavailable, Error, Result};
 
 /// Prefix of a sealed value.
 pub const SEALED_PREFIX: &str = "enc:v1:";
+/// Prefix of a value stored in clear (sealing off) that would otherwise
+/// read as sealed or escaped.
+pub const PLAIN_PREFIX: &str = "plain:";
 /// How long one data key seals before a new one is asked for.
 pub const DATA_KEY_LIFETIME: Duration = Duration::from_secs(300);
 /// Most opened data keys kept by one process.
@@ -221,19 +229,23 @@ impl Sealer {
         Ok(key)
     }
 
-    /// Seals one value (as given when sealing is off, or already sealed).
+    /// Seals one value, whatever it looks like (sealing off: stored as
+    /// given, escaped when it would read as sealed).
     pub async fn seal(&self, plaintext: &str, aad: &str) -> Result<String> {
-        if is_sealed(plaintext) {
-            return Ok(plaintext.to_string());
-        }
         match self.sealing_key().await? {
             Some(key) => seal_with(&key, plaintext, aad),
+            None if is_sealed(plaintext) || plaintext.starts_with(PLAIN_PREFIX) => {
+                Ok(format!("{PLAIN_PREFIX}{plaintext}"))
+            }
             None => Ok(plaintext.to_string()),
         }
     }
 
     /// Opens one value (a value that is not sealed is returned as it is).
     pub async fn open(&self, stored: &str, aad: &str) -> Result<String> {
+        if let Some(clear) = stored.strip_prefix(PLAIN_PREFIX) {
+            return Ok(clear.to_string());
+        }
         if !is_sealed(stored) {
             return Ok(stored.to_string());
         }
@@ -337,6 +349,16 @@ mod tests {
         let sealed = seal_with(&key(1), "x", "aad").unwrap();
         let e = sealer.open(&sealed, "aad").await.unwrap_err();
         assert!(e.detail().contains("SECRETS_KEY_ID"), "{}", e.detail());
+    }
+
+    #[tokio::test]
+    async fn a_value_spelled_like_a_sealed_one_is_input_like_any_other() {
+        let sealer = Sealer::new(None);
+        for v in ["enc:v1:a:b:c", "plain:x", "enc:v1:"] {
+            let stored = sealer.seal(v, "aad").await.unwrap();
+            assert_ne!(stored, v, "stored as if it were sealed");
+            assert_eq!(sealer.open(&stored, "aad").await.unwrap(), v);
+        }
     }
 
     #[test]

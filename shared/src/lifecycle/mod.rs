@@ -133,6 +133,10 @@ pub enum AttemptError {
     Blocked,
     /// The request could not be rendered or sent at all: not retried.
     Request,
+    /// The endpoint's secrets could not be opened (a stored value that does
+    /// not open): nothing was sent; retried, since the partner may set the
+    /// secret again.
+    Secret,
 }
 
 impl AttemptError {
@@ -145,6 +149,7 @@ impl AttemptError {
             AttemptError::Connect => "connect",
             AttemptError::Blocked => "blocked",
             AttemptError::Request => "request",
+            AttemptError::Secret => "secret",
         }
     }
 

@@ -199,12 +199,74 @@ impl Store {
         }
     }
 
-    /// One endpoint of a partner.
+    /// One endpoint of a partner, its secrets opened (the API's edits and
+    /// test route; the worker opens only after its checks, see
+    /// [`Store::get_endpoint_sealed`]).
     pub async fn get_endpoint(&self, partner_id: &str, id: &str) -> Result<Option<Endpoint>> {
-        let (pk, sk) = keys::endpoint(partner_id, id);
-        match self.get::<Endpoint>(pk, sk, true).await? {
+        match self.get_endpoint_sealed(partner_id, id).await? {
             Some(e) => Ok(Some(self.sealer.open_endpoint(e).await?)),
             None => Ok(None),
+        }
+    }
+
+    /// One endpoint of a partner as stored (consistent read): its secrets
+    /// still sealed, so reading it never calls KMS.
+    pub async fn get_endpoint_sealed(
+        &self,
+        partner_id: &str,
+        id: &str,
+    ) -> Result<Option<Endpoint>> {
+        let (pk, sk) = keys::endpoint(partner_id, id);
+        self.get::<Endpoint>(pk, sk, true).await
+    }
+
+    /// Opens the secrets of an endpoint read sealed (KMS, once per data key).
+    pub async fn open_endpoint(&self, endpoint: Endpoint) -> Result<Endpoint> {
+        self.sealer.open_endpoint(endpoint).await
+    }
+
+    /// Pauses an endpoint if it still stands at `read_version`, touching
+    /// only the pause fields and the version (the secrets are not re-sealed):
+    /// false if it changed or is gone.
+    pub(crate) async fn pause_endpoint(
+        &self,
+        partner_id: &str,
+        id: &str,
+        read_version: u64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (pk, sk) = keys::endpoint(partner_id, id);
+        let at: AttributeValue = serde_dynamo::to_attribute_value(now)
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("a time")))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .update_expression(
+                "SET active = :no, paused_reason = :reason, paused_at = :at, updated_at = :at, version = :next",
+            )
+            .condition_expression(if read_version == 0 {
+                "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)"
+            } else {
+                "attribute_exists(pk) AND version = :v"
+            })
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
+            .expression_attribute_values(":at", at)
+            .expression_attribute_values(":v", AttributeValue::N(read_version.to_string()))
+            .expression_attribute_values(
+                ":next",
+                AttributeValue::N((read_version + 1).to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if super::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("pausing an endpoint")(e)),
         }
     }
 
@@ -234,7 +296,9 @@ impl Store {
         }
     }
 
-    /// Every endpoint of a partner (one query on the partner's partition).
+    /// Every endpoint of a partner (one query on the partner's partition), as
+    /// stored: secrets still sealed. Fan-out needs only the filters and the
+    /// API shows secrets only as set, so listing never calls KMS.
     pub async fn list_endpoints(&self, partner_id: &str) -> Result<Vec<Endpoint>> {
         let (pk, _) = keys::partner(partner_id);
         let mut out = Vec::new();
@@ -253,7 +317,7 @@ impl Store {
                 .await
                 .map_err(unavailable("listing endpoints"))?;
             for item in page.items.unwrap_or_default() {
-                out.push(self.sealer.open_endpoint(from_attrs(item)?).await?);
+                out.push(from_attrs(item)?);
             }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
