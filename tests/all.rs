@@ -6,6 +6,7 @@ mod conversions;
 mod deliver;
 mod faults;
 mod ingest;
+mod isolation;
 mod lambda_events;
 mod logs;
 mod openapi;

@@ -196,7 +196,13 @@ impl App {
     ) -> crate::Result<bool> {
         let r = self
             .store
-            .pause_endpoint(&endpoint.partner_id, &endpoint.id, endpoint.version, reason, now)
+            .pause_endpoint(
+                &endpoint.partner_id,
+                &endpoint.id,
+                endpoint.version,
+                reason,
+                now,
+            )
             .await;
         self.endpoints.invalidate(&endpoint.partner_id);
         r

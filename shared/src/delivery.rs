@@ -146,7 +146,12 @@ impl Deliverer {
 
     /// The endpoint is paused: hold the delivery, without attempts, until it
     /// is re-activated.
-    async fn park(&self, mut delivery: Delivery, endpoint: &Endpoint, now: DateTime<Utc>) -> Outcome {
+    async fn park(
+        &self,
+        mut delivery: Delivery,
+        endpoint: &Endpoint,
+        now: DateTime<Utc>,
+    ) -> Outcome {
         let open = delivery.clone();
         let reason = endpoint
             .paused_reason
@@ -269,7 +274,10 @@ impl Deliverer {
         // lease ends: keep trying for a while (the SDK also retries each call).
         let stored = with_backoff(&BRIEF_BACKOFF_MS, || app.store.put_delivery(&d)).await;
         if let Err(e) = stored {
-            log_aws(&e, "could not record the attempt; the message will come back");
+            log_aws(
+                &e,
+                "could not record the attempt; the message will come back",
+            );
             return Outcome::Keep;
         }
         tracing::info!(status = ?d.status, attempts = d.attempts.len(), reason = ?d.reason, "delivery updated");

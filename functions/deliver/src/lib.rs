@@ -194,7 +194,8 @@ async fn retry_in(app: &App, source: Source, record: &SqsMessage, seconds: i32) 
         return Disposition::Retry;
     };
     let result = with_backoff(&BRIEF_BACKOFF_MS, || {
-        app.queue.change_visibility(queue_url, receipt, seconds.max(1))
+        app.queue
+            .change_visibility(queue_url, receipt, seconds.max(1))
     })
     .await;
     if let Err(e) = result {
