@@ -317,6 +317,38 @@ async fn record_internal_once(
         Recorded::Raced => None,
     })
 }
+/// The events-queue use-case: one message body, parsed and recorded by the
+/// same code as `POST /events`. A body that can never be recorded goes to
+/// the dead-letter queue with its reason; an outage keeps it for later.
+pub async fn from_queue(app: &crate::App, body: &str) -> crate::queue::Outcome {
+    use crate::queue::Outcome;
+    use tracing::Instrument;
+    let value: serde_json::Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => return Outcome::DeadLetter(format!("not JSON: {e}")),
+    };
+    let input = match parse_event(&value) {
+        Ok(i) => i,
+        Err(e) => {
+            crate::telemetry::conversion(Err(&e));
+            return Outcome::DeadLetter(format!("{}: {e}", e.code()));
+        }
+    };
+    let span = tracing::info_span!("pipeline_event", transaction_id = %input.transaction_id, event = %input.event);
+    let recorded = record_internal(app, input, chrono::Utc::now())
+        .instrument(span)
+        .await;
+    crate::telemetry::conversion(recorded.as_ref().map(|o| o.status));
+    match recorded {
+        Ok(_) => Outcome::Ack,
+        Err(e) if !e.is_caller_fault() => {
+            tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "pipeline event not recorded; SQS will redeliver");
+            Outcome::RetryAfterOutage
+        }
+        Err(e) => Outcome::DeadLetter(format!("{}: {e}", e.code())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,37 +446,5 @@ mod tests {
         let many: Vec<Value> = (0..101).map(|_| json!({})).collect();
         assert!(parse_events_body(&Value::Array(many)).is_err());
         assert!(parse_events_body(&json!("x")).is_err());
-    }
-}
-
-/// The events-queue use-case: one message body, parsed and recorded by the
-/// same code as `POST /events`. A body that can never be recorded goes to
-/// the dead-letter queue with its reason; an outage keeps it for later.
-pub async fn from_queue(app: &crate::App, body: &str) -> crate::queue::Outcome {
-    use crate::queue::Outcome;
-    use tracing::Instrument;
-    let value: serde_json::Value = match serde_json::from_str(body) {
-        Ok(v) => v,
-        Err(e) => return Outcome::DeadLetter(format!("not JSON: {e}")),
-    };
-    let input = match parse_event(&value) {
-        Ok(i) => i,
-        Err(e) => {
-            crate::telemetry::conversion(Err(&e));
-            return Outcome::DeadLetter(format!("{}: {e}", e.code()));
-        }
-    };
-    let span = tracing::info_span!("pipeline_event", transaction_id = %input.transaction_id, event = %input.event);
-    let recorded = record_internal(app, input, chrono::Utc::now())
-        .instrument(span)
-        .await;
-    crate::telemetry::conversion(recorded.as_ref().map(|o| o.status));
-    match recorded {
-        Ok(_) => Outcome::Ack,
-        Err(e) if !e.is_caller_fault() => {
-            tracing::error!(error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "pipeline event not recorded; SQS will redeliver");
-            Outcome::RetryAfterOutage
-        }
-        Err(e) => Outcome::DeadLetter(format!("{}: {e}", e.code())),
     }
 }
