@@ -42,17 +42,25 @@ with open(translated, "w") as f:
 deliver = cfn["Resources"].get("DeliverFunction", {})
 mappings = [r for r in cfn["Resources"].values() if r.get("Type") == "AWS::Lambda::EventSourceMapping"]
 errors = []
-if len(mappings) != 2:
-    errors.append(f"expected 2 SQS event-source mappings, found {len(mappings)}")
+if len(mappings) != 3:
+    errors.append(f"expected 3 SQS event-source mappings (deliveries, the slow lane, events), found {len(mappings)}")
 for m in mappings:
     if m["Properties"].get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
         errors.append(f"event-source mapping without ReportBatchItemFailures: {m['Properties']}")
-for name in ("DeliveryQueue", "EventsQueue"):
+for name in ("DeliveryQueue", "SlowDeliveryQueue", "EventsQueue"):
     q = cfn["Resources"][name]["Properties"]
     if "RedrivePolicy" not in q:
         errors.append(f"{name} has no redrive policy")
-if cfn["Resources"]["DeliveryQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] <= 20:
-    errors.append("DeliveryQueue maxReceiveCount must exceed the longest retry schedule (20 attempts)")
+for name in ("DeliveryQueue", "SlowDeliveryQueue"):
+    if cfn["Resources"][name]["Properties"]["RedrivePolicy"]["maxReceiveCount"] <= 20:
+        errors.append(f"{name} maxReceiveCount must exceed the longest retry schedule (20 attempts)")
+# The slow lane: its own function, the deliver binary with DELIVERY_LANE=slow,
+# and the fast lane may move messages there.
+slow = cfn["Resources"].get("DeliverSlowFunction", {}).get("Properties", {})
+if slow.get("Environment", {}).get("Variables", {}).get("DELIVERY_LANE") != "slow":
+    errors.append("DeliverSlowFunction must run with DELIVERY_LANE=slow")
+if "SlowDeliveryQueue" not in json.dumps(cfn["Resources"].get("DeliverFunctionRole", {}).get("Properties", {}).get("Policies", [])):
+    errors.append("DeliverFunction must be allowed to send to SlowDeliveryQueue")
 
 
 def operability(cfn):
@@ -77,6 +85,7 @@ def operability(cfn):
         "DeliveryDLQAlarm", "EventsDLQAlarm", "ApiErrorsAlarm", "ApiThrottlesAlarm", "Api5xxAlarm",
         "DeliverErrorsAlarm", "DeliverThrottlesAlarm", "EventsErrorsAlarm", "ReconcileErrorsAlarm",
         "DeliveryFailureRateAlarm", "OverdueDeliveriesAlarm", "ConfigurationErrorsAlarm", "PanicsAlarm",
+        "DeliverSlowErrorsAlarm", "SlowLaneBacklogAlarm",
     }
     for name in sorted(expected - alarms.keys()):
         out.append(f"alarm {name} is missing")
@@ -133,7 +142,7 @@ def operability(cfn):
         out.append("Table must have deletion protection")
     if not tp.get("TimeToLiveSpecification", {}).get("Enabled"):
         out.append("Table must have TTL enabled")
-    for q in ("DeliveryQueue", "DeliveryDLQ", "EventsQueue", "EventsDLQ"):
+    for q in ("DeliveryQueue", "SlowDeliveryQueue", "DeliveryDLQ", "EventsQueue", "EventsDLQ"):
         if "DeletionPolicy" not in res[q]:
             out.append(f"{q}: its deletion policy must be decided on purpose")
     for q in ("EventsQueue", "EventsDLQ"):
@@ -141,7 +150,7 @@ def operability(cfn):
             out.append(f"{q} holds unrecorded events: retain it")
     # Gradual deploys rolled back by alarms.
     groups = of_type("AWS::CodeDeploy::DeploymentGroup")
-    for fn in ("ApiFunction", "DeliverFunction", "EventsFunction"):
+    for fn in ("ApiFunction", "DeliverFunction", "DeliverSlowFunction", "EventsFunction"):
         g = groups.get(f"{fn}DeploymentGroup")
         if not g:
             out.append(f"{fn}: no CodeDeploy deployment group (AutoPublishAlias + DeploymentPreference)")
@@ -164,7 +173,7 @@ def operability(cfn):
                     out.append("DeliverFunction queries no index")
     # Outputs: every queue, DLQ, the dashboard and the alarm topic.
     outputs = cfn.get("Outputs", {})
-    for o in ("ApiUrl", "DeliveryQueueUrl", "DeliveryDLQUrl", "EventsQueueUrl", "EventsDLQUrl",
+    for o in ("ApiUrl", "DeliveryQueueUrl", "SlowDeliveryQueueUrl", "DeliveryDLQUrl", "EventsQueueUrl", "EventsDLQUrl",
               "DashboardUrl", "AlarmTopicArn", "AdminKeySecretArn"):
         if o not in outputs:
             out.append(f"output {o} is missing")

@@ -310,3 +310,135 @@ async fn after_delete_or_pause_answers_no_instance_sends_to_the_endpoint_again()
     assert_eq!(held["status"], "pending", "{last:?}");
     assert_eq!(held["parked"], true, "{last:?}");
 }
+
+/// The median and 90th percentile of `samples`, in seconds.
+fn median_p90(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+/// The local runner with default settings; three partners whose servers
+/// accept connections and never answer (10 s default timeout), one healthy.
+#[tokio::test]
+async fn three_hung_partners_do_not_slow_a_healthy_one() {
+    use std::collections::HashMap;
+    use std::time::Instant;
+    let runner = Runner::start(&[]).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        let req = http
+            .post(runner.url(path))
+            .bearer_auth(ADMIN_KEY)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let offer = post("/offers", offer_body()).await;
+    let healthy = Receiver::ok().await;
+    let mut hung = Vec::new();
+    for _ in 0..3 {
+        hung.push(
+            Receiver::start(vec![integration_tests::receiver::Reply::Delay(
+                Duration::from_secs(120),
+            )])
+            .await,
+        );
+    }
+    // One partner, endpoint (default settings) and click per receiver.
+    let mut clicks = Vec::new();
+    for r in std::iter::once(&healthy).chain(hung.iter()) {
+        let partner = post("/partners", json!({"name": "P"})).await;
+        let pid = partner["id"].as_str().unwrap();
+        post(
+            &format!("/partners/{pid}/endpoints"),
+            json!({"name": "e", "url": r.url("/pb?tx={transaction_id}")}),
+        )
+        .await;
+        let click = post(
+            "/clicks",
+            json!({"offer_id": offer["id"], "partner_id": pid}),
+        )
+        .await;
+        clicks.push(click["click_id"].as_str().unwrap().to_string());
+    }
+    let sent_at = std::sync::Mutex::new(HashMap::<String, Instant>::new());
+    let convert = |i: usize, tx: String| {
+        let req = http.get(runner.url("/postback")).query(&[
+            ("click_id", clicks[i].as_str()),
+            ("transaction_id", tx.as_str()),
+        ]);
+        let sent_at = &sent_at;
+        async move {
+            sent_at.lock().unwrap().insert(tx, Instant::now());
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    };
+    let latencies = |prefix: &str, n: usize| {
+        let sent = sent_at.lock().unwrap().clone();
+        let got: Vec<f64> = healthy
+            .requests()
+            .iter()
+            .filter_map(|c| {
+                let tx = c.query().into_iter().find(|(k, _)| k == "tx")?.1;
+                tx.starts_with(prefix)
+                    .then(|| c.at.duration_since(sent[&tx]).as_secs_f64())
+            })
+            .collect();
+        assert_eq!(got.len(), n, "every {prefix} conversion delivered once");
+        got
+    };
+    let wait_for = |n: usize, limit: Duration| {
+        let healthy = &healthy;
+        async move {
+            let deadline = Instant::now() + limit;
+            while healthy.count() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    // Alone.
+    for i in 0..30 {
+        convert(0, format!("alone{i}")).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for(30, Duration::from_secs(30)).await;
+    let (alone_median, alone_p90) = median_p90(latencies("alone", 30));
+
+    // The hung partners' first postbacks: nobody answers them.
+    for i in 1..=3 {
+        convert(i, format!("first{i}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hung.iter().any(|r| r.count() == 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        hung.iter().all(|r| r.count() == 1),
+        "each hung partner got its first postback"
+    );
+    // From here on every instance knows them as slow (one second unanswered).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Beside them: 30 conversions each, interleaved.
+    for i in 0..30 {
+        for p in 0..4 {
+            convert(p, format!("mixed{p}-{i}")).await;
+        }
+    }
+    wait_for(60, Duration::from_secs(60)).await;
+    let (median, p90) = median_p90(latencies("mixed0-", 30));
+    println!(
+        "healthy partner: alone median {alone_median:.3} s p90 {alone_p90:.3} s; beside three hung partners median {median:.3} s p90 {p90:.3} s"
+    );
+    assert!(p90 < 3.0, "p90 {p90:.3} s beside hung partners");
+    assert!(
+        median <= 2.0 * alone_median.max(0.05),
+        "median {median:.3} s beside hung partners, {alone_median:.3} s alone"
+    );
+}

@@ -71,6 +71,8 @@ fn to_record(m: aws_sdk_sqs::types::Message, arn: &str) -> SqsMessage {
 pub enum Consumer {
     /// The delivery queue: `deliver::handle`.
     Deliveries,
+    /// The slow delivery queue: `deliver::handle_lane(.., Lane::Slow, ..)`.
+    SlowDeliveries,
     /// The events queue: `deliver::handle_events`.
     PipelineEvents,
 }
@@ -98,6 +100,9 @@ pub async fn poll_once(
         .collect();
     let response = match consumer {
         Consumer::Deliveries => deliver::handle(worker, event).await,
+        Consumer::SlowDeliveries => {
+            deliver::handle_lane(worker, shared::delivery::Lane::Slow, event).await
+        }
         Consumer::PipelineEvents => deliver::handle_events(worker, event).await,
     };
     let failed: Vec<&str> = response

@@ -1,6 +1,6 @@
 //! `postback-local [--provision] [--write-env FILE] [--fill-events DIR]`: runs
 //! the API on 127.0.0.1:$PORT (default 3000) and the SQS event-source mapping
-//! for the delivery and events queues. With `--provision`, first creates the
+//! for the delivery queue, the slow delivery queue and the events queue. With `--provision`, first creates the
 //! table, queues and KMS key of template.yaml on the local stand-ins and takes
 //! their names from it. `--write-env` writes the functions' environment as a
 //! dotenv file (for `cargo lambda watch --env-file`); `--fill-events` seeds
@@ -97,6 +97,16 @@ async fn main() -> anyhow::Result<()> {
         app.config.delivery_queue_url.clone(),
         pollers,
     );
+    // The slow lane is its own function in AWS (its own MaximumConcurrency):
+    // here its own pollers.
+    if let Some(slow) = &app.config.slow_delivery_queue_url {
+        tasks.extend(postback_local::spawn_event_source(
+            worker.clone(),
+            Consumer::SlowDeliveries,
+            slow.clone(),
+            pollers,
+        ));
+    }
     if let Some(events) = &app.config.events_queue_url {
         tasks.extend(postback_local::spawn_event_source(
             worker.clone(),

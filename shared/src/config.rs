@@ -41,6 +41,13 @@ pub struct Config {
     pub table_name: String,
     /// `DELIVERY_QUEUE_URL`: one message per delivery (template.yaml `DeliveryQueue`).
     pub delivery_queue_url: String,
+    /// `SLOW_DELIVERY_QUEUE_URL`: the slow lane, deliveries to endpoints that
+    /// recently went unanswered (template.yaml `SlowDeliveryQueue`). Without
+    /// it every delivery stays in one lane.
+    pub slow_delivery_queue_url: Option<String>,
+    /// `DELIVERY_LANE`: which lane this deliver function serves (`fast`, the
+    /// default, or `slow`).
+    pub delivery_lane: crate::delivery::Lane,
     /// `DELIVERY_DLQ_URL`: where the deliver lambda moves messages it cannot parse.
     pub delivery_dlq_url: Option<String>,
     /// `EVENTS_QUEUE_URL`: pipeline events, one per message (template.yaml `EventsQueue`).
@@ -195,6 +202,14 @@ impl Config {
             aws_operation_timeout: millis("AWS_OPERATION_TIMEOUT_MS", 8_000)?,
             table_name: required("TABLE_NAME")?,
             delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
+            slow_delivery_queue_url: optional("SLOW_DELIVERY_QUEUE_URL"),
+            delivery_lane: match optional("DELIVERY_LANE").as_deref() {
+                None | Some("fast") => crate::delivery::Lane::Fast,
+                Some("slow") => crate::delivery::Lane::Slow,
+                Some(other) => {
+                    anyhow::bail!("DELIVERY_LANE must be `fast` or `slow`, not `{other}`")
+                }
+            },
             delivery_dlq_url: optional("DELIVERY_DLQ_URL"),
             events_queue_url: optional("EVENTS_QUEUE_URL"),
             events_dlq_url: optional("EVENTS_DLQ_URL"),

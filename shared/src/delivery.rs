@@ -14,6 +14,17 @@
 //! 4. the endpoint's secrets are opened, for this endpoint only: a secret
 //!    that does not open fails this endpoint's deliveries, nobody else's;
 //! 5. send, record the attempt, decide what comes next.
+//!
+//! **Lanes.** A partner that hangs must not slow the others: an SQS batch
+//! (one Lambda invocation) lasts as long as its slowest record, so a hung
+//! send holds every record that waits behind it. Deliveries therefore run in
+//! two lanes, each its own queue and function with its own concurrency. An
+//! attempt left unanswered for [`SLOW_AFTER`] marks its endpoint slow in the
+//! table (`slow_until`, [`SLOW_FOR`] from then, renewed by every slow attempt),
+//! so every instance sees it at its next read; the fast lane then moves that
+//! endpoint's messages to the slow lane (one SQS send, no HTTP), and the
+//! history says why they waited. The slow lane sends them with the
+//! endpoint's own timeout, beside other slow partners only.
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -33,20 +44,37 @@ use crate::{App, Error};
 
 /// Extra lease beyond the endpoint's timeout, to record the attempt.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// An attempt left unanswered this long marks its endpoint slow.
+pub const SLOW_AFTER: Duration = Duration::from_secs(1);
+/// How long a slow mark keeps an endpoint in the slow lane; every attempt
+/// that is slow again renews it.
+pub const SLOW_FOR: chrono::Duration = chrono::Duration::minutes(5);
 
-/// The delivery worker of one process: the app's clients and this process's
-/// circuit breakers.
+/// Which delivery queue a worker serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lane {
+    /// The delivery queue: every delivery starts here.
+    #[default]
+    Fast,
+    /// The slow delivery queue: endpoints marked slow.
+    Slow,
+}
+
+/// The delivery worker of one process and lane: the app's clients and this
+/// process's circuit breakers.
 pub struct Deliverer {
     pub app: Arc<App>,
     pub breakers: Breakers,
+    pub lane: Lane,
 }
 
 impl Deliverer {
-    /// A worker over the app's clients.
-    pub fn new(app: Arc<App>) -> Self {
+    /// A worker of `lane` over the app's clients.
+    pub fn new(app: Arc<App>, lane: Lane) -> Self {
         Deliverer {
             app,
             breakers: Breakers::default(),
+            lane,
         }
     }
 
@@ -64,10 +92,10 @@ impl Deliverer {
             endpoint_id = %message.endpoint_id,
             partner_id = %message.partner_id
         );
-        self.deliver(&message).instrument(span).await
+        self.deliver(&message, body).instrument(span).await
     }
 
-    async fn deliver(&self, m: &DeliveryMessage) -> Outcome {
+    async fn deliver(&self, m: &DeliveryMessage, body: &str) -> Outcome {
         let app = &self.app;
         // The endpoint as stored now, secrets still sealed: checked against
         // the table at claim time, never against a cache.
@@ -82,13 +110,22 @@ impl Deliverer {
                 return Outcome::RetryAfterOutage;
             }
         };
+        let now = Utc::now();
+        if let (Lane::Fast, Some(endpoint), Some(slow_lane)) =
+            (self.lane, &stored, &app.config.slow_delivery_queue_url)
+        {
+            if let Some(until) = endpoint.slow_until.filter(|t| *t > now) {
+                return self
+                    .to_slow_lane(&m.delivery_id, body, slow_lane, until, now)
+                    .await;
+            }
+        }
         let timeout = Duration::from_millis(u64::from(
             stored
                 .as_ref()
                 .map(|e| e.timeout_ms)
                 .unwrap_or(crate::domain::DEFAULT_TIMEOUT_MS),
         ));
-        let now = Utc::now();
         let mut delivery = match app
             .store
             .claim_delivery(&m.delivery_id, now, timeout + LEASE_MARGIN)
@@ -142,6 +179,61 @@ impl Deliverer {
         };
         let step = self.attempt(&endpoint, &mut delivery, now).await;
         self.finish(delivery, step).await
+    }
+
+    /// Moves the message to the slow lane (no claim, no HTTP) and says why
+    /// in the delivery's history.
+    async fn to_slow_lane(
+        &self,
+        delivery_id: &str,
+        body: &str,
+        slow_lane: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        if let Err(e) = self
+            .app
+            .queue
+            .send_all(slow_lane, &[body.to_string()])
+            .await
+        {
+            log_aws(&e, "could not move the delivery to the slow lane");
+            return Outcome::RetryAfterOutage;
+        }
+        let reason = format!(
+            "in the slow lane: the endpoint recently left an attempt unanswered for {} s or more; its deliveries wait apart from other partners' until {}",
+            SLOW_AFTER.as_secs(),
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        if let Err(e) = self.app.store.note_waiting(delivery_id, &reason, now).await {
+            log_aws(&e, "could not note why the delivery waits");
+        }
+        tracing::info!("endpoint marked slow; moved to the slow lane");
+        crate::telemetry::delivery("slow_lane");
+        Outcome::Ack
+    }
+
+    /// Marks the endpoint slow in the table (every instance reads it), unless
+    /// a recent mark still holds.
+    async fn mark_slow(&self, endpoint: &Endpoint) {
+        if self.app.config.slow_delivery_queue_url.is_none() {
+            return;
+        }
+        let now = Utc::now();
+        if endpoint.slow_until.is_some_and(|t| t > now + SLOW_FOR / 2) {
+            return;
+        }
+        match self
+            .app
+            .store
+            .mark_slow(&endpoint.partner_id, &endpoint.id, now + SLOW_FOR)
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(endpoint_id = %endpoint.id, "no answer within {} s: the endpoint's deliveries go to the slow lane", SLOW_AFTER.as_secs())
+            }
+            Err(e) => log_aws(&e, "could not mark the endpoint slow"),
+        }
     }
 
     /// The endpoint is paused: hold the delivery, without attempts, until it
@@ -220,13 +312,20 @@ impl Deliverer {
     pub async fn attempt(&self, endpoint: &Endpoint, d: &mut Delivery, now: DateTime<Utc>) -> Step {
         let sent = match prepare(endpoint, &d.event, &d.id, now.timestamp()) {
             Ok(request) => {
-                self.app
-                    .sender
-                    .send(
-                        &request,
-                        Duration::from_millis(u64::from(endpoint.timeout_ms)),
-                    )
-                    .await
+                let send = self.app.sender.send(
+                    &request,
+                    Duration::from_millis(u64::from(endpoint.timeout_ms)),
+                );
+                tokio::pin!(send);
+                tokio::select! {
+                    sent = &mut send => sent,
+                    _ = tokio::time::sleep(SLOW_AFTER) => {
+                        // Unanswered so far: every instance learns it now,
+                        // not after the timeout, while this send goes on.
+                        let ((), sent) = tokio::join!(self.mark_slow(endpoint), &mut send);
+                        sent
+                    }
+                }
             }
             Err(reason) => Sent::unsendable(reason),
         };

@@ -291,6 +291,15 @@ pub struct Endpoint {
     /// When it was last paused; re-activation queues what waited since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<DateTime<Utc>>,
+    /// Until when its deliveries go to the slow lane: set (by any worker,
+    /// in the table, so every instance sees it) when an attempt went
+    /// unanswered for [`crate::delivery::SLOW_AFTER`]; stored as epoch ms.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "chrono::serde::ts_milliseconds_option"
+    )]
+    pub slow_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -137,6 +137,7 @@ mod tests {
             active: true,
             paused_reason: None,
             paused_at: None,
+            slow_until: None,
             created_at: now,
             updated_at: now,
         }

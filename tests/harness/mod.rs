@@ -283,10 +283,29 @@ impl TestApp {
             }
             let consumer = if logical_id.starts_with("Events") {
                 postback_local::Consumer::PipelineEvents
+            } else if logical_id == "SlowDeliveryQueue" {
+                postback_local::Consumer::SlowDeliveries
             } else {
                 postback_local::Consumer::Deliveries
             };
-            let _ = postback_local::poll_once(&self.worker, consumer, &url, &arn, 1).await;
+            let fast = postback_local::poll_once(&self.worker, consumer, &url, &arn, 1);
+            if logical_id == "DeliveryQueue" {
+                // Both lanes, as the deployed stack runs both functions.
+                let (slow_url, slow_arn) = (
+                    self.queue_url("SlowDeliveryQueue"),
+                    self.stack.queue_arns["SlowDeliveryQueue"].clone(),
+                );
+                let slow = postback_local::poll_once(
+                    &self.worker,
+                    postback_local::Consumer::SlowDeliveries,
+                    &slow_url,
+                    &slow_arn,
+                    1,
+                );
+                let _ = tokio::join!(fast, slow);
+            } else {
+                let _ = fast.await;
+            }
         }
     }
 

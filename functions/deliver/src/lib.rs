@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use shared::backoff::{with_backoff, BRIEF_BACKOFF_MS};
-use shared::delivery::Deliverer;
+use shared::delivery::{Deliverer, Lane};
 use shared::lifecycle::outage_backoff_seconds;
 use shared::queue::Outcome;
 use shared::App;
@@ -38,8 +38,11 @@ pub enum Disposition {
 /// The worker's clients, built once per cold start.
 pub struct Worker {
     pub app: Arc<App>,
-    /// The delivery use-case, with this process's circuit breakers.
+    /// The delivery use-case of the fast lane, with its circuit breakers.
     pub deliverer: Deliverer,
+    /// The same for the slow lane (the `deliver` function with
+    /// `DELIVERY_LANE=slow`; the local runner serves both lanes).
+    pub slow: Deliverer,
 }
 
 impl Worker {
@@ -47,7 +50,8 @@ impl Worker {
     /// unless configured off).
     pub fn new(app: Arc<App>) -> anyhow::Result<Self> {
         Ok(Worker {
-            deliverer: Deliverer::new(app.clone()),
+            deliverer: Deliverer::new(app.clone(), Lane::Fast),
+            slow: Deliverer::new(app.clone(), Lane::Slow),
             app,
         })
     }
@@ -56,39 +60,47 @@ impl Worker {
 /// Which queue a record came from, for the SQS actions its outcome needs.
 #[derive(Clone, Copy)]
 enum Source {
-    Deliveries,
+    Deliveries(Lane),
     Events,
 }
 
 impl Source {
     fn name(self) -> &'static str {
         match self {
-            Source::Deliveries => "delivery",
+            Source::Deliveries(_) => "delivery",
             Source::Events => "events",
         }
     }
     fn queue_url(self, app: &App) -> Option<&str> {
         match self {
-            Source::Deliveries => Some(app.config.delivery_queue_url.as_str()),
+            Source::Deliveries(Lane::Fast) => Some(app.config.delivery_queue_url.as_str()),
+            Source::Deliveries(Lane::Slow) => app.config.slow_delivery_queue_url.as_deref(),
             Source::Events => app.config.events_queue_url.as_deref(),
         }
     }
     fn dlq_url(self, app: &App) -> Option<&String> {
         match self {
-            Source::Deliveries => app.config.delivery_dlq_url.as_ref(),
+            // Both lanes share the delivery DLQ (and its alarm).
+            Source::Deliveries(_) => app.config.delivery_dlq_url.as_ref(),
             Source::Events => app.config.events_dlq_url.as_ref(),
         }
     }
 }
 
-/// Handles one batch of the delivery queue.
+/// Handles one batch of the delivery queue (the fast lane).
 pub async fn handle(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
+    handle_lane(worker, Lane::Fast, event).await
+}
+
+/// Handles one batch of `lane`'s delivery queue.
+pub async fn handle_lane(worker: &Worker, lane: Lane, event: SqsEvent) -> SqsBatchResponse {
+    let deliverer = match lane {
+        Lane::Fast => &worker.deliverer,
+        Lane::Slow => &worker.slow,
+    };
     let response = handle_with(event, |record| async move {
-        let outcome = worker
-            .deliverer
-            .handle(record.body.as_deref().unwrap_or(""))
-            .await;
-        act(&worker.app, Source::Deliveries, &record, outcome).await
+        let outcome = deliverer.handle(record.body.as_deref().unwrap_or("")).await;
+        act(&worker.app, Source::Deliveries(lane), &record, outcome).await
     })
     .await;
     shared::telemetry::flush_metrics();

@@ -225,6 +225,37 @@ impl Store {
         self.sealer.open_endpoint(endpoint).await
     }
 
+    /// Sends the endpoint's deliveries to the slow lane until `until` (every
+    /// worker reads it with the endpoint). Touches neither the version nor any
+    /// other field; false if the endpoint is gone.
+    pub async fn mark_slow(
+        &self,
+        partner_id: &str,
+        id: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (pk, sk) = keys::endpoint(partner_id, id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .update_expression("SET slow_until = :until")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(
+                ":until",
+                AttributeValue::N(until.timestamp_millis().to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if super::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("marking an endpoint slow")(e)),
+        }
+    }
+
     /// Pauses an endpoint if it still stands at `read_version`, touching
     /// only the pause fields and the version (the secrets are not re-sealed):
     /// false if it changed or is gone.

@@ -170,6 +170,39 @@ impl Store {
         })
     }
 
+    /// Says why a pending delivery waits (its message moved to the slow
+    /// lane), without claiming it: only the reason changes, and only while it
+    /// is pending and nobody holds it.
+    pub async fn note_waiting(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        let (pk, sk) = keys::delivery(id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("SET reason = :reason")
+            .condition_expression(
+                "#status = :pending AND (attribute_not_exists(lease_ms) OR lease_ms < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+            )
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.timestamp_millis().to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(unavailable("noting why a delivery waits")(e)),
+        }
+    }
+
     /// A page of a partner's deliveries from GSI1 (never a table scan),
     /// newest first, within `from..=to`, filtered by status and endpoint.
     /// Filters apply after DynamoDB's own page limit, so pages are read until

@@ -391,6 +391,8 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         version: previous.map(|p| p.version + 1).unwrap_or(1),
         paused_reason,
         paused_at,
+        // The worker's mark, not the partner's: an edit keeps it.
+        slow_until: previous.and_then(|p| p.slow_until),
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
         updated_at: now,
     })
