@@ -811,13 +811,20 @@ async fn a_hung_partner_neither_holds_up_a_healthy_one_nor_eats_the_pool() {
         json!({"name": "healthy", "url": healthy.url("/ok"), "events": ["fast"]}),
     )
     .await;
-    // The local event-source mapping, as `make dev` runs it: five pollers.
-    let pollers = postback_local::spawn_event_source(
+    // The local event-source mappings, as `make dev` runs them: five pollers
+    // per lane.
+    let mut pollers = postback_local::spawn_event_source(
         t.worker.clone(),
         postback_local::Consumer::Deliveries,
         t.queue_url("DeliveryQueue"),
         postback_local::DEFAULT_POLLERS,
     );
+    pollers.extend(postback_local::spawn_event_source(
+        t.worker.clone(),
+        postback_local::Consumer::SlowDeliveries,
+        t.queue_url("SlowDeliveryQueue"),
+        postback_local::DEFAULT_POLLERS,
+    ));
     let mut fast = Vec::new();
     let mut slow = Vec::new();
     for i in 0..20 {

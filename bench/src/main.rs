@@ -434,21 +434,21 @@ async fn main() -> anyhow::Result<()> {
         "20 postbacks/s, 2 pollers long-polling 1 s; includes the 200 answer, the queue and the send",
     );
 
-    // A healthy partner's delivery latency, alone and beside a hung partner
-    // sharing the queue (five local pollers, as Lambda's event-source mapping
-    // runs at least; the hung partner's endpoint trips its circuit breaker).
-    for with_hung in [false, true] {
-        let (p50, p99, n, hung_requests) = healthy_latency(&t, with_hung).await;
+    // A healthy partner's delivery latency, alone and beside three hung
+    // partners, all with default endpoint settings (10 s timeout, default
+    // schedule): both delivery lanes polled as the local runner does.
+    for hung_partners in [0, 3] {
+        let (p50, p99, n, hung_requests) = healthy_latency(&t, hung_partners).await;
         report.add(
             &format!(
                 "Delivery: healthy partner p50 / p99, {}",
-                if with_hung { "beside a hung partner" } else { "alone" }
+                if hung_partners > 0 { format!("beside {hung_partners} hung partners") } else { "alone".into() }
             ),
             format!(
                 "{p50:.0} ms / {p99:.0} ms ({n} deliveries{})",
-                if with_hung { format!("; the hung partner got {hung_requests} requests for {HUNG_EVENTS} deliveries") } else { String::new() }
+                if hung_partners > 0 { format!("; the hung partners got {hung_requests} requests") } else { String::new() }
             ),
-            &format!("{HEALTHY_EVENTS} events to a 20 ms receiver, 5 pollers{}", if with_hung { format!(", interleaved with {HUNG_EVENTS} to a partner that accepts TCP and never answers (timeout 2 s, retries every 2 s)") } else { String::new() }),
+            &format!("{HEALTHY_EVENTS} events to a 20 ms receiver, 5 pollers per lane, default endpoint settings{}", if hung_partners > 0 { format!(", interleaved with {HUNG_EVENTS} each to {hung_partners} partners that accept TCP and never answer") } else { String::new() }),
         );
     }
 
@@ -511,8 +511,8 @@ const HEALTHY_EVENTS: usize = 60;
 const HUNG_EVENTS: usize = 30;
 
 /// A healthy partner's latency (event recorded → partner answered), p50 and
-/// p99 in ms, with how many it got and how many requests a hung partner got.
-async fn healthy_latency(t: &TestApp, with_hung: bool) -> (f64, f64, usize, usize) {
+/// p99 in ms, with how many it got and how many requests the hung partners got.
+async fn healthy_latency(t: &TestApp, hung_partners: usize) -> (f64, f64, usize, usize) {
     let healthy = Receiver::start(vec![Reply::Delay(Duration::from_millis(20))]).await;
     let hung = integration_tests::faults::FaultReceiver::start(|_| {
         integration_tests::faults::Answer::Hang
@@ -520,27 +520,42 @@ async fn healthy_latency(t: &TestApp, with_hung: bool) -> (f64, f64, usize, usiz
     .await;
     let seed = t.seed(offer_body(), None).await;
     let path = format!("/partners/{}/endpoints", seed.partner_id);
-    t.admin_post(&path, json!({"name": "healthy", "url": healthy.url("/ok?tx={transaction_id}"), "events": ["fast"]}))
-        .await;
-    if with_hung {
-        t.admin_post(&path, json!({"name": "hung", "url": hung.url("/h"), "events": ["slow"], "timeout_ms": 2000, "retry_schedule": [0, 2, 2, 2, 2]}))
+    t.admin_post(
+        &path,
+        json!({"name": "healthy", "url": healthy.url("/ok?tx={transaction_id}")}),
+    )
+    .await;
+    let mut hung_ids = Vec::new();
+    for _ in 0..hung_partners {
+        let other = t.seed(offer_body(), None).await;
+        let path = format!("/partners/{}/endpoints", other.partner_id);
+        t.admin_post(&path, json!({"name": "hung", "url": hung.url("/h")}))
             .await;
+        hung_ids.push(other.partner_id);
     }
-    let pollers = postback_local::spawn_event_source(
+    let mut pollers = postback_local::spawn_event_source(
         t.worker.clone(),
         postback_local::Consumer::Deliveries,
         t.queue_url("DeliveryQueue"),
         postback_local::DEFAULT_POLLERS,
     );
+    pollers.extend(postback_local::spawn_event_source(
+        t.worker.clone(),
+        postback_local::Consumer::SlowDeliveries,
+        t.queue_url("SlowDeliveryQueue"),
+        postback_local::DEFAULT_POLLERS,
+    ));
     let mut recorded = BTreeMap::new();
     for i in 0..HEALTHY_EVENTS.max(HUNG_EVENTS) {
-        if with_hung && i < HUNG_EVENTS {
-            t.admin_post("/events", json!({"transaction_id": format!("slow-{}-{i}", seed.partner_id), "event": "slow", "partner_id": seed.partner_id, "payout": "1"})).await;
+        if i < HUNG_EVENTS {
+            for pid in &hung_ids {
+                t.admin_post("/events", json!({"transaction_id": format!("slow-{pid}-{i}"), "event": "purchase", "partner_id": pid, "payout": "1"})).await;
+            }
         }
         if i < HEALTHY_EVENTS {
             let tx = format!("fast-{i}");
             recorded.insert(tx.clone(), Instant::now());
-            t.admin_post("/events", json!({"transaction_id": format!("{}-{tx}", seed.partner_id), "event": "fast", "partner_id": seed.partner_id, "payout": "1"})).await;
+            t.admin_post("/events", json!({"transaction_id": format!("{}-{tx}", seed.partner_id), "event": "purchase", "partner_id": seed.partner_id, "payout": "1"})).await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
