@@ -103,7 +103,7 @@ payout = {"transaction_id": "LN-5001", "event": "payout", "partner_id": "p1", "o
 http("events-single", "POST", "/events", body=payout, auth=ADMIN)
 http("events-batch", "POST", "/events", body=[
     {**payout, "transaction_id": "LN-5002"},
-    {"transaction_id": "LN-5002", "event": "payout", "status": "approved"},
+    {"transaction_id": "LN-5002", "event": "payout", "status": "approved", "occurred_at": "2026-11-23T12:00:00Z"},
     {"transaction_id": "LN-5002", "event": "invalidation", "occurred_at": "2026-11-24T09:00:00Z"},
     {"transaction_id": "RW-1", "event": "reward.created", "partner_id": "p1", "payout": "0.50"},
 ], auth=ADMIN)

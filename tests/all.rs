@@ -14,3 +14,4 @@ mod operability;
 mod partner;
 mod reliability;
 mod seeds;
+mod transactions;

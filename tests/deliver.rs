@@ -200,7 +200,7 @@ async fn invalidations_render_in_each_of_seed_000s_three_styles() {
         );
     }
     let (s, _) = t
-        .admin_post("/events", json!({"transaction_id": "LN-7", "event": "payout", "partner_id": seed.partner_id, "payout": "120.00"}))
+        .admin_post("/events", json!({"transaction_id": "LN-7", "event": "payout", "partner_id": seed.partner_id, "payout": "120.00", "occurred_at": "2026-11-01T00:00:00Z"}))
         .await;
     assert_eq!(s, 200);
     let (s, inv) = t

@@ -193,8 +193,10 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
             deleted_at: None,
             attributes: Default::default(),
             delivery_ids: vec![],
+            sequence: 1,
+            superseded: false,
         };
-        let planned = shared::fanout::plan(&event, &endpoints, true, now);
+        let planned = shared::fanout::plan(&event, &endpoints, true, &Default::default(), now);
         event.delivery_ids = planned.iter().map(|d| d.id.clone()).collect();
         t.app
             .store

@@ -60,6 +60,7 @@ async fn engine_channel_partners_get_payouts_and_opted_in_invalidations_in_their
     })).await;
     event(&t, json!({"transaction_id": "eadc3ae3-f817-4762-a65a-e46f0b1732b4", "event": "payout",
         "partner_id": seed.partner_id, "lead_id": "e7f5b06a-25e9-11ee-be56-0242ac120002", "payout": "100.00",
+        "occurred_at": "2026-11-19T08:00:00Z",
         "attributes": {"clientId": "abc123", "campaignId": "email"}})).await;
     let got = received(&t, &r, 2).await;
     let get = got.iter().find(|c| c.method == "GET").unwrap();

@@ -437,12 +437,17 @@ async fn main() -> anyhow::Result<()> {
     // A healthy partner's delivery latency, alone and beside three hung
     // partners, all with default endpoint settings (10 s timeout, default
     // schedule): both delivery lanes polled as the local runner does.
-    for hung_partners in [0, 3] {
-        let (p50, p99, n, hung_requests) = healthy_latency(&t, hung_partners).await;
+    for (hung_partners, after_first_timeout) in [(0, false), (3, false), (3, true)] {
+        let (p50, p99, n, hung_requests) =
+            healthy_latency(&t, hung_partners, after_first_timeout).await;
         report.add(
             &format!(
                 "Delivery: healthy partner p50 / p99, {}",
-                if hung_partners > 0 { format!("beside {hung_partners} hung partners") } else { "alone".into() }
+                match (hung_partners, after_first_timeout) {
+                    (0, _) => "alone".to_string(),
+                    (n, false) => format!("beside {n} hung partners, all starting at once"),
+                    (n, true) => format!("beside {n} hung partners, from their first timeout on"),
+                }
             ),
             format!(
                 "{p50:.0} ms / {p99:.0} ms ({n} deliveries{})",
@@ -512,7 +517,11 @@ const HUNG_EVENTS: usize = 30;
 
 /// A healthy partner's latency (event recorded → partner answered), p50 and
 /// p99 in ms, with how many it got and how many requests the hung partners got.
-async fn healthy_latency(t: &TestApp, hung_partners: usize) -> (f64, f64, usize, usize) {
+async fn healthy_latency(
+    t: &TestApp,
+    hung_partners: usize,
+    after_first_timeout: bool,
+) -> (f64, f64, usize, usize) {
     let healthy = Receiver::start(vec![Reply::Delay(Duration::from_millis(20))]).await;
     let hung = integration_tests::faults::FaultReceiver::start(|_| {
         integration_tests::faults::Answer::Hang
@@ -545,6 +554,18 @@ async fn healthy_latency(t: &TestApp, hung_partners: usize) -> (f64, f64, usize,
         t.queue_url("SlowDeliveryQueue"),
         postback_local::DEFAULT_POLLERS,
     ));
+    if after_first_timeout {
+        // Each hung partner's first postback, and its timeout (10 s, the
+        // default): the slow lane knows them from their first unanswered
+        // second, and the sends that began before that are over.
+        for pid in &hung_ids {
+            t.admin_post("/events", json!({"transaction_id": format!("first-{pid}"), "event": "purchase", "partner_id": pid, "payout": "1"})).await;
+        }
+        tokio::time::sleep(Duration::from_millis(
+            u64::from(shared::domain::DEFAULT_TIMEOUT_MS) + 1_500,
+        ))
+        .await;
+    }
     let mut recorded = BTreeMap::new();
     for i in 0..HEALTHY_EVENTS.max(HUNG_EVENTS) {
         if i < HUNG_EVENTS {

@@ -33,10 +33,10 @@ use tracing::Instrument;
 
 use crate::backoff::{with_backoff, BRIEF_BACKOFF_MS};
 use crate::breaker::{Breakers, Gate, Health, TRIP_AFTER};
-use crate::domain::Endpoint;
+use crate::domain::{Endpoint, Ordering};
 use crate::fanout::DeliveryMessage;
 use crate::lifecycle::{outage_backoff_seconds, visibility_until, AttemptError, Sent, Step};
-use crate::lifecycle::{Delivery, RetrySchedule};
+use crate::lifecycle::{Delivery, DeliveryStatus, RetrySchedule};
 use crate::queue::Outcome;
 use crate::render::prepare;
 use crate::store::Claim;
@@ -49,6 +49,17 @@ pub const SLOW_AFTER: Duration = Duration::from_secs(1);
 /// How long a slow mark keeps an endpoint in the slow lane; every attempt
 /// that is slow again renews it.
 pub const SLOW_FOR: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How long after an earlier change's next attempt a later one looks again.
+const ORDER_SLACK: chrono::Duration = chrono::Duration::seconds(3);
+/// The longest a later change waits before looking at the earlier one again.
+const MAX_ORDER_WAIT: chrono::Duration = chrono::Duration::minutes(15);
+
+/// What keeping a transaction's order says about a delivery.
+enum Order {
+    Go,
+    Wait(String, DateTime<Utc>),
+}
 
 /// Which delivery queue a worker serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -172,6 +183,16 @@ impl Deliverer {
             let wait = visibility_until(until, now) as u32;
             return self.finish(delivery, Step::RetryIn(wait)).await;
         }
+        if let Some(previous) = delivery.after.clone() {
+            match self.keep_order(&endpoint, &delivery, &previous, now).await {
+                Order::Go => {}
+                Order::Wait(reason, until) => {
+                    delivery.hold(reason, until, now);
+                    let wait = visibility_until(until, now) as u32;
+                    return self.finish(delivery, Step::RetryIn(wait)).await;
+                }
+            }
+        }
         let schedule = endpoint.retry_schedule.clone();
         let endpoint = match app.store.open_endpoint(endpoint).await {
             Ok(e) => e,
@@ -234,6 +255,54 @@ impl Deliverer {
             }
             Err(e) => log_aws(&e, "could not mark the endpoint slow"),
         }
+    }
+
+    /// Whether this change of a transaction may go to the endpoint now: the
+    /// delivery of the transaction's earlier change to the same endpoint
+    /// (`previous`) must have ended, or (`latest_only`) be superseded by this
+    /// one. The partner never accepts an older state after a newer one.
+    async fn keep_order(
+        &self,
+        endpoint: &Endpoint,
+        delivery: &Delivery,
+        previous: &str,
+        now: DateTime<Utc>,
+    ) -> Order {
+        let earlier = match self.app.store.get_delivery(previous).await {
+            Ok(Some(p)) if p.status == DeliveryStatus::Pending => p,
+            // Ended (delivered, failed, cancelled), or never made.
+            Ok(_) => return Order::Go,
+            Err(e) => {
+                log_aws(&e, "could not read the earlier change's delivery");
+                return Order::Wait(
+                    "waiting: the earlier change's delivery could not be read".into(),
+                    now + chrono::Duration::seconds(10),
+                );
+            }
+        };
+        let tx = delivery.event.transaction_id.as_deref().unwrap_or("");
+        if endpoint.ordering == Ordering::LatestOnly {
+            match self.app.store.supersede(&earlier, &delivery.id, now).await {
+                Ok(true) => {
+                    tracing::info!(superseded = %earlier.id, "an earlier change not yet delivered was superseded by this one");
+                    crate::telemetry::delivery("superseded");
+                    return Order::Go;
+                }
+                Ok(false) => {} // being sent right now: wait for it
+                Err(e) => log_aws(&e, "could not supersede the earlier change's delivery"),
+            }
+        }
+        // After the earlier one's next attempt (or its current send), and
+        // not too long: it may end sooner (a manual retry, a redrive).
+        let due = earlier.next_attempt_at.unwrap_or(now).max(now);
+        let until = (due + ORDER_SLACK).clamp(now + ORDER_SLACK, now + MAX_ORDER_WAIT);
+        Order::Wait(
+            format!(
+                "waiting: the earlier change of transaction {tx} to this endpoint (delivery {}) has not ended; this one goes after it",
+                earlier.id
+            ),
+            until,
+        )
     }
 
     /// The endpoint is paused: hold the delivery, without attempts, until it

@@ -187,6 +187,20 @@ pub struct Event {
     /// The deliveries this event fanned out to, one per matching endpoint.
     #[serde(default)]
     pub delivery_ids: Vec<String>,
+    /// Its place among its transaction's changes: 1 for the first event, 2
+    /// for the first change, ... (1 for a conversion without a transaction).
+    /// Partners see it as `{sequence}`, to check order themselves. 0: an
+    /// event recorded before sequences existed.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub sequence: u32,
+    /// Older than its transaction's state when it arrived: kept in the
+    /// history, but it fired nothing and moved nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Event {
@@ -291,6 +305,9 @@ pub struct Endpoint {
     /// When it was last paused; re-activation queues what waited since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<DateTime<Utc>>,
+    /// How it receives the changes of one transaction.
+    #[serde(default)]
+    pub ordering: Ordering,
     /// Until when its deliveries go to the slow lane: set (by any worker,
     /// in the table, so every instance sees it) when an attempt went
     /// unanswered for [`crate::delivery::SLOW_AFTER`]; stored as epoch ms.
@@ -354,6 +371,36 @@ impl Endpoint {
     }
 }
 
+/// How an endpoint receives the changes of one transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Every change, one after the other: a later change waits until the
+    /// earlier change's delivery to this endpoint has ended (delivered or
+    /// failed). The default: a partner that books money sees every step.
+    #[default]
+    InOrder,
+    /// Only the latest: an earlier change not yet delivered is cancelled
+    /// (`superseded`) when a later one is ready to go.
+    LatestOnly,
+}
+
+impl Ordering {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ordering::InOrder => "in_order",
+            Ordering::LatestOnly => "latest_only",
+        }
+    }
+    /// Parses the API's spelling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Ordering::InOrder, Ordering::LatestOnly]
+            .into_iter()
+            .find(|o| o.as_str() == raw.trim())
+    }
+}
+
 /// The latest known state of one of our pipelines' transactions, so that a
 /// status change or an invalidation can refer to it by `transaction_id` alone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -393,6 +440,21 @@ pub struct Transaction {
     /// repeat is recognised by.
     #[serde(default)]
     pub seen: Vec<SeenChange>,
+    /// When the current state happened (its `occurred_at`, or its arrival):
+    /// a change older than this is late and moves nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_at: Option<DateTime<Utc>>,
+    /// The latest delivery of this transaction to each endpoint (endpoint id
+    /// → delivery id): the next change's delivery to that endpoint goes after it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_delivery: BTreeMap<String, String>,
+    /// An invalidation that arrived before the payout it reverses, as the
+    /// event object it came as (JSON): applied right after the payout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_invalidation: Option<String>,
+    /// Only holds a waiting invalidation: no event of the transaction yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placeholder: bool,
 }
 
 /// Most changes a transaction remembers to recognise repeats.
@@ -409,17 +471,43 @@ pub struct SeenChange {
 }
 
 impl Transaction {
-    /// The store key of a transaction: ours by id, an advertiser's by offer and id.
+    /// The store key of a transaction: ours by id, an advertiser's by offer
+    /// and id. Each id is escaped ([`key_part`]), so ours never holds a `#`
+    /// and an advertiser's always starts with `OFFER#`: no id from outside
+    /// can name a transaction of the other namespace or another offer.
     pub fn key_of(scope: Option<&str>, transaction_id: &str) -> String {
         match scope {
-            None => transaction_id.to_string(),
-            Some(offer) => format!("OFFER#{offer}#{transaction_id}"),
+            None => key_part(transaction_id),
+            Some(offer) => format!("OFFER#{}#{}", key_part(offer), key_part(transaction_id)),
         }
     }
 
     /// This transaction's store key.
     pub fn key(&self) -> String {
         Self::key_of(self.scope.as_deref(), &self.transaction_id)
+    }
+
+    /// When its current state happened (older records: their last change).
+    pub fn state_time(&self) -> DateTime<Utc> {
+        self.state_at
+            .or_else(|| self.seen.last().map(|s| s.occurred_at))
+            .unwrap_or(self.updated_at)
+    }
+
+    /// The place of its current state among its changes (1 for the first event).
+    pub fn sequence(&self) -> u32 {
+        self.changes + 1
+    }
+}
+
+/// One id as a part of a store key: the key separator `#` and the escape
+/// character `%` are percent-escaped, so a part never spans two. Ids without
+/// either (every id we make) are unchanged.
+pub fn key_part(id: &str) -> String {
+    if id.contains(['#', '%']) {
+        id.replace('%', "%25").replace('#', "%23")
+    } else {
+        id.to_string()
     }
 }
 
@@ -451,5 +539,26 @@ mod ordered_json {
             Stored::Text(t) => serde_json::from_str(&t).map_err(D::Error::custom),
             Stored::Map(m) => Ok(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_keys_of_the_two_namespaces_never_meet() {
+        // A pipeline id spelled like an advertiser's key stays ours.
+        let spelled = Transaction::key_of(None, "OFFER#off1#T1");
+        assert_ne!(spelled, Transaction::key_of(Some("off1"), "T1"));
+        assert!(!spelled.contains('#'));
+        // An offer or transaction id holding the separator stays one part.
+        assert_ne!(
+            Transaction::key_of(Some("a#b"), "c"),
+            Transaction::key_of(Some("a"), "b#c")
+        );
+        // Ids we make are unchanged.
+        assert_eq!(Transaction::key_of(None, "T-1"), "T-1");
+        assert_eq!(key_part("50%#"), "50%25%23");
     }
 }

@@ -29,10 +29,13 @@ pub fn delivery_id(event_id: &str, endpoint_id: &str) -> String {
 /// The deliveries `event` fans out to among `endpoints`, in endpoint order
 /// (goal conditions only when `goals_apply`). Paused endpoints are included:
 /// the worker parks their deliveries until the endpoint is re-activated.
+/// `previous` holds the transaction's latest delivery to each endpoint: the
+/// new one to that endpoint goes after it.
 pub fn plan(
     event: &Event,
     endpoints: &[Endpoint],
     goals_apply: bool,
+    previous: &std::collections::BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> Vec<Delivery> {
     endpoints
@@ -56,6 +59,7 @@ pub fn plan(
             // may be a cached copy, and only the worker's check against the
             // stored endpoint may park a delivery.
             parked: false,
+            after: previous.get(&endpoint.id).cloned(),
             reason: None,
             created_at: now,
             updated_at: now,
@@ -108,6 +112,8 @@ mod tests {
             deleted_at: None,
             attributes: BTreeMap::new(),
             delivery_ids: vec![],
+            sequence: 1,
+            superseded: false,
         }
     }
 
@@ -138,6 +144,7 @@ mod tests {
             paused_reason: None,
             paused_at: None,
             slow_until: None,
+            ordering: Default::default(),
             created_at: now,
             updated_at: now,
         }
@@ -152,6 +159,7 @@ mod tests {
             &e,
             &[endpoint("ep_a"), only_signup, endpoint("ep_c")],
             true,
+            &Default::default(),
             Utc::now(),
         );
         let ids: Vec<_> = plan1.iter().map(|d| d.endpoint_id.as_str()).collect();
@@ -175,6 +183,7 @@ mod tests {
             &e,
             &[approved_only, other_offer, other_goal, same_goal],
             true,
+            &Default::default(),
             Utc::now(),
         )
         .into_iter()
@@ -188,8 +197,18 @@ mod tests {
         let e = event("purchase", Status::Approved);
         let mut other_goal = endpoint("c");
         other_goal.goals = vec!["deposit".into()];
-        assert!(plan(&e, std::slice::from_ref(&other_goal), true, Utc::now()).is_empty());
-        assert_eq!(plan(&e, &[other_goal], false, Utc::now()).len(), 1);
+        assert!(plan(
+            &e,
+            std::slice::from_ref(&other_goal),
+            true,
+            &Default::default(),
+            Utc::now()
+        )
+        .is_empty());
+        assert_eq!(
+            plan(&e, &[other_goal], false, &Default::default(), Utc::now()).len(),
+            1
+        );
     }
 
     #[test]
@@ -197,10 +216,16 @@ mod tests {
         let e = event("invalidation", Status::Approved);
         let mut opted_in = endpoint("in");
         opted_in.invalidations = true;
-        let ids: Vec<_> = plan(&e, &[endpoint("out"), opted_in], true, Utc::now())
-            .into_iter()
-            .map(|d| d.endpoint_id)
-            .collect();
+        let ids: Vec<_> = plan(
+            &e,
+            &[endpoint("out"), opted_in],
+            true,
+            &Default::default(),
+            Utc::now(),
+        )
+        .into_iter()
+        .map(|d| d.endpoint_id)
+        .collect();
         assert_eq!(ids, ["in"]);
     }
 
@@ -209,7 +234,14 @@ mod tests {
         let mut paused = endpoint("p");
         paused.active = false;
         assert_eq!(
-            plan(&event("x", Status::Approved), &[paused], true, Utc::now()).len(),
+            plan(
+                &event("x", Status::Approved),
+                &[paused],
+                true,
+                &Default::default(),
+                Utc::now()
+            )
+            .len(),
             1
         );
     }

@@ -63,6 +63,45 @@ impl NormalizeToScale for Decimal {
     }
 }
 
+/// A JSON body's `payout` numbers as they were written: JSON numbers are
+/// read as binary floats, which would let `1e3` pass as `1000.0` and round
+/// an over-precise value. Each object's (or each array item's) `payout`
+/// number is replaced by its own text, for [`parse_payout`] to judge like the
+/// query form's. `bytes` is the text `value` was parsed from.
+pub fn payouts_as_written(bytes: &[u8], mut value: serde_json::Value) -> serde_json::Value {
+    use serde_json::value::RawValue;
+    use serde_json::Value;
+    type RawFields<'a> = std::collections::HashMap<String, &'a RawValue>;
+    fn fix(obj: &mut serde_json::Map<String, Value>, raw: &RawFields<'_>) {
+        if let (Some(Value::Number(_)), Some(text)) = (obj.get("payout"), raw.get("payout")) {
+            obj.insert(
+                "payout".into(),
+                Value::String(text.get().trim().to_string()),
+            );
+        }
+    }
+    match &mut value {
+        Value::Object(obj) => {
+            if let Ok(raw) = serde_json::from_slice::<RawFields<'_>>(bytes) {
+                fix(obj, &raw);
+            }
+        }
+        Value::Array(items) => {
+            if let Ok(raws) = serde_json::from_slice::<Vec<&RawValue>>(bytes) {
+                for (item, raw) in items.iter_mut().zip(raws) {
+                    if let (Value::Object(obj), Ok(fields)) =
+                        (item, serde_json::from_str::<RawFields<'_>>(raw.get()))
+                    {
+                        fix(obj, &fields);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
 /// Parses an ISO 4217-shaped currency code: three ASCII letters, upper-cased.
 pub fn parse_currency(field: &str, raw: &str) -> Result<String, Error> {
     let s = raw.trim();
@@ -73,6 +112,30 @@ pub fn parse_currency(field: &str, raw: &str) -> Result<String, Error> {
             field,
             format!("`{field}` must be a three-letter currency code such as USD"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn json_payout_numbers_keep_the_text_they_were_written_with() {
+        let text = br#"[{"payout": 1e3}, {"payout": 12.50, "n": 1e3}, {"payout": "7"}, 5]"#;
+        let value = serde_json::from_slice(text).unwrap();
+        let fixed = payouts_as_written(text, value);
+        assert_eq!(fixed[0]["payout"], "1e3");
+        assert_eq!(fixed[1]["payout"], "12.50");
+        assert_eq!(
+            fixed[1]["n"],
+            serde_json::json!(1000.0),
+            "other numbers stay numbers"
+        );
+        assert_eq!(fixed[2]["payout"], "7");
+        assert!(parse_payout("payout", fixed[0]["payout"].as_str().unwrap(), false).is_err());
+        let one = br#"{"payout": 12.345678}"#;
+        let fixed = payouts_as_written(one, serde_json::from_slice(one).unwrap());
+        assert!(parse_payout("payout", fixed["payout"].as_str().unwrap(), false).is_err());
     }
 }
 

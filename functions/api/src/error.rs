@@ -33,9 +33,15 @@ pub fn status_of(e: &Error) -> StatusCode {
     }
 }
 
-/// The `{"error":{"code","message"}}` body; an internal error's cause never shows.
+/// The `{"error":{"code","message"}}` body, with `field` when one field is
+/// at fault; an internal error's cause never shows.
 pub fn body_of(e: &Error) -> serde_json::Value {
-    serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}})
+    match e {
+        Error::Invalid { field, .. } => {
+            serde_json::json!({"error": {"code": e.code(), "message": e.to_string(), "field": field}})
+        }
+        _ => serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -31,6 +31,36 @@ pub struct EventInput {
     pub attributes: BTreeMap<String, Value>,
 }
 
+impl EventInput {
+    /// The event as the object it came as (what [`parse_event`] reads back).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                m.insert(k.into(), Value::String(v));
+            }
+        };
+        put("transaction_id", Some(self.transaction_id.clone()));
+        put("event", Some(self.event.clone()));
+        put("partner_id", self.partner_id.clone());
+        put("click_id", self.click_id.clone());
+        put("lead_id", self.lead_id.clone());
+        put("offer_id", self.offer_id.clone());
+        put("goal", self.goal.clone());
+        put("payout", self.payout.map(|p| p.to_string()));
+        put("currency", self.currency.clone());
+        put("status", Some(self.status.as_str().into()));
+        put("occurred_at", self.occurred_at.map(|t| t.to_rfc3339()));
+        if !self.attributes.is_empty() {
+            m.insert(
+                "attributes".into(),
+                Value::Object(self.attributes.clone().into_iter().collect()),
+            );
+        }
+        Value::Object(m)
+    }
+}
+
 /// Known fields of an internal event; any other field is refused so that a
 /// typo (`transacton_id`) is caught rather than silently ignored.
 const EVENT_FIELDS: [&str; 12] = [
@@ -153,10 +183,11 @@ pub fn parse_events_body(value: &Value) -> Result<(bool, Vec<Result<EventInput>>
 /// Records an internal event: a payout, an invalidation of an earlier one, a
 /// status change of a known transaction, or any free event name.
 pub async fn record_internal(app: &App, input: EventInput, now: DateTime<Utc>) -> Result<Outcome> {
-    for _ in 0..MAX_RACES {
+    for n in 0..MAX_RACES {
         if let Some(outcome) = record_internal_once(app, &input, now).await? {
             return Ok(outcome);
         }
+        super::after_lost_race(n).await;
     }
     Err(too_busy(&input.transaction_id))
 }
@@ -167,10 +198,26 @@ async fn record_internal_once(
     input: &EventInput,
     now: DateTime<Utc>,
 ) -> Result<Option<Outcome>> {
-    let known = app.store.get_transaction(&input.transaction_id).await?;
+    let key = Transaction::key_of(None, &input.transaction_id);
+    let stored = app.store.get_transaction(&key).await?;
     let is_invalidation = input.event == INVALIDATION;
+    if let Some(t) = &stored {
+        // A payout was recorded but the invalidation that waited for it was
+        // not applied (the process stopped between the two): apply it first.
+        if !t.placeholder && t.waiting_invalidation.is_some() && !is_invalidation {
+            apply_waiting_invalidation(app, t, now).await?;
+            return Ok(None);
+        }
+    }
+    // A placeholder holds only a waiting invalidation: no event yet. Past
+    // its window it is forgotten (DynamoDB's TTL removes it too).
+    let known = stored.clone().filter(|t| !t.placeholder);
+    let waiting = stored
+        .as_ref()
+        .filter(|t| !t.placeholder || now - t.updated_at <= EARLY_INVALIDATION_WAIT)
+        .and_then(|t| t.waiting_invalidation.clone());
     if known.is_none() && is_invalidation {
-        return Err(Error::not_found("transaction", &input.transaction_id));
+        return wait_for_payout(app, input, stored.as_ref(), waiting.is_some(), now).await;
     }
     let change = match classify(
         known.as_ref(),
@@ -180,6 +227,14 @@ async fn record_internal_once(
         input.occurred_at,
     ) {
         Identity::Duplicate(id) => return Ok(Some(Outcome::duplicate(id))),
+        identity @ (Identity::Late | Identity::Restated) => {
+            let Some(t) = known else {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "a late change of no transaction"
+                )));
+            };
+            return record_late(app, input, t, identity == Identity::Restated, now).await;
+        }
         Identity::New => 0,
         Identity::Change(n) => n,
     };
@@ -191,6 +246,11 @@ async fn record_internal_once(
         input.status,
     );
     let occurred_at = input.occurred_at.unwrap_or(now);
+    // The state's time never goes back (an event without `occurred_at` is
+    // the newest by arrival, whatever a pipeline's clock said before).
+    let state_at = known
+        .as_ref()
+        .map_or(occurred_at, |t| occurred_at.max(t.state_time()));
 
     // What the event inherits from the transaction it continues.
     let base = known.clone();
@@ -213,7 +273,18 @@ async fn record_internal_once(
     }
     let payout = if is_invalidation {
         let original = base.as_ref().map(|t| t.payout).unwrap_or_default();
-        -input.payout.unwrap_or(original).abs()
+        let reversed = input.payout.unwrap_or(original).abs();
+        if reversed > original.abs() {
+            return Err(Error::invalid(
+                "payout",
+                format!(
+                    "`payout` of an invalidation cannot reverse more than was paid on transaction `{}` ({})",
+                    input.transaction_id,
+                    original.abs()
+                ),
+            ));
+        }
+        -reversed
     } else {
         input
             .payout
@@ -261,6 +332,8 @@ async fn record_internal_once(
         deleted_at: is_invalidation.then_some(occurred_at),
         attributes,
         delivery_ids: Vec::new(),
+        sequence: change + 1,
+        superseded: false,
     };
     let transaction = Transaction {
         transaction_id: input.transaction_id.clone(),
@@ -293,8 +366,17 @@ async fn record_internal_once(
         updated_at: now,
         scope: None,
         changes: change,
-        version: base.as_ref().map_or(1, |t| t.version + 1),
+        version: stored.as_ref().map_or(1, |t| t.version + 1),
         seen: base.as_ref().map(|t| t.seen.clone()).unwrap_or_default(),
+        state_at: Some(state_at),
+        last_delivery: base
+            .as_ref()
+            .map(|t| t.last_delivery.clone())
+            .unwrap_or_default(),
+        // Carried until applied, right after this write; an invalidation
+        // settles it (one reversal per payout).
+        waiting_invalidation: if is_invalidation { None } else { waiting },
+        placeholder: false,
     };
     let mut transaction = transaction;
     remember(
@@ -307,12 +389,179 @@ async fn record_internal_once(
             event_id: event_id.clone(),
         },
     );
+    let follow_up = transaction.clone();
     let with = With {
-        transaction: Some((transaction, known.as_ref().map(|t| t.version))),
+        transaction: Some((transaction, stored.as_ref().map(|t| t.version))),
         window: None,
     };
     Ok(match record(app, event, with, now).await? {
-        Recorded::New => Some(Outcome::recorded(event_id)),
+        Recorded::New => {
+            if follow_up.waiting_invalidation.is_some() {
+                // The payout an invalidation waited for: apply it now. If this
+                // fails, the next event of the transaction applies it.
+                if let Err(e) = apply_waiting_invalidation(app, &follow_up, now).await {
+                    tracing::warn!(transaction_id = %input.transaction_id, error = %e.detail(), "the waiting invalidation will be applied with the next event");
+                }
+            }
+            Some(Outcome::recorded(event_id))
+        }
+        Recorded::Duplicate => Some(Outcome::duplicate(event_id)),
+        Recorded::Raced => None,
+    })
+}
+
+/// How long an invalidation that arrived before its payout waits for it.
+pub const EARLY_INVALIDATION_WAIT: chrono::Duration = chrono::Duration::days(7);
+
+/// An invalidation of a transaction we have not seen yet (its payout is
+/// late, or on its way through another path): kept on a placeholder of the
+/// transaction for [`EARLY_INVALIDATION_WAIT`] and applied right after the
+/// payout. A second one while it waits is a repeat.
+async fn wait_for_payout(
+    app: &App,
+    input: &EventInput,
+    stored: Option<&Transaction>,
+    already_waiting: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Outcome>> {
+    let key = Transaction::key_of(None, &input.transaction_id);
+    let will_be = transaction_event_id("internal", &key, 1, &input.event, input.status);
+    if already_waiting {
+        return Ok(Some(Outcome::duplicate(will_be)));
+    }
+    let mut waiting = input.clone();
+    waiting.occurred_at = Some(input.occurred_at.unwrap_or(now));
+    let placeholder = Transaction {
+        transaction_id: input.transaction_id.clone(),
+        partner_id: input.partner_id.clone().unwrap_or_default(),
+        event: INVALIDATION.into(),
+        status: input.status,
+        payout: Decimal::ZERO,
+        currency: input
+            .currency
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CURRENCY.to_string()),
+        click_id: None,
+        lead_id: None,
+        offer_id: None,
+        goal: None,
+        attributes: BTreeMap::new(),
+        last_event_id: String::new(),
+        invalidated_at: None,
+        updated_at: now,
+        scope: None,
+        changes: 0,
+        version: stored.map_or(1, |t| t.version + 1),
+        seen: Vec::new(),
+        state_at: None,
+        last_delivery: BTreeMap::new(),
+        waiting_invalidation: Some(waiting.to_json().to_string()),
+        placeholder: true,
+    };
+    if !app
+        .store
+        .put_placeholder(
+            &placeholder,
+            stored.map(|t| t.version),
+            now + EARLY_INVALIDATION_WAIT,
+        )
+        .await?
+    {
+        return Ok(None);
+    }
+    tracing::info!(transaction_id = %input.transaction_id, "an invalidation arrived before its payout; it waits for it");
+    Ok(Some(Outcome::waiting(will_be)))
+}
+
+/// Applies the invalidation that waited on `t` for its payout.
+async fn apply_waiting_invalidation(app: &App, t: &Transaction, now: DateTime<Utc>) -> Result<()> {
+    let Some(text) = &t.waiting_invalidation else {
+        return Ok(());
+    };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("a stored waiting invalidation: {e}")))?;
+    let input = parse_event(&value)?;
+    Box::pin(record_internal(app, input, now)).await.map(|_| ())
+}
+
+/// A change older than the transaction's state: kept in the history (an
+/// event marked `superseded`, no deliveries) and remembered, so its repeats
+/// are duplicates; the state does not move. With `restated`, the current
+/// state said again later: the same, but the state's time moves to it (and
+/// the answer is `duplicate`).
+async fn record_late(
+    app: &App,
+    input: &EventInput,
+    t: Transaction,
+    restated: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Outcome>> {
+    let occurred_at = input.occurred_at.unwrap_or(now);
+    let key = t.key();
+    let event_id = crate::ids::derived_id(
+        "evt",
+        &[
+            "internal-late",
+            &key,
+            &input.event,
+            input.status.as_str(),
+            &occurred_at.to_rfc3339(),
+        ],
+    );
+    let is_invalidation = input.event == INVALIDATION;
+    let payout = match (is_invalidation, input.payout) {
+        (true, p) => -p.unwrap_or(t.payout).abs(),
+        (false, p) => p.unwrap_or(t.payout),
+    };
+    let mut attributes = t.attributes.clone();
+    attributes.extend(input.attributes.clone());
+    let event = Event {
+        id: event_id.clone(),
+        source: Source::Internal,
+        event: input.event.clone(),
+        status: input.status,
+        transaction_id: Some(input.transaction_id.clone()),
+        partner_id: t.partner_id.clone(),
+        click_id: t.click_id.clone(),
+        lead_id: t.lead_id.clone(),
+        offer_id: t.offer_id.clone(),
+        advertiser: None,
+        goal: t.goal.clone(),
+        payout,
+        currency: input.currency.clone().unwrap_or_else(|| t.currency.clone()),
+        occurred_at,
+        recorded_at: now,
+        deleted_at: is_invalidation.then_some(occurred_at),
+        attributes,
+        delivery_ids: Vec::new(),
+        sequence: 0,
+        superseded: true,
+    };
+    let read = t.version;
+    let mut next = t;
+    next.version = read + 1;
+    next.updated_at = now;
+    if restated {
+        next.state_at = Some(occurred_at);
+    }
+    remember(
+        &mut next.seen,
+        SeenChange {
+            event: input.event.clone(),
+            status: input.status,
+            occurred_at,
+            payout,
+            event_id: event_id.clone(),
+        },
+    );
+    tracing::info!(transaction_id = %input.transaction_id, "a change older than the transaction's state: kept, fires nothing");
+    let with = With {
+        transaction: Some((next, Some(read))),
+        window: None,
+    };
+    Ok(match record(app, event, with, now).await? {
+        Recorded::New if restated => Some(Outcome::duplicate(event_id)),
+        Recorded::New => Some(Outcome::superseded(event_id)),
         Recorded::Duplicate => Some(Outcome::duplicate(event_id)),
         Recorded::Raced => None,
     })
@@ -324,7 +573,7 @@ pub async fn from_queue(app: &crate::App, body: &str) -> crate::queue::Outcome {
     use crate::queue::Outcome;
     use tracing::Instrument;
     let value: serde_json::Value = match serde_json::from_str(body) {
-        Ok(v) => v,
+        Ok(v) => crate::money::payouts_as_written(body.as_bytes(), v),
         Err(e) => return Outcome::DeadLetter(format!("not JSON: {e}")),
     };
     let input = match parse_event(&value) {

@@ -8,6 +8,11 @@
 //!   that names its `occurred_at` is also a duplicate of any remembered change
 //!   with the same event, status and time, so an at-least-once queue handing
 //!   an old message back late cannot pass for a reversal.
+//! * **Time decides, not arrival.** A change whose `occurred_at` is older
+//!   than the transaction's state is [`Identity::Late`]: kept, never fired,
+//!   never moving the state back. Without `occurred_at`, arrival is the time.
+//! * **One reversal per payout.** An invalidation of an invalidated
+//!   transaction is a repeat, whatever it names.
 //! * **Without one** (advertiser postbacks only), the offer's
 //!   [`RepeatPolicy`] decides: every postback is a conversion except an
 //!   identical one within the retry window (the default, for recurring
@@ -17,7 +22,9 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
-use crate::domain::{RepeatPolicy, SeenChange, Status, Transaction, MAX_SEEN_CHANGES};
+use crate::domain::{
+    RepeatPolicy, SeenChange, Status, Transaction, INVALIDATION, MAX_SEEN_CHANGES,
+};
 use crate::ids;
 
 /// What one more request about a transaction is.
@@ -29,6 +36,14 @@ pub enum Identity {
     Change(u32),
     /// A repeat of this recorded event.
     Duplicate(String),
+    /// A change that happened before the transaction's current state (its
+    /// `occurred_at` is older): kept in the history, it fires nothing and
+    /// moves nothing.
+    Late,
+    /// The current state said again at a later `occurred_at`: fires nothing,
+    /// but the state's time moves on (a change between the two times is
+    /// then late).
+    Restated,
 }
 
 /// Classifies a request of `event` / `status` (with the payout it names, and
@@ -52,13 +67,33 @@ pub fn classify(
             return Identity::Duplicate(seen.event_id.clone());
         }
     }
-    // The current state: the last change remembered (older records: the transaction itself).
-    let (cur_event, cur_status, cur_payout) = match t.seen.last() {
+    // The current state: the change remembered as the transaction's last
+    // event (older records: the last remembered, or the transaction itself).
+    let current = t
+        .seen
+        .iter()
+        .rev()
+        .find(|s| s.event_id == t.last_event_id)
+        .or(t.seen.last());
+    let (cur_event, cur_status, cur_payout) = match current {
         Some(s) => (s.event.as_str(), s.status, s.payout),
         None => (t.event.as_str(), t.status, t.payout),
     };
+    // One reversal per payout: an invalidation of an invalidated transaction
+    // is a repeat, whatever status or amount it names. A new payout after it
+    // is a change, and may be invalidated in its turn.
+    if event == INVALIDATION && cur_event == INVALIDATION {
+        return Identity::Duplicate(t.last_event_id.clone());
+    }
+    // Time decides, not arrival: a change older than the state is late.
+    if occurred_at.is_some_and(|at| at < t.state_time()) {
+        return Identity::Late;
+    }
     let same_payout = payout.is_none_or(|p| p.abs() == cur_payout.abs());
     if cur_event == event && cur_status == status && same_payout {
+        if occurred_at.is_some_and(|at| at > t.state_time()) {
+            return Identity::Restated;
+        }
         return Identity::Duplicate(t.last_event_id.clone());
     }
     Identity::Change(t.changes + 1)
@@ -194,6 +229,10 @@ mod tests {
             scope: None,
             changes: 0,
             version: 1,
+            state_at: None,
+            last_delivery: Default::default(),
+            waiting_invalidation: None,
+            placeholder: false,
             seen: vec![SeenChange {
                 event: event.into(),
                 status,
@@ -266,6 +305,105 @@ mod tests {
     }
 
     #[test]
+    fn time_decides_an_older_change_is_late_and_the_state_said_again_later_is_restated() {
+        // State: approved at 10.
+        let mut t = txn("payout", Status::Approved, 5000);
+        t.state_at = Some(at(10));
+        // An older change, whatever it says, moves nothing.
+        for status in [Status::Pending, Status::Rejected] {
+            assert_eq!(
+                classify(Some(&t), "payout", status, None, Some(at(5))),
+                Identity::Late
+            );
+        }
+        assert_eq!(
+            classify(Some(&t), INVALIDATION, Status::Approved, None, Some(at(5))),
+            Identity::Late,
+            "an invalidation older than the state is late too"
+        );
+        // A newer one is a change; at the same time, arrival breaks the tie.
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Rejected, None, Some(at(11))),
+            Identity::Change(1)
+        );
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Rejected, None, Some(at(10))),
+            Identity::Change(1)
+        );
+        // No time of its own: arrival is its time, never late.
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Rejected, None, None),
+            Identity::Change(1)
+        );
+        // The state said again later: its time moves, nothing fires.
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Approved, None, Some(at(20))),
+            Identity::Restated
+        );
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Approved, None, None),
+            Identity::Duplicate("evt_last".into())
+        );
+        // Older records without a state time: their last change's time.
+        t.state_at = None;
+        assert_eq!(t.state_time(), at(0));
+    }
+
+    #[test]
+    fn one_reversal_per_payout_and_a_new_payout_may_be_reversed_again() {
+        let mut t = txn("payout", Status::Approved, 5000);
+        assert_eq!(
+            classify(Some(&t), INVALIDATION, Status::Approved, None, None),
+            Identity::Change(1),
+            "the first invalidation reverses the payout"
+        );
+        t.changes = 1;
+        t.last_event_id = "evt_inv".into();
+        remember(
+            &mut t.seen,
+            SeenChange {
+                event: INVALIDATION.into(),
+                status: Status::Approved,
+                occurred_at: at(5),
+                payout: Decimal::new(-5000, 2),
+                event_id: "evt_inv".into(),
+            },
+        );
+        for (status, payout) in [
+            (Status::Approved, None),
+            (Status::Rejected, None),
+            (Status::Pending, Some(Decimal::new(1000, 2))),
+        ] {
+            assert_eq!(
+                classify(Some(&t), INVALIDATION, status, payout, None),
+                Identity::Duplicate("evt_inv".into()),
+                "an invalidation of an invalidated transaction is a repeat"
+            );
+        }
+        // A new payout after the reversal is a change, and may be reversed.
+        assert_eq!(
+            classify(Some(&t), "payout", Status::Approved, None, None),
+            Identity::Change(2)
+        );
+        t.changes = 2;
+        remember(
+            &mut t.seen,
+            SeenChange {
+                event: "payout".into(),
+                status: Status::Approved,
+                occurred_at: at(6),
+                payout: Decimal::new(5000, 2),
+                event_id: "evt_again".into(),
+            },
+        );
+        t.last_event_id = "evt_again".into();
+        assert_eq!(
+            classify(Some(&t), INVALIDATION, Status::Approved, None, None),
+            Identity::Change(3)
+        );
+    }
+
+    #[test]
     fn an_old_queue_message_handed_back_late_is_recognised_by_its_time() {
         let mut t = txn("payout", Status::Pending, 100);
         remember(
@@ -279,6 +417,7 @@ mod tests {
             },
         );
         t.changes = 1;
+        t.last_event_id = "evt_approved".into();
         assert_eq!(
             classify(Some(&t), "payout", Status::Pending, None, Some(at(0))),
             Identity::Duplicate("evt_last".into())

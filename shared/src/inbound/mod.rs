@@ -36,18 +36,43 @@ pub const DEFAULT_EVENT: &str = "conversion";
 pub const DEFAULT_CURRENCY: &str = "USD";
 
 /// How many times a request whose transaction changed under it is decided
-/// again before it is answered 503 (the caller retries).
-const MAX_RACES: usize = 3;
+/// again before it is answered 503 (the caller retries). Changes of one
+/// transaction arriving together (a batch off the events queue) race; each
+/// lost race waits a few random milliseconds, so they sort themselves out.
+const MAX_RACES: usize = 8;
+
+/// The pause after losing race `n` (0-based) on a transaction: up to
+/// 10 ms × (n + 1), random, so that racers do not meet again.
+async fn after_lost_race(n: usize) {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    let ms = (u64::from(b[0]) % 10 + 1) * (n as u64 + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
 
 /// What a recorded (or repeated) event answers.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Outcome {
-    /// `recorded` or `duplicate`.
+    /// `recorded`, `duplicate`, `superseded` (older than the transaction's
+    /// state: kept in the history, fired nothing) or `waiting` (an
+    /// invalidation stored until its payout arrives).
     pub status: &'static str,
     pub event_id: String,
 }
 
 impl Outcome {
+    fn waiting(event_id: String) -> Self {
+        Outcome {
+            status: "waiting",
+            event_id,
+        }
+    }
+    fn superseded(event_id: String) -> Self {
+        Outcome {
+            status: "superseded",
+            event_id,
+        }
+    }
     fn recorded(event_id: String) -> Self {
         Outcome {
             status: "recorded",
@@ -77,7 +102,7 @@ pub(crate) struct With {
 pub(crate) async fn record(
     app: &App,
     mut event: Event,
-    with: With,
+    mut with: With,
     now: DateTime<Utc>,
 ) -> Result<Recorded> {
     // Permanent, so refused before any write: retrying could never help.
@@ -91,17 +116,33 @@ pub(crate) async fn record(
             ),
         ));
     }
-    let endpoints = app.partner_endpoints(&event.partner_id).await?;
-    let goals_apply = match &event.offer_id {
-        Some(id) => app
-            .offer(id)
-            .await?
+    // A late change fires nothing.
+    let deliveries = if event.superseded {
+        Vec::new()
+    } else {
+        let endpoints = app.partner_endpoints(&event.partner_id).await?;
+        let goals_apply = match &event.offer_id {
+            Some(id) => app
+                .offer(id)
+                .await?
+                .as_ref()
+                .as_ref()
+                .is_none_or(|o| o.goals_enabled),
+            None => true,
+        };
+        let previous = with
+            .transaction
             .as_ref()
-            .as_ref()
-            .is_none_or(|o| o.goals_enabled),
-        None => true,
+            .map(|(t, _)| t.last_delivery.clone())
+            .unwrap_or_default();
+        fanout::plan(&event, &endpoints, goals_apply, &previous, now)
     };
-    let deliveries = fanout::plan(&event, &endpoints, goals_apply, now);
+    // Each endpoint's next change of this transaction goes after these.
+    if let Some((t, _)) = with.transaction.as_mut() {
+        for d in &deliveries {
+            t.last_delivery.insert(d.endpoint_id.clone(), d.id.clone());
+        }
+    }
     event.delivery_ids = deliveries.iter().map(|d| d.id.clone()).collect();
     let recorded = app
         .store

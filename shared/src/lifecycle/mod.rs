@@ -106,6 +106,11 @@ pub struct Delivery {
     /// Pending but held back without attempts while its endpoint is paused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parked: bool,
+    /// The delivery of the same transaction's earlier change to the same
+    /// endpoint: this one is sent only once that one has ended (or, with
+    /// `latest_only`, supersedes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
     /// Why it waits or ended when the attempts do not say (paused, deleted endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -137,6 +142,9 @@ pub enum AttemptError {
     /// not open): nothing was sent; retried, since the partner may set the
     /// secret again.
     Secret,
+    /// A worker claimed the delivery and stopped before recording what
+    /// happened: the request may or may not have reached the partner.
+    Unknown,
 }
 
 impl AttemptError {
@@ -150,6 +158,7 @@ impl AttemptError {
             AttemptError::Blocked => "blocked",
             AttemptError::Request => "request",
             AttemptError::Secret => "secret",
+            AttemptError::Unknown => "unknown",
         }
     }
 
@@ -290,6 +299,28 @@ impl Delivery {
         self.reason = None;
         self.updated_at = now;
         step
+    }
+
+    /// Records the attempt of a worker that claimed the delivery at
+    /// `claimed_at` and stopped before recording its outcome (found at `now`
+    /// by the next claim): it counts as an attempt, since the partner may have
+    /// received it; the next send carries the same idempotency key.
+    pub fn lost_attempt(&mut self, claimed_at: DateTime<Utc>, now: DateTime<Utc>) {
+        let first_of_manual_round = self.trigger() == Trigger::Manual && self.made_in_round() == 0;
+        self.attempts.push(Attempt {
+            n: self.attempts.len() as u32 + 1,
+            at: claimed_at,
+            ms: 0,
+            code: None,
+            error: Some(AttemptError::Unknown),
+            response: Some(format!(
+                "outcome unknown: the worker that claimed this delivery at {} stopped before recording what happened; the partner may have received it",
+                claimed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            )),
+            next_at: Some(now),
+            manual: first_of_manual_round,
+        });
+        self.updated_at = now;
     }
 
     /// Starts a new round on a finished delivery; its first attempt is logged as manual.

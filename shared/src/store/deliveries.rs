@@ -95,7 +95,13 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
             // The reconciler looks again only once the lease has run out.
-            .update_expression("SET lease_ms = :lease, gsi2pk = :duepk, gsi2sk = :check")
+            // `claim_ms` is removed by the write that records the attempt: one
+            // still there is a claim whose outcome was never recorded.
+            .update_expression(
+                "SET lease_ms = :lease, gsi2pk = :duepk, gsi2sk = :check, \
+                 prior_claim_ms = if_not_exists(claim_ms, :zero), claim_ms = :now",
+            )
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .condition_expression(
                 "attribute_exists(pk) AND #status = :pending \
                  AND (attribute_not_exists(parked) OR parked = :no) \
@@ -124,7 +130,19 @@ impl Store {
                 let attrs = out
                     .attributes
                     .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
-                return Ok(Claim::Claimed(from_attrs(attrs)?));
+                let lost = attrs
+                    .get("prior_claim_ms")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .filter(|ms| *ms > 0)
+                    .map(millis);
+                let mut d: Delivery = from_attrs(attrs)?;
+                if let Some(claimed_at) = lost {
+                    // A worker claimed it and stopped before recording: it
+                    // may have sent. On record as an attempt of unknown outcome.
+                    d.lost_attempt(claimed_at, now);
+                }
+                return Ok(Claim::Claimed(d));
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
@@ -168,6 +186,46 @@ impl Store {
                 _ => Claim::Leased(now + chrono::Duration::seconds(1)),
             },
         })
+    }
+
+    /// Cancels `earlier` as superseded by the delivery `by`, if it is still
+    /// pending and nobody holds it: false if a worker is sending it (or it
+    /// ended meanwhile).
+    pub async fn supersede(
+        &self,
+        earlier: &Delivery,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut d = earlier.clone();
+        d.cancel(
+            format!("superseded: a later change of the transaction (delivery {by}) replaced it before it was delivered"),
+            now,
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(&self.delivery_item(&d))?))
+            .condition_expression(
+                "#status = :pending AND (attribute_not_exists(lease_ms) OR lease_ms < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+            )
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.timestamp_millis().to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("superseding a delivery")(e)),
+        }
     }
 
     /// Says why a pending delivery waits (its message moved to the slow

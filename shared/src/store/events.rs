@@ -96,6 +96,36 @@ impl Store {
         }
     }
 
+    /// Stores a transaction that only holds an invalidation waiting for its
+    /// payout, until `expires` (DynamoDB's TTL): false if the transaction
+    /// changed since it was read (`read_version`; `None`: there was none).
+    pub async fn put_placeholder(
+        &self,
+        t: &Transaction,
+        read_version: Option<u64>,
+        expires: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (pk, sk) = keys::transaction(&t.key());
+        let mut item = Item::new(pk, sk, t);
+        item.ttl = Some(expires.timestamp());
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(&item)?));
+        put = match read_version {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if super::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("storing a waiting invalidation")(e)),
+        }
+    }
+
     fn conditional_put<T: Serialize>(
         &self,
         item: &Item<T>,

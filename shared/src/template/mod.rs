@@ -299,6 +299,8 @@ impl Lookup for EventValues<'_> {
             "click_id" => Some(opt(&e.click_id)),
             "transaction_id" => Some(opt(&e.transaction_id)),
             "event_id" => Some(text(&e.id)),
+            // The event's place among its transaction's changes.
+            "sequence" => Some(Some(Value::from(e.sequence.max(1)))),
             "delivery_id" => Some(text(self.delivery_id)),
             "event" => Some(text(renamed(&e.event))),
             "status" => Some(text(renamed(e.status.as_str()))),
@@ -372,10 +374,11 @@ pub fn standard_macros() -> impl Iterator<Item = &'static str> {
 
 /// The standard fields: what a POST without a body template sends (each
 /// that has a value).
-pub const DEFAULT_BODY_FIELDS: [&str; 16] = [
+pub const DEFAULT_BODY_FIELDS: [&str; 17] = [
     "click_id",
     "transaction_id",
     "event_id",
+    "sequence",
     "delivery_id",
     "event",
     "status",

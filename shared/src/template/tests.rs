@@ -193,6 +193,8 @@ fn every_standard_macro_names_a_value_of_an_event() {
         deleted_at: Some(now),
         attributes: Default::default(),
         delivery_ids: vec![],
+        sequence: 1,
+        superseded: false,
     };
     let rename = Default::default();
     let values = EventValues {

@@ -297,6 +297,35 @@ pub async fn of_event(
     Ok(Json(json!({"event": shown, "items": items})))
 }
 
+/// A manual retry must not put the partner back on an older state: refused
+/// when a later change of the same transaction went (or goes) to the same
+/// endpoint.
+async fn refuse_going_back(app: &App, d: &Delivery) -> ApiResult<()> {
+    let Some(tx) = &d.event.transaction_id else {
+        return Ok(());
+    };
+    let scope = match d.event.source {
+        shared::domain::Source::Postback => d.event.offer_id.as_deref(),
+        shared::domain::Source::Internal => None,
+    };
+    let key = shared::domain::Transaction::key_of(scope, tx);
+    let Some(t) = app.store.get_transaction(&key).await? else {
+        return Ok(());
+    };
+    let Some(latest) = t.last_delivery.get(&d.endpoint_id).filter(|l| **l != d.id) else {
+        return Ok(());
+    };
+    match app.store.get_delivery(latest).await? {
+        Some(l) if l.status != DeliveryStatus::Cancelled && l.event.sequence > d.event.sequence => {
+            Err(Error::Conflict(format!(
+                "a later change of transaction `{tx}` (delivery `{latest}`) went to this endpoint after this one; retrying this one would put the partner back on an older state"
+            ))
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `POST /deliveries/{id}/retry`: a new round of attempts on a delivered or
 /// failed delivery, on the endpoint's schedule; its first attempt is logged as manual.
 pub async fn retry(
@@ -312,6 +341,7 @@ pub async fn retry(
     if !auth.0.can_see(&d.partner_id) {
         return Err(Error::not_found("delivery", &id).into());
     }
+    refuse_going_back(&app, &d).await?;
     let now = Utc::now();
     d.restart(now).map_err(|e| Error::Conflict(e.to_string()))?;
     app.store.restart_delivery(&d).await?;

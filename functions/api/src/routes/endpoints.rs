@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use shared::domain::{BasicAuth, Endpoint, Method, Status, DEFAULT_TIMEOUT_MS};
+use shared::domain::{BasicAuth, Endpoint, Method, Ordering, Status, DEFAULT_TIMEOUT_MS};
 use shared::fields::name_field;
 use shared::lifecycle::RetrySchedule;
 use shared::outbox;
@@ -27,10 +27,11 @@ pub const MAX_ENDPOINTS_PER_PARTNER: usize = 50;
 /// Bounds of one attempt's timeout.
 pub const TIMEOUT_MS_RANGE: (u32, u32) = (100, 30_000);
 
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 19] = [
     "secret_headers",
     "rename",
     "omit_empty",
+    "ordering",
     "name",
     "url",
     "method",
@@ -71,6 +72,7 @@ pub fn view(e: &Endpoint) -> Value {
         "secret_set": e.secret.is_some(),
         "events": e.events, "statuses": e.statuses, "offers": e.offers, "goals": e.goals,
         "invalidations": e.invalidations, "rename": e.rename, "omit_empty": e.omit_empty,
+        "ordering": e.ordering.as_str(),
         "retry_schedule": e.retry_schedule, "timeout_ms": e.timeout_ms,
         "active": e.active, "paused_reason": e.paused_reason, "paused_at": e.paused_at,
         "created_at": e.created_at, "updated_at": e.updated_at,
@@ -393,6 +395,12 @@ fn from_body(f: &Fields, partner_id: &str, previous: Option<&Endpoint>) -> ApiRe
         paused_at,
         // The worker's mark, not the partner's: an edit keeps it.
         slow_until: previous.and_then(|p| p.slow_until),
+        ordering: match f.opt_str("ordering")? {
+            None => previous.map(|p| p.ordering).unwrap_or_default(),
+            Some(raw) => Ordering::parse(&raw).ok_or_else(|| {
+                Error::invalid("ordering", "`ordering` must be `in_order` or `latest_only`")
+            })?,
+        },
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
         updated_at: now,
     })
@@ -525,7 +533,7 @@ fn as_input(e: &Endpoint) -> serde_json::Map<String, Value> {
         "name": e.name, "url": e.url, "method": e.method, "headers": headers,
         "secret_headers": e.secret_headers, "events": e.events, "statuses": e.statuses,
         "offers": e.offers, "goals": e.goals, "invalidations": e.invalidations,
-        "rename": e.rename, "omit_empty": e.omit_empty, "retry_schedule": e.retry_schedule,
+        "rename": e.rename, "omit_empty": e.omit_empty, "ordering": e.ordering.as_str(), "retry_schedule": e.retry_schedule,
         "timeout_ms": e.timeout_ms, "active": e.active,
     });
     if let Some(body) = &e.body {
@@ -603,6 +611,8 @@ fn test_event(partner_id: &str, now: chrono::DateTime<Utc>) -> shared::domain::E
         deleted_at: None,
         attributes: Default::default(),
         delivery_ids: Vec::new(),
+        sequence: 1,
+        superseded: false,
     }
 }
 

@@ -34,7 +34,10 @@ pub async fn create(
     body: RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.admin_only()?;
-    let (single, items) = parse_events_body(&body.json()?)?;
+    let (single, items) = parse_events_body(&shared::money::payouts_as_written(
+        &body.bytes,
+        body.json()?,
+    ))?;
     let now = Utc::now();
     let mut results = Vec::with_capacity(items.len());
     // In order: a payout and its invalidation may arrive in one batch.

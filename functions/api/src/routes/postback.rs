@@ -68,7 +68,7 @@ fn body_pairs(body: &RawBody) -> Result<Vec<(String, Value)>, ApiError> {
             .map(|(k, v)| (k, Value::String(v)))
             .collect());
     }
-    let Value::Object(map) = body.json()? else {
+    let Value::Object(map) = shared::money::payouts_as_written(&body.bytes, body.json()?) else {
         return Err(Error::MalformedBody("the JSON body must be an object".into()).into());
     };
     // Extra parameters keep their JSON types; the known ones are checked by the parser.

@@ -78,6 +78,12 @@ pub fn parse_postback_values(pairs: Vec<(String, Value)>) -> Result<Postback> {
             }
         }
     }
+    if fields.get("payout").is_some_and(Value::is_boolean) {
+        return Err(Error::invalid(
+            "payout",
+            "`payout` must be a decimal number such as 12.50",
+        ));
+    }
     let mut take = |k: &str| {
         fields
             .remove(k)
@@ -185,10 +191,11 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
     }
     match p.transaction_id.clone() {
         Some(tx) => {
-            for _ in 0..MAX_RACES {
+            for n in 0..MAX_RACES {
                 if let Some(outcome) = record_transaction(app, &p, &tx, &click, offer, now).await? {
                     return Ok(outcome);
                 }
+                super::after_lost_race(n).await;
             }
             Err(too_busy(&tx))
         }
@@ -220,6 +227,8 @@ fn event_of(p: &Postback, click: &Click, offer: &Offer, now: DateTime<Utc>) -> E
         deleted_at: None,
         attributes,
         delivery_ids: Vec::new(),
+        sequence: 1,
+        superseded: false,
     }
 }
 
@@ -294,11 +303,17 @@ async fn record_transaction(
     let known = app.store.get_transaction(&key).await?;
     let change = match classify(known.as_ref(), &p.event, p.status, p.payout, None) {
         Identity::Duplicate(id) => return Ok(Some(Outcome::duplicate(id))),
+        // Without a time of its own a postback is never older than the state.
+        Identity::Late | Identity::Restated => {
+            let last = known.as_ref().map(|t| t.last_event_id.clone());
+            return Ok(Some(Outcome::duplicate(last.unwrap_or_default())));
+        }
         Identity::New => 0,
         Identity::Change(n) => n,
     };
     let mut event = event_of(p, click, offer, now);
     event.id = transaction_event_id("postback", &key, change, &p.event, p.status);
+    event.sequence = change + 1;
     if let Some(t) = &known {
         // A status change that names no payout keeps the transaction's.
         event.payout = p.payout.unwrap_or(t.payout);
@@ -338,6 +353,14 @@ async fn record_transaction(
         changes: change,
         version: known.as_ref().map_or(1, |t| t.version + 1),
         seen,
+        // Advertisers' postbacks carry no time of their own: arrival decides.
+        state_at: Some(known.as_ref().map_or(now, |t| now.max(t.state_time()))),
+        last_delivery: known
+            .as_ref()
+            .map(|t| t.last_delivery.clone())
+            .unwrap_or_default(),
+        waiting_invalidation: None,
+        placeholder: false,
     };
     let event_id = event.id.clone();
     let with = With {

@@ -1,0 +1,622 @@
+//! What a partner ends up believing about a transaction: one reversal per
+//! payout, amounts that are money, ids that stay in their namespace. Each
+//! test asserts what the partner's receiver accepted and what is stored.
+
+use integration_tests::receiver::Receiver;
+use integration_tests::{offer_body, Seed, TestApp};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A seed whose endpoint receives every event, invalidations included, with
+/// the transaction id, payout and sequence in the query.
+async fn seed_with_receiver(t: &TestApp) -> (Seed, Receiver) {
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "all", "invalidations": true,
+                "url": r.url("/pb?tx={transaction_id}&event={event}&status={status}&payout={payout}")})),
+        )
+        .await;
+    (seed, r)
+}
+
+/// What the receiver accepted, as (event, status, payout) in arrival order.
+fn accepted(r: &Receiver) -> Vec<(String, String, String)> {
+    r.requests()
+        .iter()
+        .map(|c| {
+            let q: std::collections::HashMap<String, String> = c.query().into_iter().collect();
+            (
+                q.get("event").cloned().unwrap_or_default(),
+                q.get("status").cloned().unwrap_or_default(),
+                q.get("payout").cloned().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn deliver_all(t: &TestApp, r: &Receiver, n: usize) {
+    t.pump_until("DeliveryQueue", Duration::from_secs(15), || async {
+        r.count() >= n
+    })
+    .await;
+    // Anything more would arrive now.
+    t.pump_for("DeliveryQueue", Duration::from_millis(1500))
+        .await;
+}
+
+#[tokio::test]
+async fn an_invalidation_repeated_is_one_reversal() {
+    let t = TestApp::start().await;
+    let (seed, r) = seed_with_receiver(&t).await;
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "R-1", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let first = json!({"transaction_id": "R-1", "event": "invalidation"});
+    let (s, b) = t.admin_post("/events", first.clone()).await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    let reversal = b["event_id"].clone();
+    // The same body again, and with another status: repeats of the one reversal.
+    for again in [
+        first.clone(),
+        json!({"transaction_id": "R-1", "event": "invalidation", "status": "rejected"}),
+        json!({"transaction_id": "R-1", "event": "invalidation", "payout": "10.00"}),
+    ] {
+        let (s, b) = t.admin_post("/events", again).await;
+        assert_eq!((s, b["status"].as_str()), (200, Some("duplicate")), "{b}");
+        assert_eq!(b["event_id"], reversal);
+    }
+    deliver_all(&t, &r, 2).await;
+    assert_eq!(
+        accepted(&r),
+        vec![
+            ("payout".into(), "approved".into(), "50.00".into()),
+            ("invalidation".into(), "approved".into(), "-50.00".into()),
+        ],
+        "one payout, one reversal"
+    );
+}
+
+#[tokio::test]
+async fn an_invalidation_cannot_reverse_more_than_was_paid() {
+    let t = TestApp::start().await;
+    let (seed, r) = seed_with_receiver(&t).await;
+    t.admin_post("/events", json!({"transaction_id": "R-2", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00"}))
+        .await;
+    let (s, b) = t
+        .admin_post(
+            "/events",
+            json!({"transaction_id": "R-2", "event": "invalidation", "payout": "-1000000000"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["field"], "payout", "{b}");
+    // A partial reversal is fine.
+    let (s, b) = t
+        .admin_post(
+            "/events",
+            json!({"transaction_id": "R-2", "event": "invalidation", "payout": "20.00"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    deliver_all(&t, &r, 2).await;
+    assert_eq!(accepted(&r)[1].2, "-20.00");
+}
+
+#[tokio::test]
+async fn a_pipeline_id_spelled_like_a_key_reaches_no_advertisers_transaction() {
+    let t = TestApp::start().await;
+    let (seed, r) = seed_with_receiver(&t).await;
+    let click = t.click(&seed, json!({})).await;
+    let postback = [
+        ("click_id", click.as_str()),
+        ("transaction_id", "ADV-9"),
+        ("payout", "30.00"),
+    ];
+    let (s, b) = t.postback(&postback).await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    // Our pipeline names the advertiser's transaction by its internal key.
+    let spelled = format!("OFFER#{}#ADV-9", seed.offer_id);
+    let (s, b) = t
+        .admin_post(
+            "/events",
+            json!({"transaction_id": spelled, "event": "invalidation"}),
+        )
+        .await;
+    // Our own transaction of that id is unknown: the invalidation waits for
+    // its payout, and the advertiser's transaction is untouched.
+    assert_eq!((s, b["status"].as_str()), (200, Some("waiting")), "{b}");
+    let advertisers = t
+        .app
+        .store
+        .get_transaction(&shared::domain::Transaction::key_of(
+            Some(&seed.offer_id),
+            "ADV-9",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(advertisers.invalidated_at, None);
+    assert_eq!(advertisers.changes, 0);
+    // The advertiser's retry is still a retry.
+    let (s, b) = t.postback(&postback).await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("duplicate")), "{b}");
+    deliver_all(&t, &r, 1).await;
+    assert_eq!(accepted(&r).len(), 1, "{:?}", accepted(&r));
+    assert_eq!(accepted(&r)[0].2, "30.00");
+}
+
+#[tokio::test]
+async fn amounts_are_money_on_every_route() {
+    let t = TestApp::start().await;
+    let (seed, _r) = seed_with_receiver(&t).await;
+    let click = t.click(&seed, json!({})).await;
+    // As written in the body (a JSON value would print 1e3 as 1000.0).
+    let bad: [(&str, &str); 6] = [
+        ("a boolean", "true"),
+        ("an exponent", "1e3"),
+        ("a negative exponent", "5E-1"),
+        ("over-precise", "12.345678"),
+        ("a word", "\"NaN\""),
+        ("infinite", "\"Infinity\""),
+    ];
+    for (what, payout) in &bad {
+        // The advertiser's JSON postback.
+        let body = format!(
+            r#"{{"click_id": "{click}", "transaction_id": "M-{what}", "payout": {payout}}}"#
+        );
+        let (s, b) = t
+            .send(
+                t.http
+                    .post(t.url("/postback"))
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(s, 400, "postback with {what} payout: {b}");
+        assert_eq!(b["error"]["field"], "payout", "{b}");
+        // Our pipelines.
+        let body = format!(
+            r#"{{"transaction_id": "M-{what}", "event": "payout", "partner_id": "{}", "payout": {payout}}}"#,
+            seed.partner_id
+        );
+        let (s, b) = t
+            .send(
+                t.http
+                    .post(t.url("/events"))
+                    .bearer_auth(integration_tests::ADMIN_KEY)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(s, 400, "event with {what} payout: {b}");
+        assert_eq!(b["error"]["field"], "payout", "{b}");
+    }
+    // A plain JSON number is a decimal as written.
+    let body = format!(r#"{{"click_id": "{click}", "transaction_id": "M-ok", "payout": 12.50}}"#);
+    let (s, b) = t
+        .send(
+            t.http
+                .post(t.url("/postback"))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let event = t
+        .app
+        .store
+        .get_event(b["conversion_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.payout.to_string(), "12.50");
+}
+
+#[tokio::test]
+async fn a_send_whose_worker_died_before_recording_is_on_record() {
+    use shared::lifecycle::{AttemptError, DeliveryStatus};
+    use shared::store::Claim;
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "e", "url": r.url("/pb")})),
+        )
+        .await;
+    let click = t.click(&seed, json!({})).await;
+    let (s, b) = t
+        .postback(&[("click_id", click.as_str()), ("transaction_id", "L-1")])
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let event = t
+        .app
+        .store
+        .get_event(b["conversion_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let id = event.delivery_ids[0].clone();
+    // A worker claims it, sends it, and dies before recording (its lease is
+    // short here only so that the test need not wait out a real one).
+    let Claim::Claimed(d) = t
+        .app
+        .store
+        .claim_delivery(&id, chrono::Utc::now(), Duration::from_millis(400))
+        .await
+        .unwrap()
+    else {
+        panic!("the first claim succeeds")
+    };
+    let endpoint = t
+        .app
+        .store
+        .get_endpoint(&seed.partner_id, seed.endpoint_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let request =
+        shared::render::prepare(&endpoint, &d.event, &d.id, chrono::Utc::now().timestamp())
+            .unwrap();
+    assert!(t
+        .app
+        .sender
+        .send(&request, Duration::from_secs(2))
+        .await
+        .is_success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The queue hands the message to another worker.
+    let store = t.app.store.clone();
+    t.pump_until("DeliveryQueue", Duration::from_secs(15), || {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            store
+                .get_delivery(&id)
+                .await
+                .unwrap()
+                .is_some_and(|d| d.status == DeliveryStatus::Delivered)
+        }
+    })
+    .await;
+    let d = t.app.store.get_delivery(&id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts.len(), 2, "{:#?}", d.attempts);
+    assert_eq!(d.attempts[0].error, Some(AttemptError::Unknown));
+    assert_eq!(d.attempts[1].code, Some(200));
+    let keys: Vec<_> = r
+        .requests()
+        .iter()
+        .map(|c| c.header("idempotency-key").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![id.clone(), id],
+        "sent twice, with one idempotency key"
+    );
+}
+
+/// What a scripted receiver accepted (answered 2xx), as (event, status,
+/// payout) in arrival order; `script[i]` is the status of request `i` (the
+/// last repeats).
+fn accepted_with(r: &Receiver, script: &[u16]) -> Vec<(String, String, String)> {
+    accepted(r)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            let code = script.get(*i).or(script.last()).copied().unwrap_or(200);
+            (200..300).contains(&code)
+        })
+        .map(|(_, a)| a)
+        .collect()
+}
+
+async fn scripted(t: &TestApp, script: &[u16]) -> (Seed, Receiver) {
+    use integration_tests::receiver::Reply;
+    let r = Receiver::start(script.iter().map(|c| Reply::Status(*c)).collect()).await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "all", "invalidations": true, "retry_schedule": [0, 2, 2],
+                "url": r.url("/pb?tx={transaction_id}&event={event}&status={status}&payout={payout}&seq={sequence}")})),
+        )
+        .await;
+    (seed, r)
+}
+
+#[tokio::test]
+async fn a_retried_approval_never_lands_after_the_later_rejection() {
+    let t = TestApp::start().await;
+    // pending: 200; approved: 500, retried 2 s later; rejected meanwhile.
+    let script = [200, 500, 200];
+    let (seed, r) = scripted(&t, &script).await;
+    let change = |status: &str| json!({"transaction_id": "O-1", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00", "status": status});
+    t.admin_post("/events", change("pending")).await;
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 1
+    })
+    .await;
+    t.admin_post("/events", change("approved")).await;
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 2
+    })
+    .await;
+    assert_eq!(r.count(), 2, "the approval's first attempt failed");
+    let (s, b) = t.admin_post("/events", change("rejected")).await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    deliver_all(&t, &r, 4).await;
+    let got = accepted_with(&r, &script);
+    let statuses: Vec<&str> = got.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert_eq!(statuses, ["pending", "approved", "rejected"], "{got:?}");
+    let tx = t.app.store.get_transaction("O-1").await.unwrap().unwrap();
+    assert_eq!(tx.status, shared::domain::Status::Rejected);
+    // Each carries its place in the transaction.
+    let seqs: Vec<String> = r
+        .requests()
+        .iter()
+        .filter_map(|c| {
+            c.query()
+                .into_iter()
+                .find(|(k, _)| k == "seq")
+                .map(|(_, v)| v)
+        })
+        .collect();
+    assert_eq!(seqs, ["1", "2", "2", "3"]);
+}
+
+#[tokio::test]
+async fn a_retried_payout_never_lands_after_its_invalidation() {
+    let t = TestApp::start().await;
+    let script = [500, 200];
+    let (seed, r) = scripted(&t, &script).await;
+    t.admin_post("/events", json!({"transaction_id": "O-2", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00"}))
+        .await;
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 1
+    })
+    .await;
+    let (s, b) = t
+        .admin_post(
+            "/events",
+            json!({"transaction_id": "O-2", "event": "invalidation"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    deliver_all(&t, &r, 3).await;
+    assert_eq!(
+        accepted_with(&r, &script),
+        vec![
+            ("payout".into(), "approved".into(), "50.00".into()),
+            ("invalidation".into(), "approved".into(), "-50.00".into()),
+        ],
+        "the partner ends on the reversal"
+    );
+}
+
+#[tokio::test]
+async fn latest_only_supersedes_an_undelivered_earlier_change() {
+    let t = TestApp::start().await;
+    let script = [500, 200];
+    let (seed, r) = scripted(&t, &script).await;
+    let eid = seed.endpoint_id.clone().unwrap();
+    let (s, b) = t
+        .send(
+            t.http
+                .patch(t.url(&format!("/partners/{}/endpoints/{eid}", seed.partner_id)))
+                .bearer_auth(integration_tests::ADMIN_KEY)
+                .json(&json!({"ordering": "latest_only"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["ordering"].as_str()),
+        (200, Some("latest_only")),
+        "{b}"
+    );
+    let change = |status: &str| json!({"transaction_id": "O-3", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00", "status": status});
+    let (_, first) = t.admin_post("/events", change("pending")).await;
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 1
+    })
+    .await;
+    t.admin_post("/events", change("approved")).await;
+    deliver_all(&t, &r, 2).await;
+    let got = accepted_with(&r, &script);
+    assert_eq!(got.len(), 1, "only the latest: {got:?}");
+    assert_eq!(got[0].1, "approved");
+    // The earlier one says why it ended.
+    let event = t
+        .app
+        .store
+        .get_event(first["event_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let d = t
+        .app
+        .store
+        .get_delivery(&event.delivery_ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, shared::lifecycle::DeliveryStatus::Cancelled);
+    assert!(
+        d.reason.as_deref().unwrap_or("").starts_with("superseded"),
+        "{:?}",
+        d.reason
+    );
+}
+
+#[tokio::test]
+async fn an_invalidation_that_arrives_before_its_payout_waits_for_it() {
+    let t = TestApp::start().await;
+    let (seed, r) = seed_with_receiver(&t).await;
+    let events = t.queue_url("EventsQueue");
+    let send = |body: Value| {
+        let (app, events) = (t.app.clone(), events.clone());
+        async move {
+            app.queue
+                .send_all(&events, &[body.to_string()])
+                .await
+                .unwrap()
+        }
+    };
+    send(json!({"transaction_id": "E-1", "event": "invalidation", "occurred_at": "2026-11-02T00:00:00Z"})).await;
+    t.pump_for("EventsQueue", Duration::from_millis(1500)).await;
+    assert_eq!(t.queue_depth("EventsDLQ").await, 0, "not dead-lettered");
+    send(json!({"transaction_id": "E-1", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00", "occurred_at": "2026-11-01T00:00:00Z"})).await;
+    t.pump_for("EventsQueue", Duration::from_millis(1500)).await;
+    deliver_all(&t, &r, 2).await;
+    assert_eq!(
+        accepted(&r),
+        vec![
+            ("payout".into(), "approved".into(), "50.00".into()),
+            ("invalidation".into(), "approved".into(), "-50.00".into()),
+        ]
+    );
+}
+
+/// A deterministic shuffle (xorshift), so a failure can be replayed by seed.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+#[tokio::test]
+async fn shuffled_changes_over_the_events_queue_end_on_the_latest_state() {
+    use integration_tests::faults::{Answer, FaultReceiver};
+    let t = TestApp::start().await;
+    // Every third request fails: retries interleave with later changes.
+    let r = FaultReceiver::start(|n| if n % 3 == 1 { Answer::Fail } else { Answer::Ok }).await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "all", "invalidations": true, "retry_schedule": [0, 1, 1, 1, 1, 1], "url": r.url("/pb")})),
+        )
+        .await;
+    // 12 transactions, 4 changes each, with their times; the last is the truth.
+    let mut messages = Vec::new();
+    let mut truth = std::collections::BTreeMap::new();
+    for n in 0..12 {
+        let tx = format!("S-{n}");
+        let last = if n % 2 == 0 {
+            ("payout", "approved")
+        } else {
+            ("invalidation", "approved")
+        };
+        let changes = [
+            ("payout", "pending"),
+            ("payout", "approved"),
+            ("payout", "rejected"),
+            last,
+        ];
+        for (i, (event, status)) in changes.iter().enumerate() {
+            messages.push(
+                json!({"transaction_id": tx, "event": event, "status": status,
+                "partner_id": seed.partner_id, "payout": "50.00",
+                "occurred_at": format!("2026-11-01T00:00:0{i}Z")})
+                .to_string(),
+            );
+        }
+        truth.insert(tx, last);
+    }
+    let shuffle_seed = 0x9E37_79B9_7F4A_7C15_u64;
+    println!("shuffle seed {shuffle_seed:#x}");
+    shuffle(&mut messages, shuffle_seed);
+    let events = t.queue_url("EventsQueue");
+    t.app.queue.send_all(&events, &messages).await.unwrap();
+    assert!(
+        t.pump_until("EventsQueue", Duration::from_secs(60), || async {
+            integration_tests::depth_of(&t.app, &events).await == 0
+        })
+        .await,
+        "every message of the events queue recorded"
+    );
+    assert_eq!(t.queue_depth("EventsDLQ").await, 0);
+    // Deliver until nothing is pending.
+    let store = t.app.store.clone();
+    let txs: Vec<String> = truth.keys().cloned().collect();
+    let settled = t
+        .pump_until("DeliveryQueue", Duration::from_secs(60), || {
+            let (store, txs) = (store.clone(), txs.clone());
+            async move {
+                for tx in &txs {
+                    let Some(t) = store.get_transaction(tx).await.unwrap() else {
+                        return false;
+                    };
+                    for id in t.last_delivery.values() {
+                        let d = store.get_delivery(id).await.unwrap().unwrap();
+                        if d.status == shared::lifecycle::DeliveryStatus::Pending {
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        })
+        .await;
+    assert!(settled, "every delivery ended");
+    t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
+    // What the partner accepted, per transaction, in order.
+    let mut accepted: std::collections::BTreeMap<String, Vec<shared::domain::Event>> =
+        Default::default();
+    for s in r.seen() {
+        if !matches!(s.answer, Answer::Ok) {
+            continue;
+        }
+        let d = t
+            .app
+            .store
+            .get_delivery(&s.idempotency_key)
+            .await
+            .unwrap()
+            .unwrap();
+        let tx = d.event.transaction_id.clone().unwrap();
+        accepted.entry(tx).or_default().push(d.event);
+    }
+    let mut wrong = Vec::new();
+    for (tx, (event, status)) in &truth {
+        let stored = t.app.store.get_transaction(tx).await.unwrap().unwrap();
+        let current = t
+            .app
+            .store
+            .get_event(&stored.last_event_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let got = accepted.get(tx).cloned().unwrap_or_default();
+        let times: Vec<_> = got.iter().map(|e| e.occurred_at).collect();
+        let in_order = times.windows(2).all(|w| w[0] < w[1]);
+        let last = got.last().map(|e| (e.event.clone(), e.status.as_str()));
+        if (current.event.as_str(), current.status.as_str()) != (*event, *status)
+            || !in_order
+            || last != Some((event.to_string(), status))
+        {
+            wrong.push(format!(
+                "{tx}: stored {} {}, partner accepted {:?}",
+                current.event,
+                current.status.as_str(),
+                got.iter()
+                    .map(|e| format!(
+                        "{} {} @{}",
+                        e.event,
+                        e.status.as_str(),
+                        e.occurred_at.format("%S")
+                    ))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of 12 transactions ended wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
