@@ -19,7 +19,7 @@
 //! (one Lambda invocation) lasts as long as its slowest record, so a hung
 //! send holds every record that waits behind it. Deliveries therefore run in
 //! two lanes, each its own queue and function with its own concurrency. An
-//! attempt left unanswered for [`SLOW_AFTER`] marks its endpoint slow in the
+//! attempt left unanswered for [`SLOW_AFTER`] (or timed out sooner) marks its endpoint slow in the
 //! table (`slow_until`, [`SLOW_FOR`] from then, renewed by every slow attempt),
 //! so every instance sees it at its next read; the fast lane then moves that
 //! endpoint's messages to the slow lane (one SQS send, no HTTP), and the
@@ -398,6 +398,11 @@ impl Deliverer {
             }
             Err(reason) => Sent::unsendable(reason),
         };
+        if sent.error == Some(AttemptError::Timeout) && sent.duration < SLOW_AFTER {
+            // Timed out before the slow mark's second (a short timeout):
+            // slow all the same.
+            self.mark_slow(endpoint).await;
+        }
         let step = d.record(&sent, &endpoint.retry_schedule, now);
         if sent.status.is_some() {
             crate::telemetry::attempt_latency(sent.duration);
