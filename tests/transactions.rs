@@ -620,3 +620,49 @@ async fn shuffled_changes_over_the_events_queue_end_on_the_latest_state() {
         wrong.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_payout_above_the_offers_maximum_is_refused() {
+    let t = TestApp::start().await;
+    let (seed, _r) = seed_with_receiver(&t).await;
+    let (_, offer) = t.admin_get(&format!("/offers/{}", seed.offer_id)).await;
+    assert_eq!(
+        offer["max_payout"], "10000",
+        "the documented default: {offer}"
+    );
+    let click = t.click(&seed, json!({})).await;
+    let (s, b) = t
+        .postback(&[("click_id", click.as_str()), ("payout", "10000.01")])
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("payout")),
+        "{b}"
+    );
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "MX-1", "event": "payout", "partner_id": seed.partner_id, "payout": "20000"}))
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("payout")),
+        "{b}"
+    );
+    // An offer that really pays more says so.
+    let mut body = offer_body();
+    body["max_payout"] = json!("50000");
+    let (s, big) = t.admin_post("/offers", body).await;
+    assert_eq!(s, 201, "{big}");
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "MX-2", "event": "payout", "partner_id": seed.partner_id, "offer_id": big["id"], "payout": "20000"}))
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    // A default payout above the maximum is refused when the offer is saved.
+    let mut body = offer_body();
+    body["default_payout"] = json!("20000");
+    let (s, b) = t.admin_post("/offers", body).await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("default_payout")),
+        "{b}"
+    );
+}

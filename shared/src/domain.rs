@@ -65,6 +65,10 @@ pub struct Offer {
     /// the postback's in every event of the offer.
     #[serde(default, with = "ordered_json")]
     pub attributes: BTreeMap<String, serde_json::Value>,
+    /// The largest payout one of its conversions may carry (default
+    /// [`crate::money::DEFAULT_MAX_PAYOUT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payout: Option<Decimal>,
     /// With `every_postback`: how long an identical postback counts as the
     /// advertiser retrying, not as a second conversion.
     #[serde(default = "default_retry_window")]

@@ -11,6 +11,24 @@ pub const MAX_FRACTION_DIGITS: usize = 4;
 /// Largest magnitude accepted, a guard against typos and overflow downstream.
 pub const MAX_PAYOUT: i64 = 1_000_000_000;
 
+/// The largest payout one conversion may carry when its offer names no
+/// `max_payout` (and when the event names no offer): a guard against typos
+/// (an amount in cents sent as units) and absurd amounts.
+pub const DEFAULT_MAX_PAYOUT: i64 = 10_000;
+
+/// Refuses a payout above `max` (the offer's `max_payout`, or
+/// [`DEFAULT_MAX_PAYOUT`]), naming the field.
+pub fn within_max(field: &str, payout: Decimal, max: Option<Decimal>) -> Result<(), Error> {
+    let max = max.unwrap_or_else(|| Decimal::from(DEFAULT_MAX_PAYOUT));
+    if payout.abs() > max {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` {payout} is above the maximum payout of this offer ({max}); raise the offer's `max_payout` if it is real"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a payout such as `49.99`. Refuses exponents (`1e3`), signs other than
 /// a leading `-`, more than four fraction digits and anything that is not a
 /// plain decimal. `allow_negative` is false for conversions.

@@ -300,6 +300,9 @@ async fn record_internal_once(
         Some(id) => app.offer(id).await?.as_ref().clone(),
         None => None,
     };
+    if !is_invalidation {
+        crate::money::within_max("payout", payout, offer.as_ref().and_then(|o| o.max_payout))?;
+    }
     let advertiser = offer.as_ref().map(|o| o.advertiser.clone());
     // The offer's attributes, under the transaction's, under this event's own.
     let mut attributes = offer.map(|o| o.attributes).unwrap_or_default();

@@ -16,7 +16,7 @@ use crate::auth::Auth;
 use crate::body::{http_url, Fields, RawBody};
 use crate::error::ApiResult;
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "goals_enabled",
     "attributes",
     "repeat_conversions",
@@ -26,6 +26,7 @@ const FIELDS: [&str; 12] = [
     "advertiser",
     "landing_url",
     "default_payout",
+    "max_payout",
     "currency",
     "security_token",
     "attribution_window_days",
@@ -38,6 +39,7 @@ pub fn view(o: &Offer) -> Value {
     json!({
         "id": o.id, "name": o.name, "advertiser": o.advertiser, "landing_url": o.landing_url,
         "default_payout": o.default_payout.map(|d| d.to_string()), "currency": o.currency,
+        "max_payout": o.max_payout.unwrap_or_else(|| rust_decimal::Decimal::from(shared::money::DEFAULT_MAX_PAYOUT)).to_string(),
         "has_security_token": o.security_token_sha256.is_some(),
         "attribution_window_days": o.attribution_window_days,
         "repeat_conversions": o.repeat_conversions.as_str(), "retry_window_seconds": o.retry_window_seconds,
@@ -67,15 +69,31 @@ fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offe
         None if f.has("security_token") => None,
         None => previous.and_then(|p| p.security_token_sha256.clone()),
     };
+    let max_payout = match f.opt_decimal_text("max_payout")? {
+        Some(p) => {
+            let max = parse_payout("max_payout", &p, false)?;
+            if max.is_zero() {
+                return Err(Error::invalid("max_payout", "`max_payout` must be above 0").into());
+            }
+            Some(max)
+        }
+        None if f.has("max_payout") => None,
+        None => previous.and_then(|p| p.max_payout),
+    };
+    let default_payout = f
+        .opt_decimal_text("default_payout")?
+        .map(|p| parse_payout("default_payout", &p, false))
+        .transpose()?;
+    if let Some(d) = default_payout {
+        shared::money::within_max("default_payout", d, max_payout)?;
+    }
     Ok(Offer {
         id,
         name: f.str("name", 200)?,
         advertiser: f.str("advertiser", 200)?,
         landing_url,
-        default_payout: f
-            .opt_decimal_text("default_payout")?
-            .map(|p| parse_payout("default_payout", &p, false))
-            .transpose()?,
+        default_payout,
+        max_payout,
         currency: f
             .opt_str("currency")?
             .map(|c| parse_currency("currency", &c))

@@ -182,6 +182,9 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
             ));
         }
     }
+    if let Some(payout) = p.payout {
+        crate::money::within_max("payout", payout, offer.max_payout)?;
+    }
     if now >= click.expires_at {
         return Err(Error::Gone(format!(
             "click `{}` is past its attribution window (it ended {})",
