@@ -158,7 +158,7 @@ async fn conversions_survive_store_queue_and_receiver_faults() {
             .unwrap()
             .into_iter()
             .filter(|d| d.status == DeliveryStatus::Pending)
-            .map(|d| (d.id, d.attempts, d.next_attempt_at))
+            .map(|d| (d.id, d.attempts, d.next_attempt_at, d.reason))
             .collect();
         panic!("some deliveries never finished: {stuck:#?}");
     }

@@ -295,12 +295,13 @@ impl TestApp {
                     self.queue_url("SlowDeliveryQueue"),
                     self.stack.queue_arns["SlowDeliveryQueue"].clone(),
                 );
+                // No long poll here: the fast lane's bounds the loop.
                 let slow = postback_local::poll_once(
                     &self.worker,
                     postback_local::Consumer::SlowDeliveries,
                     &slow_url,
                     &slow_arn,
-                    1,
+                    0,
                 );
                 let _ = tokio::join!(fast, slow);
             } else {
