@@ -217,7 +217,7 @@ async fn record_internal_once(
         .filter(|t| !t.placeholder || now - t.updated_at <= EARLY_INVALIDATION_WAIT)
         .and_then(|t| t.waiting_invalidation.clone());
     if known.is_none() && is_invalidation {
-        return wait_for_payout(app, input, stored.as_ref(), waiting.is_some(), now).await;
+        return wait_for_payout(app, input, stored.as_ref(), waiting.as_deref(), now).await;
     }
     let change = match classify(
         known.as_ref(),
@@ -240,10 +240,11 @@ async fn record_internal_once(
     };
     let event_id = transaction_event_id(
         "internal",
-        &input.transaction_id,
+        &key,
         change,
         &input.event,
         input.status,
+        input.occurred_at,
     );
     let occurred_at = input.occurred_at.unwrap_or(now);
     // The state's time never goes back (an event without `occurred_at` is
@@ -424,16 +425,30 @@ async fn wait_for_payout(
     app: &App,
     input: &EventInput,
     stored: Option<&Transaction>,
-    already_waiting: bool,
+    already_waiting: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Option<Outcome>> {
     let key = Transaction::key_of(None, &input.transaction_id);
-    let will_be = transaction_event_id("internal", &key, 1, &input.event, input.status);
-    if already_waiting {
-        return Ok(Some(Outcome::duplicate(will_be)));
-    }
     let mut waiting = input.clone();
     waiting.occurred_at = Some(input.occurred_at.unwrap_or(now));
+    // The id it will have once applied right after its payout.
+    let will_be = transaction_event_id(
+        "internal",
+        &key,
+        1,
+        &input.event,
+        input.status,
+        waiting.occurred_at,
+    );
+    if let Some(first) = already_waiting {
+        // One reversal per payout: the one already waiting stands.
+        let first_at = serde_json::from_str::<Value>(first)
+            .ok()
+            .and_then(|v| parse_event(&v).ok())
+            .and_then(|i| i.occurred_at);
+        let id = transaction_event_id("internal", &key, 1, INVALIDATION, input.status, first_at);
+        return Ok(Some(Outcome::duplicate(id)));
+    }
     let placeholder = Transaction {
         transaction_id: input.transaction_id.clone(),
         partner_id: input.partner_id.clone().unwrap_or_default(),

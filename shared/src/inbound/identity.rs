@@ -99,26 +99,26 @@ pub fn classify(
     Identity::Change(t.changes + 1)
 }
 
-/// The id of a transaction's event: its scope, id, change number and what
-/// changed, so that two different changes racing on the same number never
-/// share an id (the transaction's version decides which one stands).
+/// The id of a transaction's event: its scope, id, change number, what
+/// changed and the time it names (if it names one), so that two different
+/// changes racing on the same number never share an id (the transaction's
+/// version decides which one stands, and the loser decides again), while a
+/// retry of the same change lands on the same id.
 pub fn transaction_event_id(
     source: &str,
     transaction_key: &str,
     change: u32,
     event: &str,
     status: Status,
+    occurred_at: Option<DateTime<Utc>>,
 ) -> String {
-    ids::derived_id(
-        "evt",
-        &[
-            source,
-            transaction_key,
-            &change.to_string(),
-            event,
-            status.as_str(),
-        ],
-    )
+    let change = change.to_string();
+    let mut parts = vec![source, transaction_key, &change, event, status.as_str()];
+    let at = occurred_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    if let Some(at) = &at {
+        parts.push(at);
+    }
+    ids::derived_id("evt", &parts)
 }
 
 /// Remembers a change on the transaction's new state, keeping the latest few.
@@ -431,12 +431,24 @@ mod tests {
 
     #[test]
     fn racing_changes_of_the_same_number_get_different_ids() {
-        let a = transaction_event_id("internal", "T", 2, "payout", Status::Approved);
-        let b = transaction_event_id("internal", "T", 2, "payout", Status::Rejected);
+        let a = transaction_event_id("internal", "T", 2, "payout", Status::Approved, None);
+        let b = transaction_event_id("internal", "T", 2, "payout", Status::Rejected, None);
         assert_ne!(a, b);
         assert_eq!(
             a,
-            transaction_event_id("internal", "T", 2, "payout", Status::Approved)
+            transaction_event_id("internal", "T", 2, "payout", Status::Approved, None)
+        );
+        // The same change at two times (one arriving late): two events, so
+        // the one that loses the race decides again instead of passing for
+        // a repeat of the other.
+        let early =
+            transaction_event_id("internal", "T", 1, "payout", Status::Approved, Some(at(1)));
+        let later =
+            transaction_event_id("internal", "T", 1, "payout", Status::Approved, Some(at(3)));
+        assert_ne!(early, later);
+        assert_eq!(
+            later,
+            transaction_event_id("internal", "T", 1, "payout", Status::Approved, Some(at(3)))
         );
     }
 

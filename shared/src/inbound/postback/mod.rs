@@ -315,7 +315,7 @@ async fn record_transaction(
         Identity::Change(n) => n,
     };
     let mut event = event_of(p, click, offer, now);
-    event.id = transaction_event_id("postback", &key, change, &p.event, p.status);
+    event.id = transaction_event_id("postback", &key, change, &p.event, p.status, None);
     event.sequence = change + 1;
     if let Some(t) = &known {
         // A status change that names no payout keeps the transaction's.
