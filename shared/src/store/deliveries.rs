@@ -207,18 +207,9 @@ impl Store {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_attrs(&self.delivery_item(&d))?))
-            .condition_expression(
-                "#status = :pending AND (attribute_not_exists(lease_ms) OR lease_ms < :now)",
-            )
+            .condition_expression(UNCLAIMED_PENDING)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":pending",
-                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
-            )
-            .expression_attribute_values(
-                ":now",
-                AttributeValue::N(now.timestamp_millis().to_string()),
-            )
+            .set_expression_attribute_values(Some(unclaimed_values(now)))
             .send()
             .await;
         match result {
@@ -239,19 +230,10 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
             .update_expression("SET reason = :reason")
-            .condition_expression(
-                "#status = :pending AND (attribute_not_exists(lease_ms) OR lease_ms < :now)",
-            )
+            .condition_expression(UNCLAIMED_PENDING)
             .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(unclaimed_values(now)))
             .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
-            .expression_attribute_values(
-                ":pending",
-                AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
-            )
-            .expression_attribute_values(
-                ":now",
-                AttributeValue::N(now.timestamp_millis().to_string()),
-            )
             .send()
             .await;
         match result {
@@ -482,6 +464,25 @@ impl Store {
     pub(super) fn delivery_item<'d>(&self, d: &'d Delivery) -> Item<&'d Delivery> {
         delivery_item(d, self.expiry(d.created_at))
     }
+}
+
+/// The condition of a write that must not touch a delivery a worker holds:
+/// still pending, and no lease running (`#status` names `status`).
+const UNCLAIMED_PENDING: &str =
+    "#status = :pending AND (attribute_not_exists(lease_ms) OR lease_ms < :now)";
+
+/// The values of [`UNCLAIMED_PENDING`] at `now`.
+fn unclaimed_values(now: DateTime<Utc>) -> Attrs {
+    HashMap::from([
+        (
+            ":pending".to_string(),
+            AttributeValue::S(DeliveryStatus::Pending.as_str().into()),
+        ),
+        (
+            ":now".to_string(),
+            AttributeValue::N(now.timestamp_millis().to_string()),
+        ),
+    ])
 }
 
 fn delivery_item(d: &Delivery, ttl: Option<i64>) -> Item<&Delivery> {
