@@ -439,7 +439,9 @@ async fn main() -> anyhow::Result<()> {
     // schedule): both delivery lanes polled as the local runner does.
     for (hung_partners, after_first_timeout) in [(0, false), (3, false), (3, true)] {
         let (p50, p99, n, hung_requests) =
-            healthy_latency(&t, hung_partners, after_first_timeout).await;
+            // Each on a stack of its own: the hung deliveries of one run
+            // (retrying for minutes) must not weigh on the next.
+            healthy_latency(&TestApp::start().await, hung_partners, after_first_timeout).await;
         report.add(
             &format!(
                 "Delivery: healthy partner p50 / p99, {}",
