@@ -115,6 +115,7 @@ http("deliveries-retry", "POST", "/deliveries/__DELIVERY_ID__/retry", auth=PARTN
 sqs("events-queue", "postback-dev-EventsQueue", [{**payout, "transaction_id": "LN-6001"}])
 sqs("delivery", "postback-dev-DeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "p1", "endpoint_id": "__ENDPOINT_ID__"}])
 sqs("delivery-malformed", "postback-dev-DeliveryQueue", ["{\"delivery\": oops"])
+sqs("slow-delivery", "postback-dev-SlowDeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "p1", "endpoint_id": "__ENDPOINT_ID__"}])
 http("offers-list", "GET", "/offers", query="limit=50", auth=ADMIN)
 http("partners-list", "GET", "/partners", auth=ADMIN)
 http("offers-postbacks", "GET", "/offers/off1/postbacks", auth=ADMIN)

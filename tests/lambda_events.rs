@@ -161,6 +161,21 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         response.batch_item_failures
     );
     assert_eq!(receiver.requests()[0].uri, "/pb?payout=49.99&tx=T-1001");
+    // The same delivery handed to the slow lane's function (as a message the
+    // fast lane moved there): acknowledged, never sent twice.
+    let slow_queue = queue_name(&t.queue_url("SlowDeliveryQueue"));
+    let response = deliver::handle_lane(
+        &t.worker,
+        shared::delivery::Lane::Slow,
+        sqs_event(
+            include_str!("../events/sqs-slow-delivery.json"),
+            &ids,
+            &slow_queue,
+        ),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(receiver.count(), 1, "delivered once");
 
     // The partner's side: test route, history (JSON and CSV), support view, manual retry.
     ids.event_id = event_id.to_string();
