@@ -52,11 +52,23 @@ wait_port() { # port seconds
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Fails loudly when another process already listens on a port we are about
+# to start a stand-in on: the service would otherwise talk to whatever owns it.
+require_free() { # port what
+  if port_taken "$1"; then
+    log "port $1 ($2) is already taken by another process; stop it, or choose other ports (make dev: DEV_DDB_PORT / DEV_SQS_PORT; make test: TEST_DDB_PORT / TEST_SQS_PORT)"
+    exit 1
+  fi
+}
+
 start() {
   local name=$1 ddb_port=$2 sqs_port=$3 state="$ROOT/.local/$1"
   install
   mkdir -p "$state"
   if ! alive "$state/dynamodb.pid"; then
+    require_free "$ddb_port" "DynamoDB Local"
     # The launcher binds DynamoDB Local to 127.0.0.1 only (it has no flag for that).
     (cd "$state" && exec java -Djava.library.path="$DDB_DIR/DynamoDBLocal_lib" \
         -cp "$DDB_DIR/DynamoDBLocal.jar:$DDB_DIR/DynamoDBLocal_lib/*" \
@@ -65,11 +77,15 @@ start() {
     echo $! >"$state/dynamodb.pid"
   fi
   if ! alive "$state/sqs.pid"; then
+    require_free "$sqs_port" "moto SQS"
     "$VENV/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$state/sqs.log" 2>&1 &
     echo $! >"$state/sqs.pid"
   fi
   wait_port "$ddb_port" 60 || { log "DynamoDB Local did not start:"; cat "$state/dynamodb.log" >&2; exit 1; }
   wait_port "$sqs_port" 30 || { log "moto did not start:"; cat "$state/sqs.log" >&2; exit 1; }
+  # What answers on the ports must be the processes we started.
+  alive "$state/dynamodb.pid" || { log "DynamoDB Local exited while starting (port $ddb_port):"; tail -n 20 "$state/dynamodb.log" >&2; exit 1; }
+  alive "$state/sqs.pid" || { log "moto exited while starting (port $sqs_port):"; tail -n 20 "$state/sqs.log" >&2; exit 1; }
   cat >"$state/env" <<ENV
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port
