@@ -61,29 +61,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn with(status: &'static str, event_id: String) -> Self {
+        Outcome { status, event_id }
+    }
     fn waiting(event_id: String) -> Self {
-        Outcome {
-            status: "waiting",
-            event_id,
-        }
+        Self::with("waiting", event_id)
     }
     fn superseded(event_id: String) -> Self {
-        Outcome {
-            status: "superseded",
-            event_id,
-        }
+        Self::with("superseded", event_id)
     }
     fn recorded(event_id: String) -> Self {
-        Outcome {
-            status: "recorded",
-            event_id,
-        }
+        Self::with("recorded", event_id)
     }
     fn duplicate(event_id: String) -> Self {
-        Outcome {
-            status: "duplicate",
-            event_id,
-        }
+        Self::with("duplicate", event_id)
     }
 }
 

@@ -155,12 +155,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let (pk, sk) = keys::endpoint(&endpoint.partner_id, &endpoint.id);
-        // Endpoints written before versions existed have none: they stand at 0.
-        let condition = if read_version == 0 {
-            "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)"
-        } else {
-            "attribute_exists(pk) AND version = :v"
-        };
+        let condition = version_condition(read_version);
         let sealed = self.sealer.seal_endpoint(endpoint).await?;
         let put = Put::builder()
             .table_name(&self.table)
@@ -279,11 +274,7 @@ impl Store {
             .update_expression(
                 "SET active = :no, paused_reason = :reason, paused_at = :at, updated_at = :at, version = :next",
             )
-            .condition_expression(if read_version == 0 {
-                "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)"
-            } else {
-                "attribute_exists(pk) AND version = :v"
-            })
+            .condition_expression(version_condition(read_version))
             .expression_attribute_values(":no", AttributeValue::Bool(false))
             .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
             .expression_attribute_values(":at", at)
@@ -359,6 +350,16 @@ impl Store {
             a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id))
         });
         Ok(out)
+    }
+}
+
+/// The condition of a write on an endpoint read at `read_version` (`:v`):
+/// endpoints written before versions existed have none, and stand at 0.
+fn version_condition(read_version: u64) -> &'static str {
+    if read_version == 0 {
+        "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)"
+    } else {
+        "attribute_exists(pk) AND version = :v"
     }
 }
 
