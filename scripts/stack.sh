@@ -104,6 +104,8 @@ stop() {
   for f in "$state"/dynamodb.pid "$state"/sqs.pid; do
     if alive "$f"; then
       kill "$(cat "$f")" 2>/dev/null || true
+      # Wait until it is gone, so that its port is free for the next start.
+      for _ in $(seq 50); do alive "$f" || break; sleep 0.2; done
     fi
     rm -f "$f"
   done
