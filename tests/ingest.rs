@@ -358,9 +358,9 @@ async fn a_click_past_its_attribution_window_answers_410() {
     let t = TestApp::start().await;
     let seed = t.seed(offer_body(), None).await;
     let old = Click {
-        click_id: shared::ids::click_id(),
-        offer_id: seed.offer_id.clone(),
-        partner_id: seed.partner_id.clone(),
+        click_id: shared::ids::ClickId::random(),
+        offer_id: seed.offer_id.parse().unwrap(),
+        partner_id: seed.partner_id.parse().unwrap(),
         attributes: Default::default(),
         created_at: Utc::now() - ChronoDuration::days(31),
         expires_at: Utc::now() - ChronoDuration::days(1),

@@ -144,7 +144,7 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         .unwrap()
         .unwrap()
         .delivery_ids[0]
-        .clone();
+        .to_string();
     let delivery_queue = queue_name(&t.queue_url("DeliveryQueue"));
     let response = deliver::handle(
         &t.worker,

@@ -21,10 +21,16 @@ async fn endpoint(t: &TestApp, seed: &Seed, body: Value) -> String {
     e["id"].as_str().unwrap().to_string()
 }
 
-async fn deliveries_of(t: &TestApp, event_ids: &[String]) -> Vec<Delivery> {
+async fn deliveries_of(t: &TestApp, event_ids: &[impl AsRef<str>]) -> Vec<Delivery> {
     let mut ids = Vec::new();
     for id in event_ids {
-        let e = t.app.store.get_event(id).await.unwrap().expect("stored");
+        let e = t
+            .app
+            .store
+            .get_event(id.as_ref())
+            .await
+            .unwrap()
+            .expect("stored");
         ids.extend(e.delivery_ids);
     }
     t.app.store.get_deliveries(&ids).await.unwrap()
@@ -35,14 +41,14 @@ async fn deliveries_of(t: &TestApp, event_ids: &[String]) -> Vec<Delivery> {
 /// is finished or `limit` passes.
 async fn reconcile_and_pump(
     t: &TestApp,
-    events: &[String],
+    events: &[impl AsRef<str>],
     ahead: chrono::Duration,
     limit: Duration,
 ) {
     let done = outbox::reconcile(&t.app, Utc::now() + ahead).await.unwrap();
     println!("reconciler: {done:?}");
     let store = t.app.store.clone();
-    let ids = events.to_vec();
+    let ids: Vec<String> = events.iter().map(|e| e.as_ref().to_string()).collect();
     let app = t.app.clone();
     t.pump_until("DeliveryQueue", limit, || {
         let (store, ids, app) = (store.clone(), ids.clone(), app.clone());
@@ -175,12 +181,12 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
     let mut events = Vec::new();
     for i in 0..10 {
         let mut event = shared::domain::Event {
-            id: format!("evt_killed_{i}"),
+            id: format!("evt_killed_{i}").parse().unwrap(),
             source: shared::domain::Source::Internal,
             event: "payout".into(),
             status: shared::domain::Status::Approved,
-            transaction_id: Some(format!("K{i}")),
-            partner_id: seed.partner_id.clone(),
+            transaction_id: Some(format!("K{i}").parse().unwrap()),
+            partner_id: seed.partner_id.parse().unwrap(),
             click_id: None,
             lead_id: None,
             offer_id: None,

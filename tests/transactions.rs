@@ -132,8 +132,8 @@ async fn a_pipeline_id_spelled_like_a_key_reaches_no_advertisers_transaction() {
         .app
         .store
         .get_transaction(&shared::domain::Transaction::key_of(
-            Some(&seed.offer_id),
-            "ADV-9",
+            Some(&seed.offer_id.parse().unwrap()),
+            &"ADV-9".parse().unwrap(),
         ))
         .await
         .unwrap()
@@ -578,7 +578,7 @@ async fn shuffled_changes_over_the_events_queue_end_on_the_latest_state() {
             .unwrap()
             .unwrap();
         let tx = d.event.transaction_id.clone().unwrap();
-        accepted.entry(tx).or_default().push(d.event);
+        accepted.entry(tx.to_string()).or_default().push(d.event);
     }
     let mut wrong = Vec::new();
     for (tx, (event, status)) in &truth {

@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
         .env("ADMIN_API_KEY", ADMIN_KEY)
         .env(
             "STACK_PREFIX",
-            format!("bench{}", &shared::ids::click_id()[..8]),
+            format!("bench{}", &shared::ids::ClickId::random()[..8]),
         )
         .env(
             "TEMPLATE_PATH",

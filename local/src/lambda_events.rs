@@ -161,7 +161,7 @@ pub async fn seed(app: &Arc<App>, admin_key: &str, receiver_url: &str) -> anyhow
         &[201],
     )?;
     let click_id = click["click_id"].as_str().unwrap_or_default().to_string();
-    let tx = format!("LAMBDA-{}", &shared::ids::click_id()[..8]);
+    let tx = format!("LAMBDA-{}", &shared::ids::ClickId::random()[..8]);
     let recorded = expect(
         "conversion",
         call(
@@ -186,6 +186,7 @@ pub async fn seed(app: &Arc<App>, admin_key: &str, receiver_url: &str) -> anyhow
         .get_event(&event_id)
         .await?
         .and_then(|e| e.delivery_ids.into_iter().next())
+        .map(String::from)
         .unwrap_or_default();
     Ok(Ids {
         partner_key,

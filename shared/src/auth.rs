@@ -3,7 +3,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::ids;
+use crate::ids::{self, KeyId, PartnerId};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub enum Caller {
     /// The admin key: sees everything.
     Admin,
     /// A partner key: sees only that partner's resources.
-    Partner(String),
+    Partner(PartnerId),
 }
 
 impl Caller {
@@ -51,8 +51,8 @@ pub const MAX_PARTNER_KEYS: usize = 5;
 
 /// The public id of a stored key: `key_` and the first 12 hex digits of its
 /// hash. It names the key for listing and revoking, and tells nothing of it.
-pub fn key_id(hash: &str) -> String {
-    format!("key_{}", &hash[..hash.len().min(12)])
+pub fn key_id(hash: &str) -> KeyId {
+    KeyId::of_hash(hash)
 }
 
 /// Whether `key` hashes to one of `hashes`, compared in constant time.
@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn partners_see_only_their_own() {
         assert!(Caller::Admin.can_see("p1"));
-        assert!(Caller::Partner("p1".into()).can_see("p1"));
-        assert!(!Caller::Partner("p1".into()).can_see("p2"));
+        assert!(Caller::Partner(crate::ids::t("p1")).can_see("p1"));
+        assert!(!Caller::Partner(crate::ids::t("p1")).can_see("p2"));
     }
 }

@@ -7,6 +7,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::ids::{
+    ClickId, DeliveryId, EndpointId, EventId, LeadId, OfferId, PartnerId, TransactionId,
+};
 use crate::schedule::RetrySchedule;
 
 /// Status of a conversion or payout, as the contract spells it.
@@ -42,7 +45,7 @@ impl Status {
 /// An advertiser's offer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Offer {
-    pub id: String,
+    pub id: OfferId,
     pub name: String,
     pub advertiser: String,
     pub landing_url: String,
@@ -128,7 +131,7 @@ fn default_retry_window() -> u32 {
 /// A partner (publisher, affiliate). API keys are stored as SHA-256 hashes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Partner {
-    pub id: String,
+    pub id: PartnerId,
     pub name: String,
     pub api_key_sha256: Vec<String>,
     pub created_at: DateTime<Utc>,
@@ -137,9 +140,9 @@ pub struct Partner {
 /// A click: what a partner's traffic carried when it reached the offer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Click {
-    pub click_id: String,
-    pub offer_id: String,
-    pub partner_id: String,
+    pub click_id: ClickId,
+    pub offer_id: OfferId,
+    pub partner_id: PartnerId,
     #[serde(default, with = "ordered_json")]
     pub attributes: BTreeMap<String, serde_json::Value>,
     pub created_at: DateTime<Utc>,
@@ -160,20 +163,20 @@ pub enum Source {
 /// The immutable record of a conversion, payout, invalidation or status change.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
-    pub id: String,
+    pub id: EventId,
     pub source: Source,
     /// Free name: `conversion`, `purchase`, `payout`, `reward.created`, `invalidation`, ...
     pub event: String,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transaction_id: Option<String>,
-    pub partner_id: String,
+    pub transaction_id: Option<TransactionId>,
+    pub partner_id: PartnerId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub click_id: Option<String>,
+    pub click_id: Option<ClickId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead_id: Option<String>,
+    pub lead_id: Option<LeadId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offer_id: Option<String>,
+    pub offer_id: Option<OfferId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertiser: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,7 +193,7 @@ pub struct Event {
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// The deliveries this event fanned out to, one per matching endpoint.
     #[serde(default)]
-    pub delivery_ids: Vec<String>,
+    pub delivery_ids: Vec<DeliveryId>,
     /// Its place among its transaction's changes: 1 for the first event, 2
     /// for the first change, ... (1 for a conversion without a transaction).
     /// Partners see it as `{sequence}`, to check order themselves. 0: an
@@ -257,8 +260,8 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 /// A partner's postback subscription.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Endpoint {
-    pub id: String,
-    pub partner_id: String,
+    pub id: EndpointId,
+    pub partner_id: PartnerId,
     pub name: String,
     pub url: String,
     pub method: Method,
@@ -281,7 +284,7 @@ pub struct Endpoint {
     pub statuses: Vec<Status>,
     /// Offer ids it receives; empty for all.
     #[serde(default)]
-    pub offers: Vec<String>,
+    pub offers: Vec<OfferId>,
     /// Goals it receives; empty for all.
     #[serde(default)]
     pub goals: Vec<String>,
@@ -323,6 +326,17 @@ pub struct Endpoint {
     pub slow_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Endpoint {
+    /// Whether `name` is one of its secret headers: write-only, sealed at
+    /// rest, never shown. Header names are case-insensitive, here as in HTTP:
+    /// this is the one place that says so.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        self.secret_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -409,23 +423,31 @@ impl Ordering {
 /// status change or an invalidation can refer to it by `transaction_id` alone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Transaction {
-    pub transaction_id: String,
-    pub partner_id: String,
+    pub transaction_id: TransactionId,
+    /// Its partner; `None` only on a placeholder (an invalidation that came
+    /// without one, before its payout). Placeholders stored by earlier
+    /// versions hold `""`, read as `None`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::ids::empty_as_none"
+    )]
+    pub partner_id: Option<PartnerId>,
     pub event: String,
     pub status: Status,
     pub payout: Decimal,
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub click_id: Option<String>,
+    pub click_id: Option<ClickId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead_id: Option<String>,
+    pub lead_id: Option<LeadId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offer_id: Option<String>,
+    pub offer_id: Option<OfferId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<String>,
     #[serde(default, with = "ordered_json")]
     pub attributes: BTreeMap<String, serde_json::Value>,
-    pub last_event_id: String,
+    pub last_event_id: EventId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidated_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
@@ -433,7 +455,7 @@ pub struct Transaction {
     /// their own ids, so theirs are told apart by offer. `None` for our
     /// pipelines' transactions, whose ids are ours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub scope: Option<OfferId>,
     /// How many changes followed the first event (each status change, each invalidation).
     #[serde(default)]
     pub changes: u32,
@@ -451,7 +473,7 @@ pub struct Transaction {
     /// The latest delivery of this transaction to each endpoint (endpoint id
     /// → delivery id): the next change's delivery to that endpoint goes after it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub last_delivery: BTreeMap<String, String>,
+    pub last_delivery: BTreeMap<EndpointId, DeliveryId>,
     /// An invalidation that arrived before the payout it reverses, as the
     /// event object it came as (JSON): applied right after the payout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -471,7 +493,7 @@ pub struct SeenChange {
     pub status: Status,
     pub occurred_at: DateTime<Utc>,
     pub payout: Decimal,
-    pub event_id: String,
+    pub event_id: EventId,
 }
 
 impl Transaction {
@@ -479,16 +501,18 @@ impl Transaction {
     /// and id. Each id is escaped ([`key_part`]), so ours never holds a `#`
     /// and an advertiser's always starts with `OFFER#`: no id from outside
     /// can name a transaction of the other namespace or another offer.
-    pub fn key_of(scope: Option<&str>, transaction_id: &str) -> String {
+    /// Both parts are typed ids: an offer id never holds `#` or `%`, and a
+    /// transaction id is escaped.
+    pub fn key_of(scope: Option<&OfferId>, transaction_id: &TransactionId) -> String {
         match scope {
             None => key_part(transaction_id),
-            Some(offer) => format!("OFFER#{}#{}", key_part(offer), key_part(transaction_id)),
+            Some(offer) => format!("OFFER#{offer}#{}", key_part(transaction_id)),
         }
     }
 
     /// This transaction's store key.
     pub fn key(&self) -> String {
-        Self::key_of(self.scope.as_deref(), &self.transaction_id)
+        Self::key_of(self.scope.as_ref(), &self.transaction_id)
     }
 
     /// When its current state happened (older records: their last change).
@@ -553,16 +577,23 @@ mod tests {
     #[test]
     fn transaction_keys_of_the_two_namespaces_never_meet() {
         // A pipeline id spelled like an advertiser's key stays ours.
-        let spelled = Transaction::key_of(None, "OFFER#off1#T1");
-        assert_ne!(spelled, Transaction::key_of(Some("off1"), "T1"));
+        use crate::ids::t;
+        let spelled = Transaction::key_of(None, &t("OFFER#off1#T1"));
+        assert_ne!(spelled, Transaction::key_of(Some(&t("off1")), &t("T1")));
         assert!(!spelled.contains('#'));
-        // An offer or transaction id holding the separator stays one part.
+        // A transaction id holding the separator stays one part (an offer
+        // id cannot hold it: its type refuses `#`).
+        assert!(crate::ids::OfferId::parse("a#b").is_err());
         assert_ne!(
-            Transaction::key_of(Some("a#b"), "c"),
-            Transaction::key_of(Some("a"), "b#c")
+            Transaction::key_of(Some(&t("a")), &t("b#c")),
+            Transaction::key_of(Some(&t("a")), &t("b")),
+        );
+        assert_eq!(
+            Transaction::key_of(Some(&t("a")), &t("b#c")),
+            "OFFER#a#b%23c"
         );
         // Ids we make are unchanged.
-        assert_eq!(Transaction::key_of(None, "T-1"), "T-1");
+        assert_eq!(Transaction::key_of(None, &t("T-1")), "T-1");
         assert_eq!(key_part("50%#"), "50%25%23");
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Endpoint, Event};
-use crate::ids;
+use crate::ids::{DeliveryId, EndpointId, EventId, PartnerId};
 use crate::lifecycle::{Delivery, DeliveryStatus};
 
 /// Most deliveries one event may fan out to: event + transaction + deliveries
@@ -15,15 +15,15 @@ pub const MAX_DELIVERIES_PER_EVENT: usize = 98;
 /// The body of a delivery-queue message. Version 1.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeliveryMessage {
-    pub delivery_id: String,
-    pub partner_id: String,
-    pub endpoint_id: String,
+    pub delivery_id: DeliveryId,
+    pub partner_id: PartnerId,
+    pub endpoint_id: EndpointId,
 }
 
 /// The id of the delivery of `event_id` to `endpoint_id`: derived, so that a
 /// retried fan-out writes the same delivery rather than a second one.
-pub fn delivery_id(event_id: &str, endpoint_id: &str) -> String {
-    ids::derived_id("dlv", &[event_id, endpoint_id])
+pub fn delivery_id(event_id: &EventId, endpoint_id: &EndpointId) -> DeliveryId {
+    DeliveryId::derive(&[event_id, endpoint_id])
 }
 
 /// The deliveries `event` fans out to among `endpoints`, in endpoint order
@@ -35,7 +35,7 @@ pub fn plan(
     event: &Event,
     endpoints: &[Endpoint],
     goals_apply: bool,
-    previous: &std::collections::BTreeMap<String, String>,
+    previous: &std::collections::BTreeMap<EndpointId, DeliveryId>,
     now: DateTime<Utc>,
 ) -> Vec<Delivery> {
     endpoints
@@ -94,15 +94,15 @@ mod tests {
     fn event(name: &str, status: Status) -> Event {
         let now = Utc::now();
         Event {
-            id: "evt_1".into(),
+            id: crate::ids::t("evt_1"),
             source: Source::Postback,
             event: name.into(),
             status,
             transaction_id: None,
-            partner_id: "p".into(),
-            click_id: Some("c".into()),
+            partner_id: crate::ids::t("p"),
+            click_id: Some(crate::ids::t("c")),
             lead_id: None,
-            offer_id: Some("off_1".into()),
+            offer_id: Some(crate::ids::t("off_1")),
             advertiser: None,
             goal: Some("signup".into()),
             payout: Decimal::new(1000, 2),
@@ -120,8 +120,8 @@ mod tests {
     fn endpoint(id: &str) -> Endpoint {
         let now = Utc::now();
         Endpoint {
-            id: id.into(),
-            partner_id: "p".into(),
+            id: crate::ids::t(id),
+            partner_id: crate::ids::t("p"),
             name: id.into(),
             url: "https://example.com/pb".into(),
             method: Method::Get,
@@ -164,7 +164,10 @@ mod tests {
         );
         let ids: Vec<_> = plan1.iter().map(|d| d.endpoint_id.as_str()).collect();
         assert_eq!(ids, ["ep_a", "ep_c"]);
-        assert_eq!(plan1[0].id, delivery_id("evt_1", "ep_a"));
+        assert_eq!(
+            plan1[0].id,
+            delivery_id(&crate::ids::t("evt_1"), &crate::ids::t("ep_a"))
+        );
         assert_eq!(plan1[0].status, DeliveryStatus::Pending);
     }
 
@@ -174,7 +177,7 @@ mod tests {
         let mut approved_only = endpoint("a");
         approved_only.statuses = vec![Status::Approved];
         let mut other_offer = endpoint("b");
-        other_offer.offers = vec!["off_2".into()];
+        other_offer.offers = vec![crate::ids::t("off_2")];
         let mut other_goal = endpoint("c");
         other_goal.goals = vec!["deposit".into()];
         let mut same_goal = endpoint("d");

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod endpoint;
 pub mod error;
 pub mod fanout;
 pub mod fields;

@@ -32,10 +32,7 @@ impl Prepared {
             .iter()
             .map(|(k, v)| {
                 let secret = SECRET_HEADERS.contains(&k.to_ascii_lowercase().as_str())
-                    || endpoint
-                        .secret_headers
-                        .iter()
-                        .any(|h| h.eq_ignore_ascii_case(k))
+                    || endpoint.is_secret_header(k)
                     || endpoint.secret.as_deref().is_some_and(|s| v.contains(s));
                 (
                     k.clone(),

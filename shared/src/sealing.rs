@@ -294,7 +294,15 @@ impl Sealer {
                 auth.token = Some(apply(t, "basic_auth.token".into()).await?);
             }
         }
-        for name in e.secret_headers.clone() {
+        // Each secret header under the name it is stored by, whatever the
+        // case `secret_headers` spells it in.
+        let secret: Vec<String> = e
+            .headers
+            .keys()
+            .filter(|k| e.is_secret_header(k))
+            .cloned()
+            .collect();
+        for name in secret {
             if let Some(v) = e.headers.remove(&name) {
                 let sealed = apply(v, format!("headers.{name}")).await?;
                 e.headers.insert(name, sealed);

@@ -81,9 +81,9 @@ mod tests {
 
     fn click() -> Click {
         Click {
-            click_id: "c1".into(),
-            offer_id: "789".into(),
-            partner_id: "pub 7".into(),
+            click_id: crate::ids::t("c1"),
+            offer_id: crate::ids::t("789"),
+            partner_id: crate::ids::t("pub-7"),
             attributes: [("sub1".to_string(), Value::String("a&b".into()))].into(),
             created_at: Utc::now(),
             expires_at: Utc::now(),
@@ -101,7 +101,7 @@ mod tests {
                 "https://yourdomain.example/landing?click_id={click_id}&offer_id={offer_id}&affiliate_id={affiliate_id}&s={click.sub1}&m={click.missing}",
                 &click()
             ),
-            "https://yourdomain.example/landing?click_id=c1&offer_id=789&affiliate_id=pub%207&s=a%26b&m="
+            "https://yourdomain.example/landing?click_id=c1&offer_id=789&affiliate_id=pub-7&s=a%26b&m="
         );
     }
 

@@ -49,7 +49,7 @@ proptest! {
     #[test]
     fn a_parsed_postback_keeps_only_sane_values(click in "[a-zA-Z0-9_-]{1,40}", payout in "[0-9]{1,6}(\\.[0-9]{1,4})?") {
         let p = parse_postback(vec![("click_id".into(), click.clone()), ("payout".into(), payout.clone())]).unwrap();
-        prop_assert_eq!(p.click_id, click);
+        prop_assert_eq!(p.click_id.as_str(), click.as_str());
         prop_assert_eq!(p.payout.unwrap(), payout.parse::<rust_decimal::Decimal>().unwrap());
     }
 

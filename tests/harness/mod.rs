@@ -69,7 +69,7 @@ fn require_stand_ins() {
 
 /// A fresh stack prefix.
 pub fn unique_prefix() -> String {
-    format!("t{}", &shared::ids::click_id()[..12])
+    format!("t{}", &shared::ids::ClickId::random()[..12])
 }
 
 impl TestApp {

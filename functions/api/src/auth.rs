@@ -6,7 +6,10 @@ use axum::http::request::Parts;
 use std::sync::Arc;
 
 use shared::auth::{key_matches, partner_of_key, Caller};
+use shared::ids::PartnerId;
 use shared::{App, Error};
+
+use crate::path::Param;
 
 use crate::error::ApiError;
 
@@ -43,7 +46,7 @@ impl Auth {
 /// Another partner's id answers 404, exactly as a partner that does not exist.
 pub struct PartnerScope {
     pub caller: Caller,
-    pub partner_id: String,
+    pub partner_id: PartnerId,
 }
 
 impl FromRequestParts<Arc<App>> for PartnerScope {
@@ -54,14 +57,7 @@ impl FromRequestParts<Arc<App>> for PartnerScope {
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
         let Auth(caller) = Auth::from_request_parts(parts, app).await?;
-        let params = axum::extract::RawPathParams::from_request_parts(parts, app)
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("path parameters: {e}")))?;
-        let partner_id = params
-            .iter()
-            .find(|(k, _)| *k == "pid")
-            .map(|(_, v)| v.to_string())
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a partner route without {{pid}}")))?;
+        let Param(partner_id) = Param::<PartnerId>::from_request_parts(parts, app).await?;
         if !caller.can_see(&partner_id) || app.partner(&partner_id).await?.is_none() {
             return Err(Error::not_found("partner", &partner_id).into());
         }

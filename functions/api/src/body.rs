@@ -6,6 +6,7 @@ use axum::http::header::CONTENT_TYPE;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+use shared::ids::TypedId;
 use shared::Error;
 
 use crate::error::ApiError;
@@ -89,11 +90,30 @@ impl Fields {
         }
     }
 
-    /// The caller-chosen `id` (checked), or a new random one with `prefix`.
-    pub fn id_or_new(&self, prefix: &str) -> Result<String, ApiError> {
-        match self.opt_str("id")? {
-            Some(id) => resource_id("id", &id),
-            None => Ok(shared::ids::resource_id(prefix)),
+    /// The caller-chosen `id` (checked by the id's rule), or a new random one.
+    pub fn id_or_new<T: TypedId>(&self, random: fn() -> T) -> Result<T, ApiError> {
+        match self.0.get("id") {
+            None | Some(Value::Null) => Ok(random()),
+            Some(Value::String(id)) => Ok(T::parse_as("id", id)?),
+            Some(_) => Err(Error::invalid("id", "`id` must be a string").into()),
+        }
+    }
+
+    /// A required id, checked by its type's rule.
+    pub fn id<T: TypedId>(&self, field: &str) -> Result<T, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(Error::missing(field).into()),
+            Some(Value::String(id)) => Ok(T::parse_as(field, id)?),
+            Some(_) => Err(Error::invalid(field, format!("`{field}` must be a string")).into()),
+        }
+    }
+
+    /// Takes an optional id out of the object (absent or null: `None`).
+    pub fn take_id<T: TypedId>(&mut self, field: &str) -> Result<Option<T>, ApiError> {
+        match self.0.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(id)) => Ok(Some(T::parse_as(field, &id)?)),
+            Some(_) => Err(Error::invalid(field, format!("`{field}` must be a string")).into()),
         }
     }
 
@@ -221,24 +241,6 @@ impl Fields {
             Some(Value::Object(m)) => Ok(Some(Fields(m.clone()))),
             Some(_) => Err(Error::invalid(field, format!("`{field}` must be an object")).into()),
         }
-    }
-}
-
-/// Checks a caller-chosen resource id: 1-64 letters, digits, `_` or `-`.
-pub fn resource_id(field: &str, raw: &str) -> Result<String, ApiError> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(raw.to_string())
-    } else {
-        Err(Error::invalid(
-            field,
-            format!("`{field}` must be 1 to 64 letters, digits, `_` or `-`"),
-        )
-        .into())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod body;
 pub mod console;
 pub mod error;
+pub mod path;
 pub mod routes;
 
 pub use error::ApiError;
@@ -60,31 +61,41 @@ async fn trace_request(
     .await
 }
 
-/// Ids in the path are bounded like ids anywhere else: an over-long one is a
-/// 400 naming it, answered before any AWS call (DynamoDB refuses keys over
-/// 2 KB, which would otherwise look like an outage).
-async fn bounded_path_ids(
+/// Every id in the path follows its type's rule before anything else runs
+/// (authentication included): a path that does not decode, or an id that
+/// breaks the rule, is a 400 naming it, never a 500 and never an AWS call
+/// (DynamoDB refuses keys over 2 KB, which would otherwise look like an
+/// outage). Handlers then take the ids typed ([`path::Param`]).
+async fn checked_path_ids(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::extract::{FromRequestParts, RawPathParams};
     use axum::response::IntoResponse;
+    use path::PathId;
+    use shared::ids::{EndpointId, KeyId, OfferId, PartnerId};
     let (mut parts, body) = request.into_parts();
-    if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await {
-        for (name, value) in &params {
-            let field = match name {
-                "pid" => "partner_id",
-                "eid" => "endpoint_id",
-                "kid" => "key_id",
-                other => other,
-            };
-            if let Err(e) = shared::fields::id_field(field, value) {
-                return ApiError(e).into_response();
-            }
+    let checked = match path::raw_params(&mut parts, &()).await {
+        Err(e) => Err(e),
+        Ok(params) => params
+            .iter()
+            .try_for_each(|(name, value)| {
+                match name {
+                    "pid" => PartnerId::parse_param(value).map(drop),
+                    "eid" => EndpointId::parse_param(value).map(drop),
+                    "kid" => KeyId::parse_param(value).map(drop),
+                    // Offers, events and deliveries share the resource-id rule.
+                    _ => OfferId::parse_as("id", value).map(drop),
+                }
+            })
+            .map_err(ApiError),
+    };
+    match checked {
+        Err(e) => e.into_response(),
+        Ok(()) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
         }
     }
-    next.run(axum::extract::Request::from_parts(parts, body))
-        .await
 }
 
 /// Largest request body accepted; larger ones answer 413.
@@ -143,7 +154,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/deliveries/{id}/retry", post(deliveries::retry))
         .route("/admin/dead-letters", get(admin::list))
         .route("/admin/dead-letters/redrive", post(admin::redrive))
-        .route_layer(axum::middleware::from_fn(bounded_path_ids))
+        .route_layer(axum::middleware::from_fn(checked_path_ids))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

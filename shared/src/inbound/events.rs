@@ -9,7 +9,8 @@ use super::identity::{classify, remember, transaction_event_id, Identity};
 use super::{record, too_busy, Outcome, With, DEFAULT_CURRENCY, MAX_EVENTS_PER_REQUEST, MAX_RACES};
 use crate::domain::{Event, SeenChange, Source, Status, Transaction, INVALIDATION};
 use crate::error::{Error, Result};
-use crate::fields::{id_field, json_attributes, name_field, status_field};
+use crate::fields::{json_attributes, name_field, status_field};
+use crate::ids::{ClickId, EventId, LeadId, OfferId, PartnerId, TransactionId};
 use crate::money::{parse_currency, parse_payout};
 use crate::store::Recorded;
 use crate::App;
@@ -17,12 +18,12 @@ use crate::App;
 /// A parsed internal event (`POST /events` item or events-queue message).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventInput {
-    pub transaction_id: String,
+    pub transaction_id: TransactionId,
     pub event: String,
-    pub partner_id: Option<String>,
-    pub click_id: Option<String>,
-    pub lead_id: Option<String>,
-    pub offer_id: Option<String>,
+    pub partner_id: Option<PartnerId>,
+    pub click_id: Option<ClickId>,
+    pub lead_id: Option<LeadId>,
+    pub offer_id: Option<OfferId>,
     pub goal: Option<String>,
     pub payout: Option<Decimal>,
     pub currency: Option<String>,
@@ -40,12 +41,15 @@ impl EventInput {
                 m.insert(k.into(), Value::String(v));
             }
         };
-        put("transaction_id", Some(self.transaction_id.clone()));
+        put("transaction_id", Some(self.transaction_id.to_string()));
         put("event", Some(self.event.clone()));
-        put("partner_id", self.partner_id.clone());
-        put("click_id", self.click_id.clone());
-        put("lead_id", self.lead_id.clone());
-        put("offer_id", self.offer_id.clone());
+        put(
+            "partner_id",
+            self.partner_id.as_ref().map(|v| v.to_string()),
+        );
+        put("click_id", self.click_id.as_ref().map(|v| v.to_string()));
+        put("lead_id", self.lead_id.as_ref().map(|v| v.to_string()));
+        put("offer_id", self.offer_id.as_ref().map(|v| v.to_string()));
         put("goal", self.goal.clone());
         put("payout", self.payout.map(|p| p.to_string()));
         put("currency", self.currency.clone());
@@ -81,11 +85,26 @@ const EVENT_FIELDS: [&str; 12] = [
 fn json_text(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) if field == "payout" => Ok(Some(n.to_string())),
         Some(_) => Err(Error::invalid(field, format!("`{field}` must be a string"))),
     }
+}
+
+/// The event's own value, else the one it inherits from its transaction.
+fn pick<T: Clone>(own: &Option<T>, inherited: Option<&Option<T>>) -> Option<T> {
+    own.clone().or_else(|| inherited.cloned().flatten())
+}
+
+/// An optional id field: absent, null or `""` is `None`, anything else
+/// follows the id's rule.
+fn optional_id<T>(
+    obj: &Map<String, Value>,
+    parse: fn(&str) -> Result<T>,
+    field: &str,
+) -> Result<Option<T>> {
+    json_text(obj, field)?.map(|v| parse(&v)).transpose()
 }
 
 /// Parses one internal event object.
@@ -99,8 +118,9 @@ pub fn parse_event(value: &Value) -> Result<EventInput> {
             format!("`{unknown}` is not a field of an event"),
         ));
     }
-    let id = |f: &str| json_text(obj, f)?.map(|v| id_field(f, &v)).transpose();
-    let transaction_id = id("transaction_id")?.ok_or_else(|| Error::missing("transaction_id"))?;
+    let transaction_id = json_text(obj, "transaction_id")?
+        .ok_or_else(|| Error::missing("transaction_id"))
+        .and_then(|t| TransactionId::parse(&t))?;
     let event = name_field(
         "event",
         &json_text(obj, "event")?.ok_or_else(|| Error::missing("event"))?,
@@ -111,7 +131,7 @@ pub fn parse_event(value: &Value) -> Result<EventInput> {
         .transpose()?;
     let occurred_at = json_text(obj, "occurred_at")?
         .map(|t| {
-            DateTime::parse_from_rfc3339(t.trim())
+            DateTime::parse_from_rfc3339(&t)
                 .map(|d| d.with_timezone(&Utc))
                 .map_err(|_| {
                     Error::invalid(
@@ -137,10 +157,10 @@ pub fn parse_event(value: &Value) -> Result<EventInput> {
     Ok(EventInput {
         transaction_id,
         event,
-        partner_id: id("partner_id")?,
-        click_id: id("click_id")?,
-        lead_id: id("lead_id")?,
-        offer_id: id("offer_id")?,
+        partner_id: optional_id(obj, PartnerId::parse, PartnerId::FIELD)?,
+        click_id: optional_id(obj, ClickId::parse, ClickId::FIELD)?,
+        lead_id: optional_id(obj, LeadId::parse, LeadId::FIELD)?,
+        offer_id: optional_id(obj, OfferId::parse, OfferId::FIELD)?,
         goal: json_text(obj, "goal")?
             .map(|g| name_field("goal", &g))
             .transpose()?,
@@ -256,7 +276,7 @@ async fn record_internal_once(
     // What the event inherits from the transaction it continues.
     let base = known.clone();
     let partner_id = match (&input.partner_id, &base) {
-        (Some(p), Some(t)) if p != &t.partner_id => {
+        (Some(p), Some(t)) if Some(p) != t.partner_id.as_ref() => {
             return Err(Error::invalid(
                 "partner_id",
                 format!(
@@ -265,7 +285,12 @@ async fn record_internal_once(
                 ),
             ))
         }
-        (_, Some(t)) => t.partner_id.clone(),
+        (_, Some(t)) => t.partner_id.clone().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "transaction `{}` is stored without a partner",
+                input.transaction_id
+            ))
+        })?,
         (Some(p), None) => p.clone(),
         (None, None) => return Err(Error::missing("partner_id")),
     };
@@ -291,9 +316,6 @@ async fn record_internal_once(
             .payout
             .or(base.as_ref().map(|t| t.payout))
             .unwrap_or(Decimal::ZERO)
-    };
-    let pick = |own: &Option<String>, inherited: Option<&Option<String>>| {
-        own.clone().or_else(|| inherited.cloned().flatten())
     };
     let offer_id = pick(&input.offer_id, base.as_ref().map(|t| &t.offer_id));
     // The advertiser's name and the offer's attributes (from the cached offer).
@@ -341,7 +363,7 @@ async fn record_internal_once(
     };
     let transaction = Transaction {
         transaction_id: input.transaction_id.clone(),
-        partner_id,
+        partner_id: Some(partner_id),
         event: if is_invalidation {
             base.as_ref()
                 .map(|t| t.event.clone())
@@ -451,7 +473,7 @@ async fn wait_for_payout(
     }
     let placeholder = Transaction {
         transaction_id: input.transaction_id.clone(),
-        partner_id: input.partner_id.clone().unwrap_or_default(),
+        partner_id: input.partner_id.clone(),
         event: INVALIDATION.into(),
         status: input.status,
         payout: Decimal::ZERO,
@@ -464,7 +486,8 @@ async fn wait_for_payout(
         offer_id: None,
         goal: None,
         attributes: BTreeMap::new(),
-        last_event_id: String::new(),
+        // The event the invalidation will be once its payout arrives.
+        last_event_id: will_be.clone(),
         invalidated_at: None,
         updated_at: now,
         scope: None,
@@ -516,16 +539,13 @@ async fn record_late(
 ) -> Result<Option<Outcome>> {
     let occurred_at = input.occurred_at.unwrap_or(now);
     let key = t.key();
-    let event_id = crate::ids::derived_id(
-        "evt",
-        &[
-            "internal-late",
-            &key,
-            &input.event,
-            input.status.as_str(),
-            &occurred_at.to_rfc3339(),
-        ],
-    );
+    let event_id = EventId::derive(&[
+        "internal-late",
+        &key,
+        &input.event,
+        input.status.as_str(),
+        &occurred_at.to_rfc3339(),
+    ]);
     let is_invalidation = input.event == INVALIDATION;
     let payout = match (is_invalidation, input.payout) {
         (true, p) => -p.unwrap_or(t.payout).abs(),
@@ -539,7 +559,11 @@ async fn record_late(
         event: input.event.clone(),
         status: input.status,
         transaction_id: Some(input.transaction_id.clone()),
-        partner_id: t.partner_id.clone(),
+        partner_id: t.partner_id.clone().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "transaction `{key}` is stored without a partner"
+            ))
+        })?,
         click_id: t.click_id.clone(),
         lead_id: t.lead_id.clone(),
         offer_id: t.offer_id.clone(),

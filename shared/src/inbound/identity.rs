@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use crate::domain::{
     RepeatPolicy, SeenChange, Status, Transaction, INVALIDATION, MAX_SEEN_CHANGES,
 };
-use crate::ids;
+use crate::ids::{self, EventId};
 
 /// What one more request about a transaction is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub enum Identity {
     /// A change of a known transaction: its number (1 for the first change).
     Change(u32),
     /// A repeat of this recorded event.
-    Duplicate(String),
+    Duplicate(EventId),
     /// A change that happened before the transaction's current state (its
     /// `occurred_at` is older): kept in the history, it fires nothing and
     /// moves nothing.
@@ -111,14 +111,14 @@ pub fn transaction_event_id(
     event: &str,
     status: Status,
     occurred_at: Option<DateTime<Utc>>,
-) -> String {
+) -> EventId {
     let change = change.to_string();
     let mut parts = vec![source, transaction_key, &change, event, status.as_str()];
     let at = occurred_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
     if let Some(at) = &at {
         parts.push(at);
     }
-    ids::derived_id("evt", &parts)
+    EventId::derive(&parts)
 }
 
 /// Remembers a change on the transaction's new state, keeping the latest few.
@@ -133,12 +133,12 @@ pub fn remember(seen: &mut Vec<SeenChange>, change: SeenChange) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostbackIdentity {
     /// Its id is derived from what the policy keys on: a repeat lands on it.
-    Keyed(String),
+    Keyed(EventId),
     /// A new conversion unless an identical postback (this fingerprint) came
     /// within the retry window.
     Windowed {
         fingerprint: String,
-        event_id: String,
+        event_id: EventId,
     },
 }
 
@@ -160,15 +160,21 @@ pub fn postback_identity(
     now: DateTime<Utc>,
 ) -> PostbackIdentity {
     match policy {
-        RepeatPolicy::PerClick => PostbackIdentity::Keyed(ids::derived_id(
-            "evt",
-            &["postback", p.click_id, "", "", p.status.as_str()],
-        )),
+        RepeatPolicy::PerClick => PostbackIdentity::Keyed(EventId::derive(&[
+            "postback",
+            p.click_id,
+            "",
+            "",
+            p.status.as_str(),
+        ])),
         // The id this policy always had: (click, event, no transaction, status).
-        RepeatPolicy::PerEvent => PostbackIdentity::Keyed(ids::derived_id(
-            "evt",
-            &["postback", p.click_id, p.event, "", p.status.as_str()],
-        )),
+        RepeatPolicy::PerEvent => PostbackIdentity::Keyed(EventId::derive(&[
+            "postback",
+            p.click_id,
+            p.event,
+            "",
+            p.status.as_str(),
+        ])),
         RepeatPolicy::EveryPostback => {
             let payout = p
                 .payout
@@ -195,7 +201,7 @@ pub fn postback_identity(
             let fingerprint = ids::derived_id("fp", &parts);
             let at = now.timestamp_nanos_opt().unwrap_or_default().to_string();
             PostbackIdentity::Windowed {
-                event_id: ids::derived_id("evt", &[&fingerprint, &at]),
+                event_id: EventId::derive(&[&fingerprint, &at]),
                 fingerprint,
             }
         }
@@ -212,8 +218,8 @@ mod tests {
 
     fn txn(event: &str, status: Status, payout: i64) -> Transaction {
         Transaction {
-            transaction_id: "T".into(),
-            partner_id: "p".into(),
+            transaction_id: crate::ids::t("T"),
+            partner_id: Some(crate::ids::t("p")),
             event: event.into(),
             status,
             payout: Decimal::new(payout, 2),
@@ -223,7 +229,7 @@ mod tests {
             offer_id: None,
             goal: None,
             attributes: Default::default(),
-            last_event_id: "evt_last".into(),
+            last_event_id: crate::ids::t("evt_last"),
             invalidated_at: None,
             updated_at: at(0),
             scope: None,
@@ -238,7 +244,7 @@ mod tests {
                 status,
                 occurred_at: at(0),
                 payout: Decimal::new(payout, 2),
-                event_id: "evt_last".into(),
+                event_id: crate::ids::t("evt_last"),
             }],
         }
     }
@@ -252,7 +258,7 @@ mod tests {
         );
         assert_eq!(
             classify(Some(&t), "sale", Status::Pending, None, None),
-            Identity::Duplicate("evt_last".into())
+            Identity::Duplicate(crate::ids::t("evt_last"))
         );
         assert_eq!(
             classify(
@@ -262,7 +268,7 @@ mod tests {
                 Some(Decimal::new(750, 2)),
                 None
             ),
-            Identity::Duplicate("evt_last".into())
+            Identity::Duplicate(crate::ids::t("evt_last"))
         );
         assert_eq!(
             classify(
@@ -285,7 +291,7 @@ mod tests {
                 Identity::Change(n)
             );
             t.changes = n;
-            t.last_event_id = format!("evt_{n}");
+            t.last_event_id = crate::ids::t(&format!("evt_{n}"));
             remember(
                 &mut t.seen,
                 SeenChange {
@@ -300,7 +306,7 @@ mod tests {
         // rejected → approved was a reversal; approved again now is a repeat.
         assert_eq!(
             classify(Some(&t), "sale", Status::Approved, None, None),
-            Identity::Duplicate("evt_3".into())
+            Identity::Duplicate(crate::ids::t("evt_3"))
         );
     }
 
@@ -342,7 +348,7 @@ mod tests {
         );
         assert_eq!(
             classify(Some(&t), "payout", Status::Approved, None, None),
-            Identity::Duplicate("evt_last".into())
+            Identity::Duplicate(crate::ids::t("evt_last"))
         );
         // Older records without a state time: their last change's time.
         t.state_at = None;
@@ -358,7 +364,7 @@ mod tests {
             "the first invalidation reverses the payout"
         );
         t.changes = 1;
-        t.last_event_id = "evt_inv".into();
+        t.last_event_id = crate::ids::t("evt_inv");
         remember(
             &mut t.seen,
             SeenChange {
@@ -366,7 +372,7 @@ mod tests {
                 status: Status::Approved,
                 occurred_at: at(5),
                 payout: Decimal::new(-5000, 2),
-                event_id: "evt_inv".into(),
+                event_id: crate::ids::t("evt_inv"),
             },
         );
         for (status, payout) in [
@@ -376,7 +382,7 @@ mod tests {
         ] {
             assert_eq!(
                 classify(Some(&t), INVALIDATION, status, payout, None),
-                Identity::Duplicate("evt_inv".into()),
+                Identity::Duplicate(crate::ids::t("evt_inv")),
                 "an invalidation of an invalidated transaction is a repeat"
             );
         }
@@ -393,10 +399,10 @@ mod tests {
                 status: Status::Approved,
                 occurred_at: at(6),
                 payout: Decimal::new(5000, 2),
-                event_id: "evt_again".into(),
+                event_id: crate::ids::t("evt_again"),
             },
         );
-        t.last_event_id = "evt_again".into();
+        t.last_event_id = crate::ids::t("evt_again");
         assert_eq!(
             classify(Some(&t), INVALIDATION, Status::Approved, None, None),
             Identity::Change(3)
@@ -413,14 +419,14 @@ mod tests {
                 status: Status::Approved,
                 occurred_at: at(10),
                 payout: t.payout,
-                event_id: "evt_approved".into(),
+                event_id: crate::ids::t("evt_approved"),
             },
         );
         t.changes = 1;
-        t.last_event_id = "evt_approved".into();
+        t.last_event_id = crate::ids::t("evt_approved");
         assert_eq!(
             classify(Some(&t), "payout", Status::Pending, None, Some(at(0))),
-            Identity::Duplicate("evt_last".into())
+            Identity::Duplicate(crate::ids::t("evt_last"))
         );
         assert_eq!(
             classify(Some(&t), "payout", Status::Pending, None, Some(at(20))),
@@ -463,7 +469,7 @@ mod tests {
                     status: Status::Approved,
                     occurred_at: at(i),
                     payout: Decimal::ZERO,
-                    event_id: format!("evt_{i}"),
+                    event_id: crate::ids::t(&format!("evt_{i}")),
                 },
             );
         }
@@ -484,7 +490,7 @@ mod tests {
             extra: &extra,
         };
         let id = |policy, p: &PostbackParts<'_>, s| match postback_identity(policy, p, at(s)) {
-            PostbackIdentity::Keyed(id) => id,
+            PostbackIdentity::Keyed(id) => id.to_string(),
             PostbackIdentity::Windowed { fingerprint, .. } => fingerprint,
         };
         // every_postback: a repeat has the same fingerprint, another payout does not;

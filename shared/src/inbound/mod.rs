@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::domain::{Event, Transaction};
 use crate::error::Result;
+use crate::ids::EventId;
 use crate::store::{Recorded, Recording};
 use crate::{fanout, outbox, App};
 
@@ -57,23 +58,23 @@ pub struct Outcome {
     /// state: kept in the history, fired nothing) or `waiting` (an
     /// invalidation stored until its payout arrives).
     pub status: &'static str,
-    pub event_id: String,
+    pub event_id: EventId,
 }
 
 impl Outcome {
-    fn with(status: &'static str, event_id: String) -> Self {
+    fn with(status: &'static str, event_id: EventId) -> Self {
         Outcome { status, event_id }
     }
-    fn waiting(event_id: String) -> Self {
+    fn waiting(event_id: EventId) -> Self {
         Self::with("waiting", event_id)
     }
-    fn superseded(event_id: String) -> Self {
+    fn superseded(event_id: EventId) -> Self {
         Self::with("superseded", event_id)
     }
-    fn recorded(event_id: String) -> Self {
+    fn recorded(event_id: EventId) -> Self {
         Self::with("recorded", event_id)
     }
-    fn duplicate(event_id: String) -> Self {
+    fn duplicate(event_id: EventId) -> Self {
         Self::with("duplicate", event_id)
     }
 }

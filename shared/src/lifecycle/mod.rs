@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::domain::Event;
+use crate::ids::{DeliveryId, EndpointId, EventId, PartnerId};
 pub use crate::schedule::{RetrySchedule, MAX_VISIBILITY_SECONDS};
 
 /// How long past its due time (or past a worker's lease) an open delivery
@@ -89,10 +90,10 @@ pub struct Attempt {
 /// One event × one endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
-    pub id: String,
-    pub event_id: String,
-    pub endpoint_id: String,
-    pub partner_id: String,
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub endpoint_id: EndpointId,
+    pub partner_id: PartnerId,
     pub status: DeliveryStatus,
     /// The event as it was recorded, so that a delivery renders without another read.
     pub event: Event,
@@ -110,7 +111,7 @@ pub struct Delivery {
     /// endpoint: this one is sent only once that one has ended (or, with
     /// `latest_only`, supersedes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    pub after: Option<DeliveryId>,
     /// Why it waits or ended when the attempts do not say (paused, deleted endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -235,7 +236,7 @@ pub enum Open {
 /// A manual retry of a delivery whose round is still under way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("delivery `{0}` is already pending")]
-pub struct AlreadyPending(pub String);
+pub struct AlreadyPending(pub DeliveryId);
 
 impl Delivery {
     /// Attempts made in the current round.

@@ -11,18 +11,18 @@ fn at(s: u32) -> DateTime<Utc> {
 fn delivery() -> Delivery {
     let now = at(0);
     Delivery {
-        id: "dlv_1".into(),
-        event_id: "evt_1".into(),
-        endpoint_id: "ep_1".into(),
-        partner_id: "p".into(),
+        id: crate::ids::t("dlv_1"),
+        event_id: crate::ids::t("evt_1"),
+        endpoint_id: crate::ids::t("ep_1"),
+        partner_id: crate::ids::t("p"),
         status: DeliveryStatus::Pending,
         event: Event {
-            id: "evt_1".into(),
+            id: crate::ids::t("evt_1"),
             source: Source::Postback,
             event: "sale".into(),
             status: Status::Approved,
             transaction_id: None,
-            partner_id: "p".into(),
+            partner_id: crate::ids::t("p"),
             click_id: None,
             lead_id: None,
             offer_id: None,
@@ -110,7 +110,10 @@ fn a_manual_retry_starts_a_new_round_whose_first_attempt_says_so() {
     assert_eq!(d.record(&answered(500), &s, at(5)), Step::Finished);
     assert_eq!(d.restart(at(100)), Ok(()));
     assert_eq!(d.trigger(), Trigger::Manual);
-    assert_eq!(d.restart(at(101)), Err(AlreadyPending("dlv_1".into())));
+    assert_eq!(
+        d.restart(at(101)),
+        Err(AlreadyPending(crate::ids::t("dlv_1")))
+    );
     assert_eq!(d.record(&answered(500), &s, at(100)), Step::RetryIn(5));
     assert!(d.attempts[2].manual && !d.attempts[0].manual);
     assert_eq!(d.record(&answered(200), &s, at(105)), Step::Finished);

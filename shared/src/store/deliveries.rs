@@ -14,6 +14,7 @@ use super::{
 };
 use crate::domain::Endpoint;
 use crate::error::{unavailable, Error, Result};
+use crate::ids::{DeliveryId, EndpointId, PartnerId};
 use crate::lifecycle::RECONCILE_GRACE;
 use crate::lifecycle::{Delivery, DeliveryStatus};
 
@@ -25,7 +26,7 @@ impl Store {
     }
 
     /// Several deliveries by id (BatchGetItem, 100 keys a request), in no particular order.
-    pub async fn get_deliveries(&self, ids: &[String]) -> Result<Vec<Delivery>> {
+    pub async fn get_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(100) {
             let keys: Vec<Attrs> = chunk
@@ -300,7 +301,8 @@ impl Store {
                     );
             }
             if let Some(e) = &q.endpoint_id {
-                req = req.expression_attribute_values(":endpoint", AttributeValue::S(e.clone()));
+                req =
+                    req.expression_attribute_values(":endpoint", AttributeValue::S(e.to_string()));
             }
             if q.by_event_time {
                 let bound = |t: Option<DateTime<Utc>>, default: &str| {
@@ -442,15 +444,15 @@ impl HistoryCursor {
 }
 
 /// What to list of a partner's deliveries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DeliveryQuery {
-    pub partner_id: String,
+    pub partner_id: PartnerId,
     /// Whether `from`/`to` bound the event's own time rather than the delivery's.
     pub by_event_time: bool,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub status: Option<DeliveryStatus>,
-    pub endpoint_id: Option<String>,
+    pub endpoint_id: Option<EndpointId>,
     pub limit: usize,
     /// The `next` of the previous page.
     pub start: Option<HistoryCursor>,

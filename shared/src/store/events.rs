@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::{Recorded, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Click, Event, Transaction};
+use crate::ids::EventId;
 use crate::lifecycle::Delivery;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -181,10 +182,10 @@ impl Store {
     }
 
     /// The event an open identical-postback window belongs to.
-    pub async fn window_event(&self, fingerprint: &str) -> Result<Option<String>> {
+    pub async fn window_event(&self, fingerprint: &str) -> Result<Option<EventId>> {
         #[derive(serde::Deserialize)]
         struct Window {
-            event_id: String,
+            event_id: EventId,
         }
         let (pk, sk) = keys::window(fingerprint);
         Ok(self.get::<Window>(pk, sk, true).await?.map(|w| w.event_id))

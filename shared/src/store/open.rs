@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{is_condition_failure, key, keys, sort_key_time, to_attrs, Attrs, Item, Store, GSI2};
 use crate::error::{unavailable, Error, Result};
+use crate::ids::{DeliveryId, EndpointId, PartnerId};
 use crate::lifecycle::Delivery;
 use crate::lifecycle::Open;
 
@@ -46,9 +47,9 @@ pub(super) fn due_keys(id: &str, at: DateTime<Utc>) -> (String, String) {
 /// An open delivery as the index holds it: enough to queue its message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenRef {
-    pub delivery_id: String,
-    pub partner_id: String,
-    pub endpoint_id: String,
+    pub delivery_id: DeliveryId,
+    pub partner_id: PartnerId,
+    pub endpoint_id: EndpointId,
     /// Its index sort key, the condition of a later touch.
     pub check_key: String,
 }
@@ -57,8 +58,8 @@ pub struct OpenRef {
 /// ended (deleted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnparkMark {
-    pub partner_id: String,
-    pub endpoint_id: String,
+    pub partner_id: PartnerId,
+    pub endpoint_id: EndpointId,
     /// When the mark was left; a newer mark is not removed by an older sweep.
     pub at: String,
 }
@@ -104,7 +105,7 @@ impl Store {
                 limit,
             )
             .await?;
-        Ok(items.iter().map(open_ref).collect())
+        Ok(items.iter().filter_map(open_ref).collect())
     }
 
     /// Parked deliveries of an endpoint, oldest first.
@@ -112,7 +113,7 @@ impl Store {
         let items = self
             .query_gsi2(&format!("PARKED#{endpoint_id}"), None, limit)
             .await?;
-        Ok(items.iter().map(open_ref).collect())
+        Ok(items.iter().filter_map(open_ref).collect())
     }
 
     /// Moves the index entry of an open delivery to `check_at`, unless it moved
@@ -171,10 +172,12 @@ impl Store {
         let items = self.query_gsi2(UNPARK, None, limit).await?;
         Ok(items
             .iter()
-            .map(|a| UnparkMark {
-                partner_id: s(a, "partner_id"),
-                endpoint_id: s(a, "endpoint_id"),
-                at: s(a, "gsi2sk"),
+            .filter_map(|a| {
+                Some(UnparkMark {
+                    partner_id: typed(a, "partner_id")?,
+                    endpoint_id: typed(a, "endpoint_id")?,
+                    at: s(a, "gsi2sk"),
+                })
             })
             .collect())
     }
@@ -250,14 +253,27 @@ impl Store {
     }
 }
 
-fn open_ref(a: &Attrs) -> OpenRef {
-    let id = s(a, "pk");
-    OpenRef {
-        delivery_id: id.strip_prefix("DELIVERY#").unwrap_or(&id).to_string(),
-        partner_id: s(a, "partner_id"),
-        endpoint_id: s(a, "endpoint_id"),
+/// An index entry's id attribute, typed; an entry that does not hold one is
+/// skipped (and logged) rather than stopping the sweep over the others.
+fn typed<T: std::str::FromStr<Err = Error>>(a: &Attrs, name: &str) -> Option<T> {
+    let raw = s(a, name);
+    raw.parse()
+        .inspect_err(|e| tracing::warn!(attribute = name, value = %raw, error = %e, "skipping an index entry"))
+        .ok()
+}
+
+fn open_ref(a: &Attrs) -> Option<OpenRef> {
+    let pk = s(a, "pk");
+    let id = pk.strip_prefix("DELIVERY#").unwrap_or(&pk);
+    Some(OpenRef {
+        delivery_id: id
+            .parse()
+            .inspect_err(|e| tracing::warn!(pk = %pk, error = %e, "skipping an index entry"))
+            .ok()?,
+        partner_id: typed(a, "partner_id")?,
+        endpoint_id: typed(a, "endpoint_id")?,
         check_key: s(a, "gsi2sk"),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -294,7 +294,9 @@ impl Lookup for EventValues<'_> {
                 .cloned()
                 .unwrap_or_else(|| word.to_string())
         };
-        let opt = |v: &Option<String>| v.clone().map(Value::String);
+        fn opt<T: AsRef<str>>(v: &Option<T>) -> Option<Value> {
+            v.as_ref().map(|v| Value::String(v.as_ref().to_string()))
+        }
         let standard = match name {
             "click_id" => Some(opt(&e.click_id)),
             "transaction_id" => Some(opt(&e.transaction_id)),

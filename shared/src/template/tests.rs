@@ -175,15 +175,15 @@ fn json_numbers_are_recognised_strictly() {
 fn every_standard_macro_names_a_value_of_an_event() {
     let now = chrono::Utc::now();
     let event = Event {
-        id: "evt_1".into(),
+        id: crate::ids::t("evt_1"),
         source: crate::domain::Source::Internal,
         event: "payout".into(),
         status: crate::domain::Status::Approved,
-        transaction_id: Some("T".into()),
-        partner_id: "p".into(),
-        click_id: Some("c".into()),
-        lead_id: Some("l".into()),
-        offer_id: Some("o".into()),
+        transaction_id: Some(crate::ids::t("T")),
+        partner_id: crate::ids::t("p"),
+        click_id: Some(crate::ids::t("c")),
+        lead_id: Some(crate::ids::t("l")),
+        offer_id: Some(crate::ids::t("o")),
         advertiser: Some("a".into()),
         goal: Some("g".into()),
         payout: Decimal::new(1234, 2),

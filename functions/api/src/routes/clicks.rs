@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shared::domain::{Click, Offer};
-use shared::fields::{id_field, json_attributes};
+use shared::fields::json_attributes;
+use shared::ids::{ClickId, OfferId, PartnerId};
 use shared::tracking::landing_url;
-use shared::{ids, App, Error};
+use shared::{App, Error};
 
 use crate::auth::Auth;
 use crate::body::{query_pairs, RawBody};
@@ -21,8 +22,8 @@ use crate::error::ApiResult;
 /// Stores a new click for an existing offer and partner.
 async fn mint(
     app: &App,
-    offer_id: &str,
-    partner_id: &str,
+    offer_id: &OfferId,
+    partner_id: &PartnerId,
     attributes: BTreeMap<String, Value>,
 ) -> ApiResult<(Click, Offer)> {
     let offer = app.offer(offer_id).await?;
@@ -35,9 +36,9 @@ async fn mint(
     }
     let now = Utc::now();
     let click = Click {
-        click_id: ids::click_id(),
+        click_id: ClickId::random(),
         offer_id: offer.id.clone(),
-        partner_id: partner_id.to_string(),
+        partner_id: partner_id.clone(),
         attributes: json_attributes("attributes", attributes)?,
         created_at: now,
         expires_at: now + Duration::days(i64::from(offer.attribution_window_days)),
@@ -63,14 +64,8 @@ pub async fn redirect(
             }
         }
     }
-    let offer_id = id_field(
-        "offer_id",
-        &offer_id.ok_or_else(|| Error::missing("offer_id"))?,
-    )?;
-    let partner_id = id_field(
-        "partner_id",
-        &partner_id.ok_or_else(|| Error::missing("partner_id"))?,
-    )?;
+    let offer_id = OfferId::parse(&offer_id.ok_or_else(|| Error::missing("offer_id"))?)?;
+    let partner_id = PartnerId::parse(&partner_id.ok_or_else(|| Error::missing("partner_id"))?)?;
     let (click, offer) = mint(&app, &offer_id, &partner_id, attributes).await?;
     let location = landing_url(&offer.landing_url, &click);
     Ok((
@@ -92,8 +87,8 @@ pub async fn create(
     auth.admin_only()?;
     let f = body.object()?;
     f.only(&["offer_id", "partner_id", "attributes"])?;
-    let offer_id = id_field("offer_id", &f.str("offer_id", 128)?)?;
-    let partner_id = id_field("partner_id", &f.str("partner_id", 128)?)?;
+    let offer_id = f.id::<OfferId>("offer_id")?;
+    let partner_id = f.id::<PartnerId>("partner_id")?;
     // Click values may be any JSON (MomentScience's `payload` of the offer's serving).
     let attributes: BTreeMap<String, Value> = match f.0.get("attributes") {
         None | Some(Value::Null) => BTreeMap::new(),

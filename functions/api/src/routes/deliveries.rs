@@ -3,7 +3,7 @@
 //! `POST /deliveries/{id}/retry`.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+use shared::ids::{DeliveryId, EndpointId, EventId};
 use shared::lifecycle::{Delivery, DeliveryStatus};
 use shared::store::{DeliveryQuery, HistoryCursor};
 use shared::{outbox, App, Error};
@@ -18,6 +19,7 @@ use shared::{outbox, App, Error};
 use crate::auth::{Auth, PartnerScope};
 use crate::body::query_pairs;
 use crate::error::{ApiError, ApiResult};
+use crate::path::Param;
 
 /// Rows per JSON page unless `limit` says otherwise, and the most it may say.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -90,12 +92,14 @@ pub fn csv_field(value: &str) -> String {
 
 fn csv_line(d: &Delivery) -> String {
     let last = d.attempts.last();
-    let text = |v: Option<&String>| v.cloned().unwrap_or_default();
+    fn text<T: AsRef<str>>(v: Option<&T>) -> String {
+        v.map(|v| v.as_ref().to_string()).unwrap_or_default()
+    }
     let fields = [
         d.created_at.to_rfc3339(),
-        d.id.clone(),
-        d.event_id.clone(),
-        d.endpoint_id.clone(),
+        d.id.to_string(),
+        d.event_id.to_string(),
+        d.endpoint_id.to_string(),
         text(d.event.offer_id.as_ref()),
         text(d.event.advertiser.as_ref()),
         d.event.event.clone(),
@@ -157,8 +161,13 @@ pub async fn history(
 ) -> ApiResult<Response> {
     let mut q = DeliveryQuery {
         partner_id: pid.clone(),
+        by_event_time: false,
+        from: None,
+        to: None,
+        status: None,
+        endpoint_id: None,
         limit: DEFAULT_LIMIT,
-        ..Default::default()
+        start: None,
     };
     let mut limit_given = None;
     let mut csv = headers
@@ -177,7 +186,7 @@ pub async fn history(
                     )
                 })?);
             }
-            "endpoint_id" => q.endpoint_id = Some(shared::fields::id_field("endpoint_id", &v)?),
+            "endpoint_id" => q.endpoint_id = Some(EndpointId::parse(&v)?),
             "time" => match v.as_str() {
                 "delivery" => q.by_event_time = false,
                 "event" => q.by_event_time = true,
@@ -280,7 +289,7 @@ fn csv_response(
 pub async fn of_event(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    Param(id): Param<EventId>,
 ) -> ApiResult<Json<Value>> {
     auth.admin_only()?;
     let event = app
@@ -305,7 +314,7 @@ async fn refuse_going_back(app: &App, d: &Delivery) -> ApiResult<()> {
         return Ok(());
     };
     let scope = match d.event.source {
-        shared::domain::Source::Postback => d.event.offer_id.as_deref(),
+        shared::domain::Source::Postback => d.event.offer_id.as_ref(),
         shared::domain::Source::Internal => None,
     };
     let key = shared::domain::Transaction::key_of(scope, tx);
@@ -331,7 +340,7 @@ async fn refuse_going_back(app: &App, d: &Delivery) -> ApiResult<()> {
 pub async fn retry(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    Param(id): Param<DeliveryId>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut d = app
         .store

@@ -3,18 +3,20 @@
 //! fires for an offer across its affiliates (the affiliate platform's
 //! per-offer Postbacks tab).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 use shared::domain::{Endpoint, Offer, Partner};
+use shared::ids::OfferId;
 use shared::store::Listing;
 use shared::{App, Error};
 
 use crate::auth::Auth;
 use crate::body::query_pairs;
 use crate::error::ApiResult;
+use crate::path::Param;
 
 /// Rows per page unless `limit` says otherwise, and the most it may say.
 const DEFAULT_LIMIT: usize = 50;
@@ -84,7 +86,7 @@ pub async fn partners(
 pub async fn offer_postbacks(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    Param(id): Param<OfferId>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
     auth.admin_only()?;

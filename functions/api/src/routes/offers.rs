@@ -1,6 +1,6 @@
 //! Offers (admin): `POST /offers`, `GET|PUT|DELETE /offers/{id}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use shared::domain::{Offer, RepeatPolicy, DEFAULT_RETRY_WINDOW_SECONDS};
+use shared::ids::OfferId;
 use shared::inbound::DEFAULT_CURRENCY;
 use shared::money::{parse_currency, parse_payout};
 use shared::{ids, App, Error};
@@ -15,6 +16,7 @@ use shared::{ids, App, Error};
 use crate::auth::Auth;
 use crate::body::{http_url, Fields, RawBody};
 use crate::error::ApiResult;
+use crate::path::Param;
 
 const FIELDS: [&str; 13] = [
     "goals_enabled",
@@ -49,7 +51,7 @@ pub fn view(o: &Offer) -> Value {
 }
 
 /// Builds an offer from a request body; `previous` keeps the token when a PUT omits it.
-fn from_body(f: &Fields, id: String, previous: Option<&Offer>) -> ApiResult<Offer> {
+fn from_body(f: &Fields, id: OfferId, previous: Option<&Offer>) -> ApiResult<Offer> {
     f.only(&FIELDS)?;
     let landing_url = f.str("landing_url", 2048)?;
     shared::tracking::check_landing(&landing_url)
@@ -151,7 +153,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     auth.admin_only()?;
     let f = body.object()?;
-    let id = f.id_or_new("off")?;
+    let id = f.id_or_new(OfferId::random)?;
     let offer = from_body(&f, id, None)?;
     app.create_offer(&offer).await?;
     Ok((StatusCode::CREATED, Json(view(&offer))))
@@ -161,7 +163,7 @@ pub async fn create(
 pub async fn read(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    Param(id): Param<OfferId>,
 ) -> ApiResult<Json<Value>> {
     auth.admin_only()?;
     let offer = app
@@ -176,12 +178,12 @@ pub async fn read(
 pub async fn update(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    Param(id): Param<OfferId>,
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
     auth.admin_only()?;
     let f = body.object()?;
-    if f.opt_str("id")?.is_some_and(|given| given != id) {
+    if f.opt_str("id")?.is_some_and(|given| id != given.as_str()) {
         return Err(Error::invalid("id", "`id` cannot be changed").into());
     }
     let previous = app
@@ -198,7 +200,7 @@ pub async fn update(
 pub async fn delete(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    Param(id): Param<OfferId>,
 ) -> ApiResult<StatusCode> {
     auth.admin_only()?;
     if !app.delete_offer(&id).await? {

@@ -2,7 +2,7 @@
 //! `GET /partners/{id}`; and their keys: list, add (shown once), revoke.
 //! Every key change is an audit line (`audit` field) naming who did it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use shared::auth::{key_id, new_partner_key, Caller, MAX_PARTNER_KEYS};
 use shared::domain::Partner;
+use shared::ids::{KeyId, PartnerId};
 use shared::{App, Error};
 
 use crate::auth::{Auth, PartnerScope};
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
+use crate::path::Param;
 
 /// A partner as the API shows it (never its keys).
 pub fn view(p: &Partner) -> Value {
@@ -31,7 +33,7 @@ pub async fn create(
     auth.admin_only()?;
     let f = body.object()?;
     f.only(&["id", "name"])?;
-    let id = f.id_or_new("prt")?;
+    let id = f.id_or_new(PartnerId::random)?;
     let (api_key, hash) = new_partner_key(&id);
     let partner = Partner {
         id,
@@ -49,7 +51,7 @@ pub async fn create(
 pub async fn read(
     State(app): State<Arc<App>>,
     auth: Auth,
-    Path(id): Path<String>,
+    Param(id): Param<PartnerId>,
 ) -> ApiResult<Json<Value>> {
     auth.require_partner(&id)?;
     let partner = app
@@ -127,7 +129,7 @@ pub async fn add_key(
 pub async fn revoke_key(
     State(app): State<Arc<App>>,
     scope: PartnerScope,
-    Path((_, kid)): Path<(String, String)>,
+    Param(kid): Param<KeyId>,
 ) -> ApiResult<StatusCode> {
     let partner = fresh_partner(&app, &scope.partner_id).await?;
     let keys: Vec<String> = partner

@@ -13,8 +13,8 @@ use super::{record, too_busy, Outcome, With, DEFAULT_EVENT, MAX_RACES};
 use crate::auth::constant_time_eq;
 use crate::domain::{Click, Event, Offer, SeenChange, Source, Status, Transaction, INVALIDATION};
 use crate::error::{Error, Result};
-use crate::fields::{id_field, json_attributes, name_field, status_field};
-use crate::ids;
+use crate::fields::{json_attributes, name_field, status_field};
+use crate::ids::{self, ClickId, EventId, TransactionId};
 use crate::money::{parse_currency, parse_payout};
 use crate::store::Recorded;
 use crate::App;
@@ -35,11 +35,11 @@ const POSTBACK_FIELDS: [&str; 9] = [
 /// A parsed advertiser postback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Postback {
-    pub click_id: String,
+    pub click_id: ClickId,
     pub event: String,
     pub payout: Option<Decimal>,
     pub currency: Option<String>,
-    pub transaction_id: Option<String>,
+    pub transaction_id: Option<TransactionId>,
     pub status: Status,
     pub goal: Option<String>,
     pub security_token: Option<String>,
@@ -92,13 +92,11 @@ pub fn parse_postback_values(pairs: Vec<(String, Value)>) -> Result<Postback> {
                 Value::Bool(b) => if b { "1" } else { "0" }.to_string(),
                 other => other.to_string(),
             })
-            .filter(|v| !v.trim().is_empty())
+            // An unfilled macro (`&transaction_id=&`) is an absent parameter.
+            .filter(|v| !v.is_empty())
     };
-    let click_id = id_field(
-        "click_id",
-        &take("click_id").ok_or_else(|| Error::missing("click_id"))?,
-    )?;
-    let measurement = match take("measurement").as_deref().map(str::trim) {
+    let click_id = ClickId::parse(&take("click_id").ok_or_else(|| Error::missing("click_id"))?)?;
+    let measurement = match take("measurement").as_deref() {
         None | Some("0") => false,
         Some("1") => true,
         Some(_) => {
@@ -135,7 +133,7 @@ pub fn parse_postback_values(pairs: Vec<(String, Value)>) -> Result<Postback> {
         .map(|c| parse_currency("currency", &c))
         .transpose()?;
     let transaction_id = take("transaction_id")
-        .map(|t| id_field("transaction_id", &t))
+        .map(|t| TransactionId::parse(&t))
         .transpose()?;
     let status = take("status")
         .map(|s| status_field("status", &s))
@@ -207,12 +205,12 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
 }
 
 /// The event a postback records, before its identity is decided.
-fn event_of(p: &Postback, click: &Click, offer: &Offer, now: DateTime<Utc>) -> Event {
+fn event_of(p: &Postback, click: &Click, offer: &Offer, id: EventId, now: DateTime<Utc>) -> Event {
     let mut attributes: BTreeMap<String, Value> = offer.attributes.clone();
     attributes.extend(click.attributes.clone());
     attributes.extend(p.extra.clone());
     Event {
-        id: String::new(),
+        id,
         source: Source::Postback,
         event: p.event.clone(),
         status: p.status,
@@ -252,28 +250,25 @@ async fn record_untracked(
         goal: p.goal.as_deref(),
         extra: &p.extra,
     };
-    let mut event = event_of(p, click, offer, now);
-    let (with, fingerprint) = match postback_identity(offer.repeat_conversions, &parts, now) {
-        PostbackIdentity::Keyed(id) => {
-            event.id = id;
-            (With::default(), None)
-        }
-        PostbackIdentity::Windowed {
-            fingerprint,
-            event_id,
-        } => {
-            event.id = event_id;
-            let closes = now + chrono::Duration::seconds(i64::from(offer.retry_window_seconds));
-            (
-                With {
-                    transaction: None,
-                    window: Some((fingerprint.clone(), closes)),
-                },
-                Some(fingerprint),
-            )
-        }
-    };
-    let event_id = event.id.clone();
+    let (event_id, with, fingerprint) =
+        match postback_identity(offer.repeat_conversions, &parts, now) {
+            PostbackIdentity::Keyed(id) => (id, With::default(), None),
+            PostbackIdentity::Windowed {
+                fingerprint,
+                event_id,
+            } => {
+                let closes = now + chrono::Duration::seconds(i64::from(offer.retry_window_seconds));
+                (
+                    event_id,
+                    With {
+                        transaction: None,
+                        window: Some((fingerprint.clone(), closes)),
+                    },
+                    Some(fingerprint),
+                )
+            }
+        };
+    let event = event_of(p, click, offer, event_id.clone(), now);
     match (record(app, event, with, now).await?, fingerprint) {
         (Recorded::Duplicate, Some(fp)) => {
             // The identical postback this one repeats: its window's event.
@@ -297,25 +292,28 @@ async fn record_untracked(
 async fn record_transaction(
     app: &App,
     p: &Postback,
-    tx: &str,
+    tx: &TransactionId,
     click: &Click,
     offer: &Offer,
     now: DateTime<Utc>,
 ) -> Result<Option<Outcome>> {
     let key = Transaction::key_of(Some(&offer.id), tx);
     let known = app.store.get_transaction(&key).await?;
-    let change = match classify(known.as_ref(), &p.event, p.status, p.payout, None) {
-        Identity::Duplicate(id) => return Ok(Some(Outcome::duplicate(id))),
-        // Without a time of its own a postback is never older than the state.
-        Identity::Late | Identity::Restated => {
-            let last = known.as_ref().map(|t| t.last_event_id.clone());
-            return Ok(Some(Outcome::duplicate(last.unwrap_or_default())));
+    let change = match (
+        classify(known.as_ref(), &p.event, p.status, p.payout, None),
+        &known,
+    ) {
+        (Identity::Duplicate(id), _) => return Ok(Some(Outcome::duplicate(id))),
+        // Without a time of its own a postback is never older than the
+        // state; should it be (a clock step), it repeats the state.
+        (Identity::Late | Identity::Restated, Some(t)) => {
+            return Ok(Some(Outcome::duplicate(t.last_event_id.clone())));
         }
-        Identity::New => 0,
-        Identity::Change(n) => n,
+        (Identity::New | Identity::Late | Identity::Restated, _) => 0,
+        (Identity::Change(n), _) => n,
     };
-    let mut event = event_of(p, click, offer, now);
-    event.id = transaction_event_id("postback", &key, change, &p.event, p.status, None);
+    let id = transaction_event_id("postback", &key, change, &p.event, p.status, None);
+    let mut event = event_of(p, click, offer, id, now);
     event.sequence = change + 1;
     if let Some(t) = &known {
         // A status change that names no payout keeps the transaction's.
@@ -338,8 +336,8 @@ async fn record_transaction(
         },
     );
     let transaction = Transaction {
-        transaction_id: tx.to_string(),
-        partner_id: event.partner_id.clone(),
+        transaction_id: tx.clone(),
+        partner_id: Some(event.partner_id.clone()),
         event: event.event.clone(),
         status: event.status,
         payout: event.payout,
