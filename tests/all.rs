@@ -2,6 +2,7 @@
 //! one per file). Each module is one concern; test names are sentences.
 
 mod console;
+mod contract;
 mod conversions;
 mod deliver;
 mod faults;

@@ -49,20 +49,27 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return forbidden_v4(v4);
-    }
     let s = ip.segments();
+    // Forms that carry an IPv4 address in their last 32 bits: decided by it.
+    let embedded = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if s[0..5] == [0, 0, 0, 0, 0] && s[5] == 0xffff {
+        return forbidden_v4(embedded); // IPv4-mapped ::ffff:a.b.c.d
+    }
+    if s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+        return forbidden_v4(embedded); // IPv4-translated ::ffff:0:a.b.c.d (SIIT)
+    }
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (s[0] & 0xfe00) == 0xfc00 // unique local, incl. fd00:ec2::254 (metadata)
         || (s[0] & 0xffc0) == 0xfe80 // link-local
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64: embeds an IPv4 address
+        || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
         || s[0] == 0x2002 // 6to4: embeds an IPv4 address
+        || (s[0] == 0x2001 && s[1] < 0x0200) // IETF assignments 2001::/23: Teredo 2001::/32, benchmarking, ORCHID
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
+        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
+        || s[0..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible (deprecated)
 }
 
 /// The error a refused address produces, found again in the error chain.
@@ -279,6 +286,17 @@ mod tests {
             "2002:a00:1::",
             "255.255.255.255",
             "224.0.0.1",
+            // Every IPv6 form that can carry a forbidden IPv4 address.
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:169.254.169.254",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001::1",
+            "::127.0.0.1",
+            "100::1",
         ] {
             assert!(is_forbidden(ip(s)), "{s} should be forbidden");
         }
@@ -286,7 +304,15 @@ mod tests {
 
     #[test]
     fn public_addresses_are_allowed() {
-        for s in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "1.1.1.1"] {
+        for s in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "1.1.1.1",
+            "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "2001:4860:4860::8888",
+        ] {
             assert!(!is_forbidden(ip(s)), "{s} should be allowed");
         }
     }

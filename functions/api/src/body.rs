@@ -69,11 +69,29 @@ impl RawBody {
     }
 }
 
-/// Query-string pairs, decoded.
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
+/// Query-string pairs, decoded as a form (`+` is a space). A name or value
+/// that is not UTF-8 once decoded is a 400 naming it, never text with
+/// replacement characters passed on as if it had been sent.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, Error> {
+    let decode = |raw: &str| {
+        let spaced = raw.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+    };
+    let mut pairs = Vec::new();
+    for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let not_utf8 = |field: &str| Error::Invalid {
+            field: field.to_string(),
+            code: "invalid_query",
+            message: format!("query parameter `{field}` is not UTF-8 once decoded"),
+        };
+        let name = decode(k).map_err(|_| not_utf8("query"))?;
+        let value = decode(v).map_err(|_| not_utf8(&name))?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
 }
 
 /// A JSON object being validated field by field.

@@ -98,6 +98,28 @@ async fn checked_path_ids(
     }
 }
 
+/// Longest URI (path and query) the API reads; a longer one answers a JSON
+/// 414 (`uri_too_long`). API Gateway's own limit is about 10 KB for the
+/// whole request line and headers, and the local server (hyper) cuts at
+/// 64 KiB with an empty 414 before any route runs.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+async fn bounded_uri(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if len > MAX_URI_BYTES {
+        let body = serde_json::json!({"error": {"code": "uri_too_long", "message": format!("the path and query are {len} bytes; at most {MAX_URI_BYTES} are read")}});
+        return (axum::http::StatusCode::URI_TOO_LONG, axum::Json(body)).into_response();
+    }
+    next.run(request).await
+}
+
 /// Largest request body accepted; larger ones answer 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -158,6 +180,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(bounded_uri))
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(app)
 }

@@ -199,7 +199,37 @@ pub fn macro_in_authority(url_template: &str) -> bool {
         .map(|i| start + i)
         .unwrap_or(url_template.len());
     let head: Vec<char> = url_template[..end].chars().collect();
-    head.windows(2).any(|w| w[0] == '{' && is_name_char(w[1]))
+    if head.windows(2).any(|w| w[0] == '{' && is_name_char(w[1])) {
+        return true;
+    }
+    // The text alone misses what a URL parser forgives (`https:/{x}/lp` is
+    // `https://{x}/lp` to it): render every macro as a marker, parse the
+    // result as a browser or an HTTP client would, and look for the marker
+    // anywhere before the path.
+    let Ok(template) = Template::parse(url_template) else {
+        return false;
+    };
+    let rendered = template.render_url(&Marker, &mut BTreeSet::new());
+    let Ok(url) = url::Url::parse(&rendered) else {
+        return false;
+    };
+    let has = |part: &str| part.to_ascii_lowercase().contains(MARKER);
+    has(url.scheme())
+        || has(url.username())
+        || url.password().is_some_and(has)
+        || url.host_str().is_some_and(has)
+        || url.port().is_some_and(|p| has(&p.to_string()))
+}
+
+/// What every macro renders as when looking for macros in a URL's authority.
+const MARKER: &str = "zq9macroq9z";
+
+struct Marker;
+
+impl Lookup for Marker {
+    fn lookup(&self, _name: &str) -> Option<Value> {
+        Some(Value::String(MARKER.into()))
+    }
 }
 
 /// Whether the end of `text` lies inside a JSON string literal.

@@ -109,6 +109,13 @@ fn macros_before_the_path_are_detected() {
     assert!(macro_in_authority("https://{user}@p.example/pb"));
     assert!(!macro_in_authority("https://p.example/{path}?a={b}#{c}"));
     assert!(!macro_in_authority("https://p.example?a={b}"));
+    // What a URL parser forgives is an authority too.
+    assert!(macro_in_authority("https:/{click.dest}/lp"));
+    assert!(macro_in_authority("https:{click.dest}/lp"));
+    assert!(macro_in_authority("HTTPS:\\{host}/lp"));
+    assert!(macro_in_authority("https://p.example{path}"));
+    assert!(macro_in_authority("{scheme}://p.example/pb"));
+    assert!(!macro_in_authority("https:/p.example/{path}"));
 }
 
 #[test]

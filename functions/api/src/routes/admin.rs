@@ -23,7 +23,7 @@ pub const MAX_REDRIVE: usize = 500;
 
 /// The (DLQ, source queue) named by `?queue=deliveries|events`.
 fn queues(app: &App, query: Option<&str>) -> Result<(String, String, String), Error> {
-    let name = query_pairs(query)
+    let name = query_pairs(query)?
         .into_iter()
         .find(|(k, _)| k == "queue")
         .map(|(_, v)| v)

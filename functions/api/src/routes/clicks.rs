@@ -55,7 +55,7 @@ pub async fn redirect(
     let mut offer_id = None;
     let mut partner_id = None;
     let mut attributes = BTreeMap::new();
-    for (k, v) in query_pairs(query.as_deref()) {
+    for (k, v) in query_pairs(query.as_deref())? {
         match k.as_str() {
             "offer_id" => offer_id = offer_id.or(Some(v)),
             "partner_id" => partner_id = partner_id.or(Some(v)),

@@ -174,7 +174,7 @@ pub async fn history(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/csv"));
-    for (k, v) in query_pairs(query.as_deref()) {
+    for (k, v) in query_pairs(query.as_deref())? {
         match k.as_str() {
             "from" => q.from = Some(time_param("from", &v, false)?),
             "to" => q.to = Some(time_param("to", &v, true)?),

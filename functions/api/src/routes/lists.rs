@@ -25,7 +25,7 @@ const MAX_LIMIT: usize = 500;
 fn paging(query: Option<&str>) -> Result<(usize, Option<String>), Error> {
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
-    for (k, v) in query_pairs(query) {
+    for (k, v) in query_pairs(query)? {
         match k.as_str() {
             "limit" => {
                 limit = v

@@ -28,7 +28,7 @@ async fn handle(app: &App, pairs: Vec<(String, Value)>) -> ApiResult<Json<Value>
 
 /// `GET /postback?click_id=..&event=..&payout=..`.
 pub async fn get(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
-    handle(&app, text_pairs(query.as_deref())).await
+    handle(&app, text_pairs(query.as_deref())?).await
 }
 
 /// `POST /postback` with a form or JSON body (query parameters also count;
@@ -39,16 +39,16 @@ pub async fn post(
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
     let mut pairs = body_pairs(&body)?;
-    pairs.extend(text_pairs(query.as_deref()));
+    pairs.extend(text_pairs(query.as_deref())?);
     handle(&app, pairs).await
 }
 
 /// Query parameters as pairs of JSON strings.
-fn text_pairs(query: Option<&str>) -> Vec<(String, Value)> {
-    query_pairs(query)
+fn text_pairs(query: Option<&str>) -> Result<Vec<(String, Value)>, ApiError> {
+    Ok(query_pairs(query)?
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
-        .collect()
+        .collect())
 }
 
 /// The body's fields as pairs: JSON objects of scalars, or a form.
@@ -60,13 +60,9 @@ fn body_pairs(body: &RawBody) -> Result<Vec<(String, Value)>, ApiError> {
         return Ok(Vec::new());
     }
     if !looks_json {
-        if std::str::from_utf8(&body.bytes).is_err() {
-            return Err(Error::MalformedBody("the form body is not UTF-8".into()).into());
-        }
-        return Ok(form_urlencoded::parse(&body.bytes)
-            .into_owned()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect());
+        let text = std::str::from_utf8(&body.bytes)
+            .map_err(|_| ApiError(Error::MalformedBody("the form body is not UTF-8".into())))?;
+        return text_pairs(Some(text));
     }
     let Value::Object(map) = shared::money::payouts_as_written(&body.bytes, body.json()?) else {
         return Err(Error::MalformedBody("the JSON body must be an object".into()).into());
