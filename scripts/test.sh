@@ -33,6 +33,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "build the local runner (tests run it as a person does, in its own process)"
 cargo build --quiet -p postback-local
 
+step "the contract: schemathesis fuzzes the local runner from openapi.yaml (${CONTRACT_SECONDS:-100} s, fixed seed)"
+scripts/contract.sh
+
 step "tests (unit, handler, integration against the stand-ins)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final

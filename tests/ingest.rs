@@ -226,11 +226,9 @@ async fn postbacks_are_accepted_as_form_and_json_bodies() {
         "{form}"
     );
     let (s, js) = t
-        .send(
-            t.http.post(t.url("/postback")).json(
-                &json!({"click_id": click, "event": "sale", "payout": 12.25, "measurement": 1}),
-            ),
-        )
+        .send(t.http.post(t.url("/postback")).json(
+            &json!({"click_id": click, "event": "sale", "payout": "12.25", "measurement": 1}),
+        ))
         .await;
     assert_eq!((s, js["status"].as_str()), (200, Some("recorded")), "{js}");
     let event = t
@@ -317,7 +315,7 @@ async fn bad_postbacks_get_clear_errors_naming_the_field() {
                 ("payout", "1"),
                 ("security_token", "adv-token-123"),
             ],
-            400,
+            422,
             "event",
         ),
         (vec![("click_id", "nope"), ("event", "x")], 404, "click"),
@@ -757,7 +755,7 @@ async fn an_event_batch_reports_each_item_and_never_half_applies_one() {
         .await;
     let batch = json!([
         {"transaction_id": "R-1", "event": "reward.created", "partner_id": seed.partner_id, "payout": "2.50"},
-        {"transaction_id": "R-2", "event": "reward.created", "partner_id": seed.partner_id, "payout": "abc"},
+        {"transaction_id": "R-2", "event": "reward.created", "partner_id": seed.partner_id, "payout": "20000"},
         {"transaction_id": "R-3", "event": "reward.created", "partner_id": "no-such-partner", "payout": "1"},
         {"transaction_id": "R-1", "event": "reward.created", "partner_id": seed.partner_id, "payout": "2.50"}
     ]);
@@ -770,14 +768,25 @@ async fn an_event_batch_reports_each_item_and_never_half_applies_one() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["recorded", "error", "error", "duplicate"]);
-    assert!(body["results"][1]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("payout"));
+    assert_eq!(body["results"][1]["error"]["code"], "rule_violated");
+    assert_eq!(body["results"][1]["error"]["field"], "payout");
     assert_eq!(body["results"][2]["error"]["code"], "partner_not_found");
     // The bad items left nothing behind: no transaction.
     assert!(t.app.store.get_transaction("R-2").await.unwrap().is_none());
     assert!(t.app.store.get_transaction("R-3").await.unwrap().is_none());
+    // A malformed item refuses the whole array: nothing of it is recorded.
+    let (s, refused) = t
+        .admin_post(
+            "/events",
+            json!([
+                {"transaction_id": "R-4", "event": "reward.created", "partner_id": seed.partner_id, "payout": "1"},
+                {"transaction_id": "R-5", "event": "reward.created", "partner_id": seed.partner_id, "payout": "abc"}
+            ]),
+        )
+        .await;
+    assert_eq!(s, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "[1].payout");
+    assert!(t.app.store.get_transaction("R-4").await.unwrap().is_none());
     // One delivery. The repeated item may queue its unsent delivery again (the
     // repair path); every message names that one delivery, which the worker
     // sends once.

@@ -277,7 +277,7 @@ async fn momentscience_advertisers_send_many_conversions_per_click_and_200_means
         .await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
-        (400, Some("missing_field")),
+        (422, Some("rule_violated")),
         "measurement=1 needs event and payout together"
     );
     for (event, payout) in [

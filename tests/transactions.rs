@@ -194,8 +194,24 @@ async fn amounts_are_money_on_every_route() {
         assert_eq!(s, 400, "event with {what} payout: {b}");
         assert_eq!(b["error"]["field"], "payout", "{b}");
     }
-    // A plain JSON number is a decimal as written.
-    let body = format!(r#"{{"click_id": "{click}", "transaction_id": "M-ok", "payout": 12.50}}"#);
+    // A JSON number with a fraction is a float to most JSON libraries:
+    // refused, naming the field; a whole number is taken as written.
+    let body =
+        format!(r#"{{"click_id": "{click}", "transaction_id": "M-float", "payout": 12.50}}"#);
+    let (s, b) = t
+        .send(
+            t.http
+                .post(t.url("/postback"))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("payout")),
+        "{b}"
+    );
+    let body = format!(r#"{{"click_id": "{click}", "transaction_id": "M-ok", "payout": 12}}"#);
     let (s, b) = t
         .send(
             t.http
@@ -212,7 +228,7 @@ async fn amounts_are_money_on_every_route() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(event.payout.to_string(), "12.50");
+    assert_eq!(event.payout.to_string(), "12");
 }
 
 #[tokio::test]
@@ -636,7 +652,7 @@ async fn a_payout_above_the_offers_maximum_is_refused() {
         .await;
     assert_eq!(
         (s, b["error"]["field"].as_str()),
-        (400, Some("payout")),
+        (422, Some("payout")),
         "{b}"
     );
     let (s, b) = t
@@ -644,7 +660,7 @@ async fn a_payout_above_the_offers_maximum_is_refused() {
         .await;
     assert_eq!(
         (s, b["error"]["field"].as_str()),
-        (400, Some("payout")),
+        (422, Some("payout")),
         "{b}"
     );
     // An offer that really pays more says so.
@@ -662,7 +678,7 @@ async fn a_payout_above_the_offers_maximum_is_refused() {
     let (s, b) = t.admin_post("/offers", body).await;
     assert_eq!(
         (s, b["error"]["field"].as_str()),
-        (400, Some("default_payout")),
+        (422, Some("default_payout")),
         "{b}"
     );
 }

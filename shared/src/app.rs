@@ -81,7 +81,8 @@ impl App {
         };
         let admin_keys = AdminKeys::load(config.admin_keys.clone(), secrets).await?;
         let ttl = config.config_cache_ttl;
-        let sender = Sender::new(config.allow_private_targets)?;
+        let sender =
+            Sender::new(config.allow_private_targets)?.sending_nowhere(config.send_nowhere);
         Ok(Arc::new(App {
             store: Store::new(dynamo, config.table_name.clone())
                 .with_retention_days(config.retention_days)

@@ -62,6 +62,11 @@ pub struct Config {
     /// `ALLOW_PRIVATE_TARGETS` (default false): let postbacks reach loopback and
     /// private addresses. Only the local runner and tests turn it on.
     pub allow_private_targets: bool,
+    /// `SEND_NOWHERE` (default false): refuse every outgoing postback as
+    /// blocked, before any DNS lookup or connection. The contract fuzz run of
+    /// `make test` turns it on, so that the endpoint URLs it makes up are
+    /// never contacted; nothing else should.
+    pub send_nowhere: bool,
     /// `CONFIG_CACHE_SECONDS` (default 30): how long a warm process reuses offers,
     /// partners and endpoints it has read. Writes made by the same process are
     /// seen at once; writes made elsewhere within this many seconds.
@@ -163,6 +168,11 @@ impl Config {
                 anyhow::bail!("ALLOW_PRIVATE_TARGETS must be true or false, not {other:?}")
             }
         };
+        let send_nowhere = match optional("SEND_NOWHERE").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => anyhow::bail!("SEND_NOWHERE must be true or false, not {other:?}"),
+        };
         let config_cache_ttl = match optional("CONFIG_CACHE_SECONDS") {
             None => Duration::from_secs(30),
             Some(v) => Duration::from_secs(v.parse().map_err(|_| {
@@ -215,6 +225,7 @@ impl Config {
             events_dlq_url: optional("EVENTS_DLQ_URL"),
             admin_keys,
             allow_private_targets,
+            send_nowhere,
             config_cache_ttl,
         })
     }

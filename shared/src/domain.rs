@@ -24,7 +24,7 @@ pub enum Status {
 impl Status {
     /// Parses `pending`, `approved` or `rejected` (case-insensitive).
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw.trim().to_ascii_lowercase().as_str() {
+        match raw.to_ascii_lowercase().as_str() {
             "pending" => Some(Status::Pending),
             // The affiliate platform's word for an approved conversion.
             "approved" | "done" => Some(Status::Approved),
@@ -113,7 +113,7 @@ impl RepeatPolicy {
             RepeatPolicy::PerClick,
         ]
         .into_iter()
-        .find(|p| p.as_str() == raw.trim())
+        .find(|p| p.as_str() == raw)
     }
 }
 
@@ -415,7 +415,7 @@ impl Ordering {
     pub fn parse(raw: &str) -> Option<Self> {
         [Ordering::InOrder, Ordering::LatestOnly]
             .into_iter()
-            .find(|o| o.as_str() == raw.trim())
+            .find(|o| o.as_str() == raw)
     }
 }
 

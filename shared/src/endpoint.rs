@@ -260,7 +260,7 @@ fn retry_schedule(v: &Value) -> Result<RetrySchedule> {
     let delays = items
         .iter()
         .map(|d| {
-            d.as_u64()
+            crate::fields::whole_number(d)
                 .and_then(|s| u32::try_from(s).ok())
                 .ok_or_else(|| invalid("retry_schedule", "must hold whole numbers of seconds"))
         })
@@ -410,7 +410,7 @@ impl EndpointInput {
                 "retry_schedule" => input.retry_schedule = given(v, retry_schedule)?,
                 "timeout_ms" => {
                     input.timeout_ms = given(v, |v| {
-                        v.as_u64()
+                        crate::fields::whole_number(v)
                             .and_then(|n| u32::try_from(n).ok())
                             .filter(|n| (TIMEOUT_MS_RANGE.0..=TIMEOUT_MS_RANGE.1).contains(n))
                             .ok_or_else(|| {
@@ -498,7 +498,10 @@ impl EndpointInput {
                             }
                         }
                         None => {
-                            return Err(invalid(&format!("headers.{name}"), "must be a string"))
+                            return Err(Error::rule(
+                                format!("headers.{name}"),
+                                format!("`headers.{name}` may be null only for a secret header (to keep its value)"),
+                            ))
                         }
                     }
                 }
@@ -522,9 +525,11 @@ impl EndpointInput {
                         headers.insert(name.clone(), v);
                     }
                     None => {
-                        return Err(invalid(
+                        return Err(Error::rule(
                             "secret_headers",
-                            format!("names `{name}`, which is not one of `headers`"),
+                            format!(
+                                "`secret_headers` names `{name}`, which is not one of `headers`"
+                            ),
                         ))
                     }
                 }
@@ -552,7 +557,12 @@ impl EndpointInput {
                     None => kept_auth()
                         .filter(|a| a.token.is_none())
                         .map(|a| a.password)
-                        .ok_or_else(|| Error::missing("basic_auth.password"))?,
+                        .ok_or_else(|| {
+                            Error::rule(
+                                "basic_auth.password",
+                                "`basic_auth.password` is required: no password is stored to keep",
+                            )
+                        })?,
                 };
                 Some(BasicAuth {
                     username,
@@ -651,12 +661,17 @@ fn check_body(method: Method, body: Option<&str>) -> Result<()> {
     };
     let t = template("body", text)?;
     match method {
-        Method::Get => Err(invalid("body", "needs method POST_FORM or POST_JSON")),
+        Method::Get => Err(Error::rule(
+            "body",
+            "`body` needs method POST_FORM or POST_JSON",
+        )),
         Method::PostJson => {
             let sample = t.render_json(&SampleValues, &mut BTreeSet::new());
             serde_json::from_str::<Value>(&sample)
                 .map(drop)
-                .map_err(|e| invalid("body", format!("does not render to valid JSON: {e}")))
+                .map_err(|e| {
+                    Error::rule("body", format!("`body` does not render to valid JSON: {e}"))
+                })
         }
         Method::PostForm => Ok(()),
     }
@@ -759,7 +774,7 @@ mod tests {
 
     fn refused_field(v: Value) -> String {
         match make(v, Mode::Create, None) {
-            Err(Error::Invalid { field, .. }) => field,
+            Err(Error::Invalid { field, .. } | Error::Rule { field, .. }) => field,
             Err(other) => panic!("unexpected error {other:?}"),
             Ok(_) => panic!("accepted"),
         }

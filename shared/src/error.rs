@@ -12,6 +12,12 @@ pub enum Error {
         code: &'static str,
         message: String,
     },
+    /// Well-formed input that a rule refuses (422): a rule between fields
+    /// (a body with method GET), or with what is stored (a payout above the
+    /// offer's maximum, an invalidation larger than the payout it reverses).
+    /// `field` names the field to change.
+    #[error("{message}")]
+    Rule { field: String, message: String },
     /// The body is not parseable as the declared content type (400).
     #[error("{0}")]
     MalformedBody(String),
@@ -54,6 +60,14 @@ impl Error {
         }
     }
 
+    /// Well-formed input a rule refuses: `rule_violated` (422).
+    pub fn rule(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Rule {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     /// A required field that is absent: `missing_field`.
     pub fn missing(field: &str) -> Self {
         Error::Invalid {
@@ -85,6 +99,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Invalid { code, .. } => code,
+            Error::Rule { .. } => "rule_violated",
             Error::MalformedBody(_) => "malformed_body",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",

@@ -47,9 +47,19 @@ pub fn id_field(field: &str, raw: &str) -> Result<String> {
     Ok(s.to_string())
 }
 
+/// A JSON number that is whole (`30`, and `30.0`, which JSON Schema and most
+/// JSON libraries count as the same integer), within ±2^53.
+pub fn whole_number(v: &serde_json::Value) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then_some(f as i64)
+}
+
 /// Checks an event or goal name: 1-64 characters of letters, digits and `_ . : -`.
 pub fn name_field(field: &str, raw: &str) -> Result<String> {
-    let s = raw.trim();
+    let s = raw;
     if s.is_empty() || s.len() > MAX_NAME_LEN {
         return Err(Error::invalid(
             field,
@@ -108,16 +118,16 @@ pub(crate) fn status_field(field: &str, raw: &str) -> Result<Status> {
 }
 
 pub(crate) fn attribute(field: &str, key: &str, value: &str) -> Result<()> {
-    if key.is_empty() || key.len() > MAX_NAME_LEN || key.chars().any(char::is_control) {
+    if key.is_empty() || key.chars().count() > MAX_NAME_LEN || key.chars().any(char::is_control) {
         return Err(Error::invalid(
             field,
             format!("`{field}` has a key that is empty, too long or not printable"),
         ));
     }
-    if value.len() > MAX_ATTRIBUTE_LEN {
+    if value.chars().count() > MAX_ATTRIBUTE_LEN {
         return Err(Error::invalid(
             format!("{field}.{key}"),
-            format!("`{field}.{key}` is longer than {MAX_ATTRIBUTE_LEN} bytes"),
+            format!("`{field}.{key}` is longer than {MAX_ATTRIBUTE_LEN} characters"),
         ));
     }
     Ok(())

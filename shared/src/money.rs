@@ -8,8 +8,9 @@ use crate::error::Error;
 
 /// Most fraction digits a payout may carry (1/10,000 of a currency unit).
 pub const MAX_FRACTION_DIGITS: usize = 4;
-/// Largest magnitude accepted, a guard against typos and overflow downstream.
-pub const MAX_PAYOUT: i64 = 1_000_000_000;
+/// Most digits before the point: amounts stay below 1,000,000,000, a guard
+/// against typos and overflow downstream (the contract's pattern says the same).
+pub const MAX_INTEGER_DIGITS: usize = 9;
 
 /// The largest payout one conversion may carry when its offer names no
 /// `max_payout` (and when the event names no offer): a guard against typos
@@ -21,7 +22,7 @@ pub const DEFAULT_MAX_PAYOUT: i64 = 10_000;
 pub fn within_max(field: &str, payout: Decimal, max: Option<Decimal>) -> Result<(), Error> {
     let max = max.unwrap_or_else(|| Decimal::from(DEFAULT_MAX_PAYOUT));
     if payout.abs() > max {
-        return Err(Error::invalid(
+        return Err(Error::rule(
             field,
             format!("`{field}` {payout} is above the maximum payout of this offer ({max}); raise the offer's `max_payout` if it is real"),
         ));
@@ -34,7 +35,7 @@ pub fn within_max(field: &str, payout: Decimal, max: Option<Decimal>) -> Result<
 /// plain decimal. `allow_negative` is false for conversions.
 pub fn parse_payout(field: &str, raw: &str, allow_negative: bool) -> Result<Decimal, Error> {
     let bad = |why: &str| Error::invalid(field, format!("`{field}` {why}"));
-    let s = raw.trim();
+    let s = raw;
     if s.is_empty() {
         return Err(bad("must not be empty"));
     }
@@ -53,14 +54,11 @@ pub fn parse_payout(field: &str, raw: &str, allow_negative: bool) -> Result<Deci
     if frac.is_some_and(|f| f.len() > MAX_FRACTION_DIGITS) {
         return Err(bad("has more than 4 fraction digits"));
     }
-    if int.len() > 12 {
+    if int.len() > MAX_INTEGER_DIGITS {
         return Err(bad("is too large"));
     }
     let value = Decimal::from_str(s).map_err(|_| bad("must be a decimal number such as 12.50"))?;
-    if value.abs() > Decimal::from(MAX_PAYOUT) {
-        return Err(bad("is too large"));
-    }
-    if negative && !value.is_zero() && !allow_negative {
+    if negative && !allow_negative {
         return Err(bad("must not be negative"));
     }
     Ok(value.normalize_to_scale())
@@ -90,12 +88,19 @@ pub fn payouts_as_written(bytes: &[u8], mut value: serde_json::Value) -> serde_j
     use serde_json::value::RawValue;
     use serde_json::Value;
     type RawFields<'a> = std::collections::HashMap<String, &'a RawValue>;
+    // Whole numbers become their text; a number with a fraction or an
+    // exponent stays a number, which the parsers refuse (to most JSON
+    // libraries it is a float: money is sent as text).
     fn fix(obj: &mut serde_json::Map<String, Value>, raw: &RawFields<'_>) {
         if let (Some(Value::Number(_)), Some(text)) = (obj.get("payout"), raw.get("payout")) {
-            obj.insert(
-                "payout".into(),
-                Value::String(text.get().trim().to_string()),
-            );
+            let text = text.get().trim();
+            let unsigned = text.strip_prefix('-').unwrap_or(text);
+            // `12` and `12.0` are whole; `12.5` and `1e3` are not taken.
+            let (digits, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+            let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+            if !digits.is_empty() && all_digits(digits) && fraction.bytes().all(|b| b == b'0') {
+                obj.insert("payout".into(), Value::String(text.to_string()));
+            }
         }
     }
     match &mut value {
@@ -122,7 +127,7 @@ pub fn payouts_as_written(bytes: &[u8], mut value: serde_json::Value) -> serde_j
 
 /// Parses an ISO 4217-shaped currency code: three ASCII letters, upper-cased.
 pub fn parse_currency(field: &str, raw: &str) -> Result<String, Error> {
-    let s = raw.trim();
+    let s = raw;
     if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(s.to_ascii_uppercase())
     } else {
@@ -138,22 +143,27 @@ mod json_tests {
     use super::*;
 
     #[test]
-    fn json_payout_numbers_keep_the_text_they_were_written_with() {
-        let text = br#"[{"payout": 1e3}, {"payout": 12.50, "n": 1e3}, {"payout": "7"}, 5]"#;
+    fn whole_json_payouts_become_their_text_and_floats_stay_numbers() {
+        let text = br#"[{"payout": 1e3}, {"payout": 12.50, "n": 1e3}, {"payout": "7"}, {"payout": 40}, {"payout": 40.0}, 5]"#;
         let value = serde_json::from_slice(text).unwrap();
         let fixed = payouts_as_written(text, value);
-        assert_eq!(fixed[0]["payout"], "1e3");
-        assert_eq!(fixed[1]["payout"], "12.50");
+        // Not whole as written: left a number, which the parsers refuse.
+        assert!(fixed[0]["payout"].is_number());
+        assert!(fixed[1]["payout"].is_number());
         assert_eq!(
             fixed[1]["n"],
             serde_json::json!(1000.0),
             "other numbers stay numbers"
         );
         assert_eq!(fixed[2]["payout"], "7");
-        assert!(parse_payout("payout", fixed[0]["payout"].as_str().unwrap(), false).is_err());
-        let one = br#"{"payout": 12.345678}"#;
-        let fixed = payouts_as_written(one, serde_json::from_slice(one).unwrap());
-        assert!(parse_payout("payout", fixed["payout"].as_str().unwrap(), false).is_err());
+        assert_eq!(fixed[3]["payout"], "40");
+        assert_eq!(fixed[4]["payout"], "40.0");
+        assert_eq!(
+            parse_payout("payout", fixed[4]["payout"].as_str().unwrap(), false)
+                .unwrap()
+                .to_string(),
+            "40.0"
+        );
     }
 }
 
@@ -178,7 +188,11 @@ mod tests {
         assert_eq!(ok("0"), "0");
         assert_eq!(ok("10.50"), "10.50");
         assert_eq!(ok("1.2345"), "1.2345");
-        assert_eq!(ok(" 7 "), "7");
+        assert_eq!(ok("999999999.9999"), "999999999.9999");
+        // Taken exactly as the contract's pattern says: no spaces, at most
+        // nine digits before the point.
+        assert!(rejected(" 7 ", false).contains("decimal"));
+        assert!(rejected("1000000000", false).contains("too large"));
     }
 
     #[test]
@@ -209,7 +223,10 @@ mod tests {
             parse_payout("payout", "-12.5", true).unwrap().to_string(),
             "-12.5"
         );
-        assert_eq!(ok("-0"), "0");
+        // `-0` is a sign a conversion may not carry (the pattern says so);
+        // an invalidation's `-0` is zero.
+        assert!(rejected("-0", false).contains("negative"));
+        assert_eq!(parse_payout("payout", "-0", true).unwrap().to_string(), "0");
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl Resolve for GuardedResolver {
 pub struct Sender {
     client: reqwest::Client,
     allow_private: bool,
+    nowhere: bool,
 }
 
 impl Sender {
@@ -122,7 +123,14 @@ impl Sender {
         Ok(Sender {
             client,
             allow_private,
+            nowhere: false,
         })
+    }
+
+    /// With `nowhere`, every send is refused as blocked (`SEND_NOWHERE`).
+    pub fn sending_nowhere(mut self, nowhere: bool) -> Self {
+        self.nowhere = nowhere;
+        self
     }
 
     /// Sends one prepared request within `timeout`.
@@ -136,6 +144,12 @@ impl Sender {
             response: None,
             duration: started.elapsed(),
         };
+        if self.nowhere {
+            return fail(
+                AttemptError::Blocked,
+                "refused: this process sends nowhere (SEND_NOWHERE)".into(),
+            );
+        }
         let url = match reqwest::Url::parse(&request.url) {
             Ok(u) => u,
             Err(e) => return fail(AttemptError::Request, format!("invalid URL: {e}")),

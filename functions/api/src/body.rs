@@ -170,10 +170,12 @@ impl Fields {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(v @ Value::Number(_)) if shared::fields::whole_number(v).is_some() => {
+                Ok(shared::fields::whole_number(v).map(|n| n.to_string()))
+            }
             Some(_) => Err(Error::invalid(
                 field,
-                format!("`{field}` must be a decimal string such as \"12.50\""),
+                format!("`{field}` must be decimal text such as \"12.50\" or a whole number"),
             )
             .into()),
         }
@@ -183,8 +185,8 @@ impl Fields {
     pub fn opt_u32(&self, field: &str, min: u32, max: u32) -> Result<Option<u32>, ApiError> {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if (min as u64..=max as u64).contains(&v) => Ok(Some(v as u32)),
+            Some(v @ Value::Number(_)) => match shared::fields::whole_number(v) {
+                Some(v) if (i64::from(min)..=i64::from(max)).contains(&v) => Ok(Some(v as u32)),
                 _ => Err(Error::invalid(
                     field,
                     format!("`{field}` must be a whole number from {min} to {max}"),

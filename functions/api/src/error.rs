@@ -22,6 +22,7 @@ impl From<Error> for ApiError {
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::Invalid { .. } | Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
+        Error::Rule { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -37,7 +38,7 @@ pub fn status_of(e: &Error) -> StatusCode {
 /// at fault; an internal error's cause never shows.
 pub fn body_of(e: &Error) -> serde_json::Value {
     match e {
-        Error::Invalid { field, .. } => {
+        Error::Invalid { field, .. } | Error::Rule { field, .. } => {
             serde_json::json!({"error": {"code": e.code(), "message": e.to_string(), "field": field}})
         }
         _ => serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),

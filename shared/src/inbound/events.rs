@@ -87,7 +87,10 @@ fn json_text(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) if field == "payout" => Ok(Some(n.to_string())),
+        Some(Value::Number(_)) if field == "payout" => Err(Error::invalid(
+            field,
+            "`payout` must be decimal text such as \"12.50\" or a whole number (a JSON number with a fraction is a float)",
+        )),
         Some(_) => Err(Error::invalid(field, format!("`{field}` must be a string"))),
     }
 }
@@ -277,7 +280,7 @@ async fn record_internal_once(
     let base = known.clone();
     let partner_id = match (&input.partner_id, &base) {
         (Some(p), Some(t)) if Some(p) != t.partner_id.as_ref() => {
-            return Err(Error::invalid(
+            return Err(Error::rule(
                 "partner_id",
                 format!(
                     "`partner_id` does not match transaction `{}`",
@@ -292,7 +295,15 @@ async fn record_internal_once(
             ))
         })?,
         (Some(p), None) => p.clone(),
-        (None, None) => return Err(Error::missing("partner_id")),
+        (None, None) => {
+            return Err(Error::rule(
+                "partner_id",
+                format!(
+                    "`partner_id` is required: transaction `{}` is not known yet",
+                    input.transaction_id
+                ),
+            ))
+        }
     };
     if base.is_none() && app.partner(&partner_id).await?.is_none() {
         return Err(Error::not_found("partner", &partner_id));
@@ -301,7 +312,7 @@ async fn record_internal_once(
         let original = base.as_ref().map(|t| t.payout).unwrap_or_default();
         let reversed = input.payout.unwrap_or(original).abs();
         if reversed > original.abs() {
-            return Err(Error::invalid(
+            return Err(Error::rule(
                 "payout",
                 format!(
                     "`payout` of an invalidation cannot reverse more than was paid on transaction `{}` ({})",
@@ -717,10 +728,21 @@ mod tests {
     }
 
     #[test]
-    fn a_json_number_payout_keeps_its_decimal_text() {
-        let e = parse_event(&json!({"transaction_id": "t", "event": "payout", "payout": 49.99}))
+    fn a_json_payout_is_text_or_a_whole_number_never_a_float() {
+        let e = parse_event(&json!({"transaction_id": "t", "event": "payout", "payout": "49.99"}))
             .unwrap();
         assert_eq!(e.payout.unwrap().to_string(), "49.99");
+        // As the route reads a body: whole numbers become their text first.
+        let text = br#"{"transaction_id": "t", "event": "payout", "payout": 50}"#;
+        let v = crate::money::payouts_as_written(text, serde_json::from_slice(text).unwrap());
+        assert_eq!(parse_event(&v).unwrap().payout.unwrap().to_string(), "50");
+        let text = br#"{"transaction_id": "t", "event": "payout", "payout": 49.99}"#;
+        let v = crate::money::payouts_as_written(text, serde_json::from_slice(text).unwrap());
+        let e = parse_event(&v).unwrap_err();
+        assert!(
+            matches!(&e, Error::Invalid { field, .. } if field == "payout"),
+            "{e:?}"
+        );
     }
 
     #[test]

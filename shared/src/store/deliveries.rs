@@ -273,6 +273,16 @@ impl Store {
         if q.endpoint_id.is_some() {
             filters.push("endpoint_id = :endpoint");
         }
+        // A cursor of another `from`/`to` lies outside this read's key range
+        // (DynamoDB would refuse it): the caller's to fix, not an outage.
+        if let Some(at) = q.start.as_ref().and_then(|k| k.0.get("gsi1sk")) {
+            if at.as_str() < lower.as_str() || at.as_str() > upper.as_str() {
+                return Err(Error::rule(
+                    "cursor",
+                    "`cursor` was returned for other `from`/`to` bounds: start again without it",
+                ));
+            }
+        }
         let mut items = Vec::new();
         let mut start: Option<Attrs> = q.start.as_ref().map(|k| {
             k.0.iter()

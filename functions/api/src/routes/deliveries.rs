@@ -223,11 +223,11 @@ pub async fn history(
     }
     if let (Some(from), Some(to)) = (q.from, q.to) {
         if from > to {
-            return Err(Error::invalid("from", "`from` is after `to`").into());
+            return Err(Error::rule("from", "`from` is after `to`").into());
         }
     }
     if csv {
-        return Ok(csv_response(app, q, &pid, limit_given));
+        return csv_response(app, q, &pid, limit_given).await;
     }
     let page = app.store.query_deliveries(&q).await?;
     let items: Vec<Value> = page.items.iter().map(row).collect();
@@ -242,16 +242,25 @@ pub async fn history(
 }
 
 /// Streams every page of the filter as CSV, a header row first. `limit`, if
-/// given, is the size of the pages read (not a cap on the rows).
-fn csv_response(
+/// given, is the size of the pages read (not a cap on the rows). The first
+/// page is read before answering, so that a refused filter or an outage is
+/// an error answer rather than a cut stream.
+async fn csv_response(
     app: Arc<App>,
     mut q: DeliveryQuery,
     pid: &str,
     page_size: Option<usize>,
-) -> Response {
+) -> ApiResult<Response> {
     q.limit = page_size.unwrap_or(CSV_PAGE);
-    let header_row = Bytes::from(format!("{}\r\n", CSV_COLUMNS.join(",")));
-    let pages = futures::stream::unfold(Some(q), move |state| {
+    let first = app.store.query_deliveries(&q).await?;
+    let mut head = format!("{}\r\n", CSV_COLUMNS.join(","));
+    head.extend(first.items.iter().map(csv_line));
+    let header_row = Bytes::from(head);
+    let rest = first.next.map(|n| {
+        q.start = Some(n);
+        q
+    });
+    let pages = futures::stream::unfold(rest, move |state| {
         let app = app.clone();
         async move {
             let mut q = state?;
@@ -275,14 +284,14 @@ fn csv_response(
     let body =
         futures::StreamExt::chain(futures::stream::once(async move { Ok(header_row) }), pages);
     let filename = format!("attachment; filename=\"deliveries-{pid}.csv\"");
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (header::CONTENT_DISPOSITION, filename),
         ],
         Body::from_stream(body),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /events/{id}/deliveries` (admin): the event and every delivery of it, with attempts.

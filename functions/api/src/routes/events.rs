@@ -38,6 +38,34 @@ pub async fn create(
         &body.bytes,
         body.json()?,
     ))?;
+    // A malformed item refuses the whole array (nothing of it is recorded):
+    // the pipeline has a bug to fix, and the contract's schema says so. What
+    // is refused for what is stored (an unknown partner, a payout above the
+    // offer's maximum) is reported per item below.
+    if !single {
+        if let Some((i, e)) = items
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+        {
+            let (field, message) = match e {
+                Error::Invalid { field, .. } => {
+                    (format!("[{i}].{field}"), format!("event {i}: {e}"))
+                }
+                other => (format!("[{i}]"), format!("event {i}: {other}")),
+            };
+            let code = match e {
+                Error::Invalid { code, .. } => code,
+                _ => "invalid_field",
+            };
+            return Err(Error::Invalid {
+                field,
+                code,
+                message,
+            }
+            .into());
+        }
+    }
     let now = Utc::now();
     let mut results = Vec::with_capacity(items.len());
     // In order: a payout and its invalidation may arrive in one batch.

@@ -59,14 +59,14 @@ fn from_body(f: &Fields, id: OfferId, previous: Option<&Offer>) -> ApiResult<Off
     http_url("landing_url", &landing_url.replace(['{', '}'], ""))?;
     let now = Utc::now();
     let security_token_sha256 = match f.opt_str("security_token")? {
-        Some(t) if t.trim().len() < 8 || t.len() > 256 => {
+        Some(t) if !(8..=256).contains(&t.chars().count()) => {
             return Err(Error::invalid(
                 "security_token",
                 "`security_token` must be 8 to 256 characters",
             )
             .into())
         }
-        Some(t) => Some(ids::sha256_hex(t.trim())),
+        Some(t) => Some(ids::sha256_hex(&t)),
         // Write-only: absent keeps the current token, an explicit null removes it.
         None if f.has("security_token") => None,
         None => previous.and_then(|p| p.security_token_sha256.clone()),
@@ -184,7 +184,7 @@ pub async fn update(
     auth.admin_only()?;
     let f = body.object()?;
     if f.opt_str("id")?.is_some_and(|given| id != given.as_str()) {
-        return Err(Error::invalid("id", "`id` cannot be changed").into());
+        return Err(Error::rule("id", "`id` cannot be changed: it is the one in the path").into());
     }
     let previous = app
         .store

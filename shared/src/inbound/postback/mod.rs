@@ -78,10 +78,15 @@ pub fn parse_postback_values(pairs: Vec<(String, Value)>) -> Result<Postback> {
             }
         }
     }
-    if fields.get("payout").is_some_and(Value::is_boolean) {
+    // A JSON body's whole numbers arrive as text (`payouts_as_written`);
+    // what is still a number has a fraction or an exponent: a float.
+    if fields
+        .get("payout")
+        .is_some_and(|v| v.is_boolean() || v.is_number())
+    {
         return Err(Error::invalid(
             "payout",
-            "`payout` must be a decimal number such as 12.50",
+            "`payout` must be decimal text such as \"12.50\" or a whole number (a JSON number with a fraction is a float)",
         ));
     }
     let mut take = |k: &str| {
@@ -110,11 +115,10 @@ pub fn parse_postback_values(pairs: Vec<(String, Value)>) -> Result<Postback> {
     let payout = take("payout");
     if measurement && (event.is_none() || payout.is_none()) {
         let field = if event.is_none() { "event" } else { "payout" };
-        return Err(Error::Invalid {
-            field: field.into(),
-            code: "missing_field",
-            message: "`event` and `payout` are required together when `measurement=1`".into(),
-        });
+        return Err(Error::rule(
+            field,
+            "`event` and `payout` are required together when `measurement=1`",
+        ));
     }
     let event = event
         .map(|e| name_field("event", &e))

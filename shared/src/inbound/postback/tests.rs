@@ -57,8 +57,13 @@ fn click_id_is_required() {
 
 #[test]
 fn measurement_requires_event_and_payout_together() {
+    // A rule between fields: 422, naming the one missing.
+    let rule_field = |e: Error| match e {
+        Error::Rule { field, .. } => field,
+        other => panic!("not a rule: {other:?}"),
+    };
     assert_eq!(
-        field_of(&err(&[
+        rule_field(err(&[
             ("click_id", "a"),
             ("measurement", "1"),
             ("payout", "1")
@@ -66,7 +71,7 @@ fn measurement_requires_event_and_payout_together() {
         "event"
     );
     assert_eq!(
-        field_of(&err(&[
+        rule_field(err(&[
             ("click_id", "a"),
             ("measurement", "1"),
             ("event", "x")
