@@ -1,7 +1,7 @@
-//! The five product pages our users come from (`../shared/seeds/`),
-//! reproduced end to end through the API, one test per page, each named after
-//! the network's use case. Where a page gives the partner's exact request,
-//! it is asserted byte for byte.
+//! The five kinds of network our users come from (an affiliate platform,
+//! a lead marketplace, reward apps and the like), reproduced end to end
+//! through the API, one test per use case. Where a network documents the
+//! partner's exact request, it is asserted byte for byte.
 
 use integration_tests::receiver::Receiver;
 use integration_tests::{offer_body, Seed, TestApp, ADMIN_KEY};

@@ -11,6 +11,7 @@ use crate::ids::{
     ClickId, DeliveryId, EndpointId, EventId, LeadId, OfferId, PartnerId, TransactionId,
 };
 use crate::schedule::RetrySchedule;
+use crate::template::Template;
 
 /// Status of a conversion or payout, as the contract spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -263,12 +264,13 @@ pub struct Endpoint {
     pub id: EndpointId,
     pub partner_id: PartnerId,
     pub name: String,
-    pub url: String,
+    /// Parsed once when saved: see [`Template`].
+    pub url: Template,
     pub method: Method,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
+    pub body: Option<Template>,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Template>,
     /// Header names whose values are secrets (an `X-Api-Key`): write-only,
     /// never shown, masked in the test route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

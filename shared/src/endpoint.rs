@@ -100,11 +100,11 @@ pub enum BasicAuthInput {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EndpointInput {
     pub name: Given<String>,
-    pub url: Given<String>,
+    pub url: Given<Template>,
     pub method: Given<Method>,
-    pub body: Given<String>,
+    pub body: Given<Template>,
     /// A secret header's value left out (`null`) keeps the stored one.
-    pub headers: Given<BTreeMap<String, Option<String>>>,
+    pub headers: Given<BTreeMap<String, Option<Template>>>,
     pub secret_headers: Given<Vec<String>>,
     pub basic_auth: Given<BasicAuthInput>,
     pub secret: Given<String>,
@@ -187,7 +187,7 @@ fn header_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn header_value(name: &str, value: &str) -> Result<()> {
+fn header_value(name: &str, value: &str) -> Result<Template> {
     let field = format!("headers.{name}");
     if value.chars().count() > MAX_HEADER_VALUE_LEN {
         return Err(invalid(
@@ -201,7 +201,7 @@ fn header_value(name: &str, value: &str) -> Result<()> {
             "must not contain line breaks or control characters",
         ));
     }
-    template(&field, value).map(drop)
+    template(&field, value)
 }
 
 fn basic_auth(v: &Value) -> Result<BasicAuthInput> {
@@ -277,7 +277,7 @@ impl EndpointInput {
             let f = field.as_str();
             match f {
                 "name" => input.name = given(v, |v| text(f, v, MAX_NAME_LEN))?,
-                "url" => input.url = given(v, |v| text(f, v, MAX_URL_LEN))?,
+                "url" => input.url = given(v, |v| url_template(&text(f, v, MAX_URL_LEN)?))?,
                 "method" => {
                     input.method = given(v, |v| match v.as_str() {
                         Some("GET") => Ok(Method::Get),
@@ -286,7 +286,7 @@ impl EndpointInput {
                         _ => Err(invalid(f, "must be GET, POST_FORM or POST_JSON")),
                     })?
                 }
-                "body" => input.body = given(v, |v| text(f, v, MAX_BODY_LEN))?,
+                "body" => input.body = given(v, |v| template(f, &text(f, v, MAX_BODY_LEN)?))?,
                 "headers" => {
                     input.headers = given(v, |v| {
                         let m = v
@@ -311,8 +311,7 @@ impl EndpointInput {
                                 match value {
                                     Value::Null => Ok((name.clone(), None)),
                                     Value::String(s) => {
-                                        header_value(name, s)?;
-                                        Ok((name.clone(), Some(s.clone())))
+                                        Ok((name.clone(), Some(header_value(name, s)?)))
                                     }
                                     _ => Err(invalid(&field, "must be a string")),
                                 }
@@ -465,14 +464,20 @@ impl EndpointInput {
         if name.trim().is_empty() {
             return Err(Error::missing("name"));
         }
-        let url = field!(url, String::new());
-        check_url(&url)?;
+        let url = match self.url {
+            Given::Value(u) => u,
+            Given::Absent if patch => match previous {
+                Some(p) => p.url.clone(),
+                None => return Err(Error::missing("url")),
+            },
+            _ => return Err(Error::missing("url")),
+        };
         let method = field!(method, Method::Get);
         let body = match self.body {
-            Given::Value(b) if b.is_empty() => None,
+            Given::Value(b) if b.source().is_empty() => None,
             b => b.or_else(|| previous.filter(|_| patch).and_then(|p| p.body.clone())),
         };
-        check_body(method, body.as_deref())?;
+        check_body(method, body.as_ref())?;
 
         let secret_headers = field!(secret_headers, Vec::new());
         let is_secret = |name: &str| secret_headers.iter().any(|h| h.eq_ignore_ascii_case(name));
@@ -622,9 +627,9 @@ impl EndpointInput {
     }
 }
 
-/// The URL template: an absolute http(s) URL once rendered, with macros only
-/// after the host.
-fn check_url(url: &str) -> Result<()> {
+/// The URL template, parsed: an absolute http(s) URL once rendered, with
+/// macros only after the host.
+fn url_template(url: &str) -> Result<Template> {
     if url.is_empty() {
         return Err(Error::missing("url"));
     }
@@ -650,16 +655,15 @@ fn check_url(url: &str) -> Result<()> {
     if u.host_str().is_none_or(str::is_empty) {
         return Err(invalid("url", "must name a host"));
     }
-    Ok(())
+    Ok(parsed)
 }
 
 /// The body template: only with a POST method, and valid JSON once
 /// rendered for `POST_JSON`.
-fn check_body(method: Method, body: Option<&str>) -> Result<()> {
-    let Some(text) = body else {
+fn check_body(method: Method, body: Option<&Template>) -> Result<()> {
+    let Some(t) = body else {
         return Ok(());
     };
-    let t = template("body", text)?;
     match method {
         Method::Get => Err(Error::rule(
             "body",
@@ -905,7 +909,7 @@ mod tests {
         assert_eq!(second.secret, first.secret);
         assert_eq!(second.basic_auth.as_ref().unwrap().password, "pw-123");
         assert_eq!(
-            second.headers.get("X-Api-Key").map(String::as_str),
+            second.headers.get("X-Api-Key").map(Template::source),
             Some("k-123")
         );
         let shown = view(&second).to_string();

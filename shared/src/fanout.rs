@@ -123,7 +123,7 @@ mod tests {
             id: crate::ids::t(id),
             partner_id: crate::ids::t("p"),
             name: id.into(),
-            url: "https://example.com/pb".into(),
+            url: crate::template::Template::parse("https://example.com/pb").unwrap(),
             method: Method::Get,
             body: None,
             headers: BTreeMap::new(),

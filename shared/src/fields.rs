@@ -134,8 +134,8 @@ pub(crate) fn attribute(field: &str, key: &str, value: &str) -> Result<()> {
 }
 
 /// JSON attributes (a click's, a postback's extra parameters, an event's),
-/// checked: at most 50 keys, each value at most 1 KiB as text, the whole at
-/// most 16 KiB and 8 levels deep.
+/// checked: at most 50 keys, each string value at most 1,024 characters, the
+/// whole at most 16 KiB as JSON and 8 levels deep.
 pub fn json_attributes(
     field: &str,
     values: BTreeMap<String, serde_json::Value>,
@@ -146,12 +146,14 @@ pub fn json_attributes(
             format!("`{field}` has more than {MAX_ATTRIBUTES} entries"),
         ));
     }
+    // A string value is capped on its own; other JSON values (a payload
+    // object) only by the whole set's size and depth below.
     for (k, v) in &values {
         let text = match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
+            serde_json::Value::String(s) => s.as_str(),
+            _ => "",
         };
-        attribute(field, k, &text)?;
+        attribute(field, k, text)?;
     }
     attributes_bounds(field, &values)?;
     Ok(values)

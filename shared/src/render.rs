@@ -8,13 +8,40 @@ use sha2::Sha256;
 use std::collections::BTreeSet;
 
 use crate::domain::{Endpoint, Event, Method};
-use crate::template::{EventValues, Lookup, Template, DEFAULT_BODY_FIELDS};
+use crate::template::{EventValues, Lookup, DEFAULT_BODY_FIELDS};
+
+/// The HTTP method of a prepared request: what an endpoint's [`Method`]
+/// (a format) comes to on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Verb {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+}
+
+impl Verb {
+    /// The verb of an endpoint's format: GET for GET, POST for both posts.
+    pub fn of(method: Method) -> Self {
+        match method {
+            Method::Get => Verb::Get,
+            Method::PostForm | Method::PostJson => Verb::Post,
+        }
+    }
+
+    /// As HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+        }
+    }
+}
 
 /// A request ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
-    /// `GET` or `POST`.
-    pub method: &'static str,
+    pub method: Verb,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
@@ -72,8 +99,7 @@ pub fn prepare(
         rename: &endpoint.rename,
     };
     let mut empty = BTreeSet::new();
-    let parse = |what: &str, text: &str| Template::parse(text).map_err(|e| format!("{what}: {e}"));
-    let mut url = parse("url", &endpoint.url)?.render_url(&values, &mut empty);
+    let mut url = endpoint.url.render_url(&values, &mut empty);
     if endpoint.omit_empty {
         url = omit_empty_query(&url);
     }
@@ -87,7 +113,7 @@ pub fn prepare(
             ));
             Some(match &endpoint.body {
                 Some(t) => {
-                    let form = parse("body", t)?.render_form(&values, &mut empty);
+                    let form = t.render_form(&values, &mut empty);
                     if endpoint.omit_empty {
                         omit_empty_pairs(&form)
                     } else {
@@ -114,7 +140,7 @@ pub fn prepare(
             headers.push(("content-type".into(), "application/json".into()));
             Some(match &endpoint.body {
                 Some(t) => {
-                    let json = parse("body", t)?.render_json(&values, &mut empty);
+                    let json = t.render_json(&values, &mut empty);
                     if endpoint.omit_empty {
                         omit_empty_json(&json)
                     } else {
@@ -133,10 +159,7 @@ pub fn prepare(
         }
     };
     for (name, value) in &endpoint.headers {
-        headers.push((
-            name.clone(),
-            parse("headers", value)?.render_header(&values, &mut empty),
-        ));
+        headers.push((name.clone(), value.render_header(&values, &mut empty)));
     }
     if let Some(auth) = &endpoint.basic_auth {
         headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
@@ -159,11 +182,7 @@ pub fn prepare(
         headers.push(("webhook-signature".into(), signature));
     }
     Ok(Prepared {
-        method: if endpoint.method == Method::Get {
-            "GET"
-        } else {
-            "POST"
-        },
+        method: Verb::of(endpoint.method),
         url,
         headers,
         body,

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::Endpoint;
 use crate::error::{unavailable, Error, Result};
+use crate::template::Template;
 
 /// Prefix of a sealed value.
 pub const SEALED_PREFIX: &str = "enc:v1:";
@@ -304,8 +305,19 @@ impl Sealer {
             .collect();
         for name in secret {
             if let Some(v) = e.headers.remove(&name) {
-                let sealed = apply(v, format!("headers.{name}")).await?;
-                e.headers.insert(name, sealed);
+                let done = apply(v.source().to_string(), format!("headers.{name}")).await?;
+                // Sealed, the value is opaque text; opened, it is the
+                // template it was saved as.
+                let value = if seal {
+                    Template::literal(&done)
+                } else {
+                    Template::parse(&done).map_err(|e| {
+                        Error::Internal(anyhow::anyhow!(
+                            "secret header `{name}` opens to no template: {e}"
+                        ))
+                    })?
+                };
+                e.headers.insert(name, value);
             }
         }
         Ok(())

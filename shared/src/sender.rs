@@ -168,10 +168,9 @@ impl Sender {
                 );
             }
         }
-        let method = if request.method == "GET" {
-            reqwest::Method::GET
-        } else {
-            reqwest::Method::POST
+        let method = match request.method {
+            crate::render::Verb::Get => reqwest::Method::GET,
+            crate::render::Verb::Post => reqwest::Method::POST,
         };
         let mut builder = self.client.request(method, url).timeout(timeout);
         for (name, value) in &request.headers {

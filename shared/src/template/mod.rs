@@ -33,9 +33,33 @@ pub enum Part {
 }
 
 /// A parsed template.
+///
+/// An endpoint holds its templates parsed: parsed once when saved (a bad one
+/// is refused then), read back from the table by parsing the text it is
+/// stored as, and rendered on every send without parsing again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
+    source: String,
     parts: Vec<Part>,
+}
+
+impl serde::Serialize for Template {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Template {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Template::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
 }
 
 fn is_name_char(c: char) -> bool {
@@ -104,7 +128,27 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            source: text.to_string(),
+            parts,
+        })
+    }
+
+    /// Text taken as it is, macros and all (a sealed secret at rest).
+    pub fn literal(text: &str) -> Self {
+        Template {
+            source: text.to_string(),
+            parts: if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![Part::Literal(text.to_string())]
+            },
+        }
+    }
+
+    /// The text it was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The macro names used, in order of first use.

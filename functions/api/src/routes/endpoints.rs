@@ -183,7 +183,7 @@ pub async fn test(
 ) -> ApiResult<Json<Value>> {
     let mut endpoint = load(&app, &pid, &eid).await?;
     if endpoint.method == Method::PostJson && endpoint.body.is_none() {
-        endpoint.body = Some(TEST_JSON_BODY.to_string());
+        endpoint.body = Some(shared::template::Template::literal(TEST_JSON_BODY));
     }
     let now = Utc::now();
     let event = sample_event(&pid, now);

@@ -118,8 +118,7 @@ fn from_body(f: &Fields, id: OfferId, previous: Option<&Offer>) -> ApiResult<Off
                 for k in map.keys() {
                     shared::fields::name_field("attributes", k)?;
                 }
-                shared::fields::attributes_bounds("attributes", &map)?;
-                map
+                shared::fields::json_attributes("attributes", map)?
             }
             Some(_) => {
                 return Err(Error::invalid("attributes", "`attributes` must be an object").into())
