@@ -21,7 +21,7 @@ async fn deliveries_of(t: &TestApp, event_id: &str) -> Vec<Delivery> {
     let event = t
         .app
         .store
-        .get_event(event_id)
+        .get_event(&integration_tests::typed(event_id))
         .await
         .unwrap()
         .expect("event");
@@ -40,7 +40,7 @@ async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Deliv
         let id = id.clone();
         async move {
             store
-                .get_delivery(&id)
+                .get_delivery(&integration_tests::typed(&id))
                 .await
                 .unwrap()
                 .is_some_and(|d| d.status != DeliveryStatus::Pending)
@@ -49,7 +49,7 @@ async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Deliv
     .await;
     t.app
         .store
-        .get_delivery(delivery_id)
+        .get_delivery(&integration_tests::typed(delivery_id))
         .await
         .unwrap()
         .unwrap()

@@ -119,7 +119,7 @@ async fn conversions_survive_store_queue_and_receiver_faults() {
         let event = direct
             .app
             .store
-            .get_event(id)
+            .get_event(&integration_tests::typed(id))
             .await
             .unwrap()
             .expect("a 200 conversion is stored");

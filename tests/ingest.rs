@@ -58,7 +58,7 @@ async fn the_whole_flow_from_offer_and_partner_to_click_to_postback_queues_a_del
     let click = t
         .app
         .store
-        .get_click(&click_id)
+        .get_click(&integration_tests::typed(&click_id))
         .await
         .unwrap()
         .expect("click stored");
@@ -81,7 +81,7 @@ async fn the_whole_flow_from_offer_and_partner_to_click_to_postback_queues_a_del
     let event = t
         .app
         .store
-        .get_event(event_id)
+        .get_event(&integration_tests::typed(event_id))
         .await
         .unwrap()
         .expect("event stored");
@@ -234,7 +234,9 @@ async fn postbacks_are_accepted_as_form_and_json_bodies() {
     let event = t
         .app
         .store
-        .get_event(js["conversion_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(
+            js["conversion_id"].as_str().unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -651,7 +653,9 @@ async fn a_conversion_whose_deliveries_could_not_be_queued_is_recorded_and_queue
     let event = t
         .app
         .store
-        .get_event(body["conversion_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(
+            body["conversion_id"].as_str().unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -694,7 +698,9 @@ async fn events_record_payouts_status_changes_and_invalidations_idempotently() {
     let approved_event = t
         .app
         .store
-        .get_event(approved["event_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(
+            approved["event_id"].as_str().unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -713,7 +719,7 @@ async fn events_record_payouts_status_changes_and_invalidations_idempotently() {
     let inv_event = t
         .app
         .store
-        .get_event(inv["event_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(inv["event_id"].as_str().unwrap()))
         .await
         .unwrap()
         .unwrap();
@@ -793,7 +799,9 @@ async fn an_event_batch_reports_each_item_and_never_half_applies_one() {
     let event = t
         .app
         .store
-        .get_event(body["results"][0]["event_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(
+            body["results"][0]["event_id"].as_str().unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();

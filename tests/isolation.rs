@@ -133,7 +133,13 @@ async fn with_kms_refusing_from_a_cold_start_conversions_are_recorded_and_only_t
         "the endpoint without a secret is delivered"
     );
     assert_eq!(signed.count(), 0, "nothing goes out unsigned");
-    let event = cold.app.store.get_event(&events[0]).await.unwrap().unwrap();
+    let event = cold
+        .app
+        .store
+        .get_event(&integration_tests::typed(&events[0]))
+        .await
+        .unwrap()
+        .unwrap();
     let deliveries = cold
         .app
         .store

@@ -139,7 +139,7 @@ async fn every_sample_event_runs_through_the_real_handlers() {
     ids.delivery_id = t
         .app
         .store
-        .get_event(event_id)
+        .get_event(&integration_tests::typed(event_id))
         .await
         .unwrap()
         .unwrap()

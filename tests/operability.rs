@@ -559,7 +559,14 @@ async fn endpoint_secrets_are_sealed_in_the_table_and_still_sign_and_authenticat
         .send()
         .await
         .unwrap();
-    let opened = t.app.store.get_endpoint(&seed.partner_id, &other_id).await;
+    let opened = t
+        .app
+        .store
+        .get_endpoint(
+            &integration_tests::typed(&seed.partner_id),
+            &integration_tests::typed(&other_id),
+        )
+        .await;
     let err = opened.expect_err("a transplanted secret must not open");
     assert!(err.detail().contains("did not open"), "{}", err.detail());
 }

@@ -34,7 +34,13 @@ async fn event(t: &TestApp, seed: &Seed, tx: &str, extra: Value) -> String {
 }
 
 async fn deliveries(t: &TestApp, event_id: &str) -> Vec<shared::lifecycle::Delivery> {
-    let e = t.app.store.get_event(event_id).await.unwrap().unwrap();
+    let e = t
+        .app
+        .store
+        .get_event(&integration_tests::typed(event_id))
+        .await
+        .unwrap()
+        .unwrap();
     t.app.store.get_deliveries(&e.delivery_ids).await.unwrap()
 }
 

@@ -27,7 +27,7 @@ async fn deliveries_of(t: &TestApp, event_ids: &[impl AsRef<str>]) -> Vec<Delive
         let e = t
             .app
             .store
-            .get_event(id.as_ref())
+            .get_event(&integration_tests::typed(id.as_ref()))
             .await
             .unwrap()
             .expect("stored");
@@ -55,7 +55,11 @@ async fn reconcile_and_pump(
         async move {
             let mut all = Vec::new();
             for id in &ids {
-                let e = store.get_event(id).await.unwrap().unwrap();
+                let e = store
+                    .get_event(&integration_tests::typed(id))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 all.extend(e.delivery_ids);
             }
             let ds = app.store.get_deliveries(&all).await.unwrap();
@@ -176,7 +180,12 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
     // The state a kill between the write and the send leaves: the event and
     // its deliveries committed, no message. Written through the store exactly
     // as `record` writes it, and the process "dies" before `enqueue`.
-    let endpoints = t.app.store.list_endpoints(&seed.partner_id).await.unwrap();
+    let endpoints = t
+        .app
+        .store
+        .list_endpoints(&integration_tests::typed(&seed.partner_id))
+        .await
+        .unwrap();
     let now = Utc::now();
     let mut events = Vec::new();
     for i in 0..10 {
@@ -395,7 +404,7 @@ async fn a_worker_with_a_stale_cache_sends_what_waited_once_the_endpoint_is_reac
     assert!(
         !worker
             .app
-            .partner_endpoints(&seed.partner_id)
+            .partner_endpoints(&integration_tests::typed(&seed.partner_id))
             .await
             .unwrap()[0]
             .active

@@ -224,7 +224,9 @@ async fn amounts_are_money_on_every_route() {
     let event = t
         .app
         .store
-        .get_event(b["conversion_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(
+            b["conversion_id"].as_str().unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -251,7 +253,9 @@ async fn a_send_whose_worker_died_before_recording_is_on_record() {
     let event = t
         .app
         .store
-        .get_event(b["conversion_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(
+            b["conversion_id"].as_str().unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -270,7 +274,10 @@ async fn a_send_whose_worker_died_before_recording_is_on_record() {
     let endpoint = t
         .app
         .store
-        .get_endpoint(&seed.partner_id, seed.endpoint_id.as_deref().unwrap())
+        .get_endpoint(
+            &integration_tests::typed(&seed.partner_id),
+            &integration_tests::typed(seed.endpoint_id.as_deref().unwrap()),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -446,7 +453,9 @@ async fn latest_only_supersedes_an_undelivered_earlier_change() {
     let event = t
         .app
         .store
-        .get_event(first["event_id"].as_str().unwrap())
+        .get_event(&integration_tests::typed(
+            first["event_id"].as_str().unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -589,7 +598,7 @@ async fn shuffled_changes_over_the_events_queue_end_on_the_latest_state() {
         let d = t
             .app
             .store
-            .get_delivery(&s.idempotency_key)
+            .get_delivery(&integration_tests::typed(&s.idempotency_key))
             .await
             .unwrap()
             .unwrap();

@@ -299,7 +299,7 @@ async fn main() -> anyhow::Result<()> {
         let e = t
             .app
             .store
-            .get_event(b["conversion_id"].as_str().unwrap_or_default())
+            .get_event(&b["conversion_id"].as_str().unwrap_or_default().parse()?)
             .await?
             .unwrap();
         let mut m = SqsMessage::default();
@@ -361,7 +361,7 @@ async fn main() -> anyhow::Result<()> {
         // Say why, in the report itself.
         let left = integration_tests::depth_of(&t.app, &t.queue_url("DeliveryQueue")).await;
         let sample = match &first_event {
-            Some(id) => match t.app.store.get_event(id).await? {
+            Some(id) => match t.app.store.get_event(&id.parse()?).await? {
                 Some(e) => match e.delivery_ids.first() {
                     Some(d) => format!(
                         "{:?}",

@@ -183,7 +183,7 @@ pub async fn seed(app: &Arc<App>, admin_key: &str, receiver_url: &str) -> anyhow
     let endpoint_id = endpoint["id"].as_str().unwrap_or_default().to_string();
     let delivery_id = app
         .store
-        .get_event(&event_id)
+        .get_event(&event_id.parse()?)
         .await?
         .and_then(|e| e.delivery_ids.into_iter().next())
         .map(String::from)

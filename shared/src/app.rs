@@ -10,6 +10,7 @@ use crate::admin_keys::AdminKeys;
 use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::domain::{Endpoint, Offer, Partner};
+use crate::ids::{EndpointId, OfferId, PartnerId};
 use crate::metrics::RequestCounter;
 use crate::queue::Queue;
 use crate::sealing::Sealer;
@@ -104,7 +105,7 @@ impl App {
     }
 
     /// The offer, from the cache or the store.
-    pub async fn offer(&self, id: &str) -> crate::Result<Arc<Option<Offer>>> {
+    pub async fn offer(&self, id: &OfferId) -> crate::Result<Arc<Option<Offer>>> {
         if let Some(hit) = self.offers.get(id) {
             return Ok(hit);
         }
@@ -113,7 +114,7 @@ impl App {
     }
 
     /// The partner, from the cache or the store.
-    pub async fn partner(&self, id: &str) -> crate::Result<Arc<Option<Partner>>> {
+    pub async fn partner(&self, id: &PartnerId) -> crate::Result<Arc<Option<Partner>>> {
         if let Some(hit) = self.partners.get(id) {
             return Ok(hit);
         }
@@ -136,7 +137,7 @@ impl App {
     }
 
     /// Deletes an offer; false if there was none.
-    pub async fn delete_offer(&self, id: &str) -> crate::Result<bool> {
+    pub async fn delete_offer(&self, id: &OfferId) -> crate::Result<bool> {
         let r = self.store.delete_offer(id).await;
         self.offers.invalidate(id);
         r
@@ -154,7 +155,7 @@ impl App {
     /// `CONFIG_CACHE_SECONDS`.
     pub async fn replace_partner_keys(
         &self,
-        id: &str,
+        id: &PartnerId,
         expected: &[String],
         keys: &[String],
     ) -> crate::Result<bool> {
@@ -212,8 +213,8 @@ impl App {
     /// Deletes an endpoint; false if there was none.
     pub async fn delete_endpoint(
         &self,
-        partner_id: &str,
-        id: &str,
+        partner_id: &PartnerId,
+        id: &EndpointId,
         now: chrono::DateTime<chrono::Utc>,
     ) -> crate::Result<bool> {
         let r = self.store.delete_endpoint(partner_id, id, now).await;
@@ -223,7 +224,10 @@ impl App {
 
     /// The partner's endpoints, from the cache or the store, secrets sealed
     /// (fan-out reads only their filters).
-    pub async fn partner_endpoints(&self, partner_id: &str) -> crate::Result<Arc<Vec<Endpoint>>> {
+    pub async fn partner_endpoints(
+        &self,
+        partner_id: &PartnerId,
+    ) -> crate::Result<Arc<Vec<Endpoint>>> {
         if let Some(hit) = self.endpoints.get(partner_id) {
             return Ok(hit);
         }

@@ -35,6 +35,7 @@ use crate::backoff::{with_backoff, BRIEF_BACKOFF_MS};
 use crate::breaker::{Breakers, Gate, Health, TRIP_AFTER};
 use crate::domain::{Endpoint, Ordering};
 use crate::fanout::DeliveryMessage;
+use crate::ids::DeliveryId;
 use crate::lifecycle::{outage_backoff_seconds, visibility_until, AttemptError, Sent, Step};
 use crate::lifecycle::{Delivery, DeliveryStatus, RetrySchedule};
 use crate::queue::Outcome;
@@ -206,7 +207,7 @@ impl Deliverer {
     /// in the delivery's history.
     async fn to_slow_lane(
         &self,
-        delivery_id: &str,
+        delivery_id: &DeliveryId,
         body: &str,
         slow_lane: &str,
         until: DateTime<Utc>,
@@ -265,7 +266,7 @@ impl Deliverer {
         &self,
         endpoint: &Endpoint,
         delivery: &Delivery,
-        previous: &str,
+        previous: &DeliveryId,
         now: DateTime<Utc>,
     ) -> Order {
         let earlier = match self.app.store.get_delivery(previous).await {

@@ -18,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::error::Result;
 use crate::fanout::{message, DeliveryMessage};
+use crate::ids::EndpointId;
 use crate::lifecycle::Delivery;
 use crate::lifecycle::RECONCILE_GRACE;
 use crate::store::{OpenRef, DUE_SHARDS};
@@ -118,7 +119,7 @@ pub async fn reconcile(app: &App, now: DateTime<Utc>) -> Result<Reconciled> {
 /// many were released and whether none is left.
 pub async fn release_parked(
     app: &App,
-    endpoint_id: &str,
+    endpoint_id: &EndpointId,
     now: DateTime<Utc>,
     pages: usize,
 ) -> Result<(usize, bool)> {

@@ -363,3 +363,9 @@ pub fn request_diff(
         .filter(|(_, v)| *v > 0)
         .collect()
 }
+
+/// A typed id from text a test holds (an id read from an answer): panics
+/// when it breaks the id's rule.
+pub fn typed<T: shared::ids::TypedId>(raw: impl AsRef<str>) -> T {
+    T::parse_as(T::FIELD, raw.as_ref()).unwrap_or_else(|e| panic!("{:?}: {e}", raw.as_ref()))
+}

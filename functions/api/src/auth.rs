@@ -96,8 +96,10 @@ impl FromRequestParts<Arc<App>> for Auth {
             return Ok(Auth(Caller::Admin));
         }
         let invalid = || ApiError(Error::Unauthorized("invalid API key".into()));
-        let partner_id = partner_of_key(key).ok_or_else(invalid)?;
-        let partner = app.partner(partner_id).await?;
+        let partner_id = partner_of_key(key)
+            .and_then(|p| PartnerId::parse(p).ok())
+            .ok_or_else(invalid)?;
+        let partner = app.partner(&partner_id).await?;
         match partner.as_ref() {
             Some(p) if key_matches(key, &p.api_key_sha256) => {
                 Ok(Auth(Caller::Partner(p.id.clone())))

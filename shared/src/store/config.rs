@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{from_attrs, keys, to_attrs, Attrs, Item, PutCondition, Store};
 use crate::domain::{Endpoint, Offer, Partner};
 use crate::error::{unavailable, Error, Result};
+use crate::ids::{EndpointId, OfferId, PartnerId};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
@@ -47,13 +48,13 @@ impl Store {
     }
 
     /// The offer, if it exists.
-    pub async fn get_offer(&self, id: &str) -> Result<Option<Offer>> {
+    pub async fn get_offer(&self, id: &OfferId) -> Result<Option<Offer>> {
         let (pk, sk) = keys::offer(id);
         self.get(pk, sk, true).await
     }
 
     /// Deletes an offer; false if there was none.
-    pub(crate) async fn delete_offer(&self, id: &str) -> Result<bool> {
+    pub(crate) async fn delete_offer(&self, id: &OfferId) -> Result<bool> {
         let (pk, sk) = keys::offer(id);
         self.delete(pk, sk).await
     }
@@ -77,7 +78,7 @@ impl Store {
     /// the partner is gone.
     pub(crate) async fn replace_partner_keys(
         &self,
-        id: &str,
+        id: &PartnerId,
         expected: &[String],
         keys: &[String],
     ) -> Result<bool> {
@@ -110,7 +111,7 @@ impl Store {
     }
 
     /// The partner, if it exists.
-    pub async fn get_partner(&self, id: &str) -> Result<Option<Partner>> {
+    pub async fn get_partner(&self, id: &PartnerId) -> Result<Option<Partner>> {
         let (pk, sk) = keys::partner(id);
         self.get(pk, sk, true).await
     }
@@ -197,7 +198,11 @@ impl Store {
     /// One endpoint of a partner, its secrets opened (the API's edits and
     /// test route; the worker opens only after its checks, see
     /// [`Store::get_endpoint_sealed`]).
-    pub async fn get_endpoint(&self, partner_id: &str, id: &str) -> Result<Option<Endpoint>> {
+    pub async fn get_endpoint(
+        &self,
+        partner_id: &PartnerId,
+        id: &EndpointId,
+    ) -> Result<Option<Endpoint>> {
         match self.get_endpoint_sealed(partner_id, id).await? {
             Some(e) => Ok(Some(self.sealer.open_endpoint(e).await?)),
             None => Ok(None),
@@ -208,8 +213,8 @@ impl Store {
     /// still sealed, so reading it never calls KMS.
     pub async fn get_endpoint_sealed(
         &self,
-        partner_id: &str,
-        id: &str,
+        partner_id: &PartnerId,
+        id: &EndpointId,
     ) -> Result<Option<Endpoint>> {
         let (pk, sk) = keys::endpoint(partner_id, id);
         self.get::<Endpoint>(pk, sk, true).await
@@ -225,8 +230,8 @@ impl Store {
     /// other field; false if the endpoint is gone.
     pub async fn mark_slow(
         &self,
-        partner_id: &str,
-        id: &str,
+        partner_id: &PartnerId,
+        id: &EndpointId,
         until: DateTime<Utc>,
     ) -> Result<bool> {
         let (pk, sk) = keys::endpoint(partner_id, id);
@@ -256,8 +261,8 @@ impl Store {
     /// false if it changed or is gone.
     pub(crate) async fn pause_endpoint(
         &self,
-        partner_id: &str,
-        id: &str,
+        partner_id: &PartnerId,
+        id: &EndpointId,
         read_version: u64,
         reason: &str,
         now: DateTime<Utc>,
@@ -296,8 +301,8 @@ impl Store {
     /// its parked deliveries (as `cancelled`); false if there was none.
     pub(crate) async fn delete_endpoint(
         &self,
-        partner_id: &str,
-        id: &str,
+        partner_id: &PartnerId,
+        id: &EndpointId,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let (pk, sk) = keys::endpoint(partner_id, id);
@@ -321,7 +326,7 @@ impl Store {
     /// Every endpoint of a partner (one query on the partner's partition), as
     /// stored: secrets still sealed. Fan-out needs only the filters and the
     /// API shows secrets only as set, so listing never calls KMS.
-    pub async fn list_endpoints(&self, partner_id: &str) -> Result<Vec<Endpoint>> {
+    pub async fn list_endpoints(&self, partner_id: &PartnerId) -> Result<Vec<Endpoint>> {
         let (pk, _) = keys::partner(partner_id);
         let mut out = Vec::new();
         let mut start: Option<Attrs> = None;

@@ -20,7 +20,7 @@ use crate::lifecycle::{Delivery, DeliveryStatus};
 
 impl Store {
     /// One delivery.
-    pub async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+    pub async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>> {
         let (pk, sk) = keys::delivery(id);
         self.get(pk, sk, true).await
     }
@@ -80,7 +80,7 @@ impl Store {
     /// before its delivery is due does not bring the attempt forward.
     pub async fn claim_delivery(
         &self,
-        id: &str,
+        id: &DeliveryId,
         now: DateTime<Utc>,
         lease: std::time::Duration,
     ) -> Result<Claim> {
@@ -223,7 +223,12 @@ impl Store {
     /// Says why a pending delivery waits (its message moved to the slow
     /// lane), without claiming it: only the reason changes, and only while it
     /// is pending and nobody holds it.
-    pub async fn note_waiting(&self, id: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn note_waiting(
+        &self,
+        id: &DeliveryId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let (pk, sk) = keys::delivery(id);
         let result = self
             .client
@@ -249,7 +254,7 @@ impl Store {
     /// Filters apply after DynamoDB's own page limit, so pages are read until
     /// `limit` items are found or the index ends.
     pub async fn query_deliveries(&self, q: &DeliveryQuery) -> Result<DeliveryPage> {
-        let (gpk, _) = keys::delivery_gsi1(&q.partner_id, &Utc::now(), "");
+        let gpk = keys::partner_deliveries(&q.partner_id);
         // Key values cannot be empty: `0` sorts before every timestamp.
         let lower = q
             .from

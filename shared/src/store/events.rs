@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::{Recorded, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Click, Event, Transaction};
-use crate::ids::EventId;
+use crate::ids::{ClickId, EventId};
 use crate::lifecycle::Delivery;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -31,7 +31,7 @@ impl Store {
     }
 
     /// The click, read consistently (a postback may follow its click within a second).
-    pub async fn get_click(&self, id: &str) -> Result<Option<Click>> {
+    pub async fn get_click(&self, id: &ClickId) -> Result<Option<Click>> {
         let (pk, sk) = keys::click(id);
         self.get(pk, sk, true).await
     }
@@ -192,7 +192,7 @@ impl Store {
     }
 
     /// The event, read consistently.
-    pub async fn get_event(&self, id: &str) -> Result<Option<Event>> {
+    pub async fn get_event(&self, id: &EventId) -> Result<Option<Event>> {
         let (pk, sk) = keys::event(id);
         self.get(pk, sk, true).await
     }

@@ -90,48 +90,60 @@ impl<T> Item<T> {
     }
 }
 
-/// Keys of each kind of item.
+/// Keys of each kind of item, built from typed ids only: a resource id
+/// cannot hold the `#` separator (its type refuses it), and an external id
+/// (a click id as an advertiser echoes it) is escaped, so no id from outside
+/// can name another item.
 pub mod keys {
-    pub fn offer(id: &str) -> (String, &'static str) {
+    use crate::domain::key_part;
+    use crate::ids::{ClickId, DeliveryId, EndpointId, EventId, OfferId, PartnerId};
+
+    pub fn offer(id: &OfferId) -> (String, &'static str) {
         (format!("OFFER#{id}"), "OFFER")
     }
-    pub fn partner(id: &str) -> (String, &'static str) {
+    pub fn partner(id: &PartnerId) -> (String, &'static str) {
         (format!("PARTNER#{id}"), "PARTNER")
     }
-    pub fn endpoint(partner_id: &str, id: &str) -> (String, String) {
+    pub fn endpoint(partner_id: &PartnerId, id: &EndpointId) -> (String, String) {
         (format!("PARTNER#{partner_id}"), format!("ENDPOINT#{id}"))
     }
-    pub fn click(id: &str) -> (String, &'static str) {
-        (format!("CLICK#{id}"), "CLICK")
+    pub fn click(id: &ClickId) -> (String, &'static str) {
+        (format!("CLICK#{}", key_part(id)), "CLICK")
     }
-    pub fn event(id: &str) -> (String, &'static str) {
+    pub fn event(id: &EventId) -> (String, &'static str) {
         (format!("EVENT#{id}"), "EVENT")
     }
-    pub fn transaction(id: &str) -> (String, &'static str) {
-        (format!("TXN#{id}"), "TXN")
+    /// A transaction, by the key [`crate::domain::Transaction::key_of`]
+    /// builds from its typed ids.
+    pub fn transaction(key: &str) -> (String, &'static str) {
+        (format!("TXN#{key}"), "TXN")
     }
-    pub fn delivery(id: &str) -> (String, &'static str) {
+    pub fn delivery(id: &DeliveryId) -> (String, &'static str) {
         (format!("DELIVERY#{id}"), "DELIVERY")
     }
-    /// The claim of an identical-postback retry window.
+    /// The claim of an identical-postback retry window (a hash of ours).
     pub fn window(fingerprint: &str) -> (String, &'static str) {
         (format!("WINDOW#{fingerprint}"), "WINDOW")
     }
     /// The mark left by re-activating or deleting an endpoint.
-    pub fn unpark_mark(partner_id: &str, endpoint_id: &str) -> (String, String) {
+    pub fn unpark_mark(partner_id: &PartnerId, endpoint_id: &EndpointId) -> (String, String) {
         (
             format!("PARTNER#{partner_id}"),
             format!("UNPARK#{endpoint_id}"),
         )
     }
+    /// The GSI1 partition of a partner's deliveries.
+    pub fn partner_deliveries(partner_id: &PartnerId) -> String {
+        format!("PARTNER#{partner_id}")
+    }
     /// GSI1 keys of a delivery: by partner, then creation time.
     pub fn delivery_gsi1(
-        partner_id: &str,
+        partner_id: &PartnerId,
         created_at: &chrono::DateTime<chrono::Utc>,
-        id: &str,
+        id: &DeliveryId,
     ) -> (String, String) {
         (
-            format!("PARTNER#{partner_id}"),
+            partner_deliveries(partner_id),
             format!("{}#{id}", super::sort_key_time(created_at)),
         )
     }

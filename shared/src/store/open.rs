@@ -109,7 +109,7 @@ impl Store {
     }
 
     /// Parked deliveries of an endpoint, oldest first.
-    pub async fn parked(&self, endpoint_id: &str, limit: i32) -> Result<Vec<OpenRef>> {
+    pub async fn parked(&self, endpoint_id: &EndpointId, limit: i32) -> Result<Vec<OpenRef>> {
         let items = self
             .query_gsi2(&format!("PARKED#{endpoint_id}"), None, limit)
             .await?;
@@ -204,8 +204,8 @@ impl Store {
     /// The write that leaves an unpark mark, for a transaction with the endpoint's own write.
     pub(super) fn unpark_mark_put(
         &self,
-        partner_id: &str,
-        endpoint_id: &str,
+        partner_id: &PartnerId,
+        endpoint_id: &EndpointId,
         now: DateTime<Utc>,
     ) -> Result<TransactWriteItem> {
         #[derive(serde::Serialize)]

@@ -71,7 +71,7 @@ fn actor(caller: &Caller) -> &'static str {
 }
 
 /// The partner of a key route (read fresh: keys are never served from a cache here).
-async fn fresh_partner(app: &App, id: &str) -> Result<Partner, ApiError> {
+async fn fresh_partner(app: &App, id: &PartnerId) -> Result<Partner, ApiError> {
     app.store
         .get_partner(id)
         .await?
