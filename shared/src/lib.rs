@@ -18,6 +18,7 @@ pub mod fields;
 pub mod ids;
 pub mod inbound;
 pub mod lifecycle;
+pub mod macros;
 pub mod metrics;
 pub mod money;
 pub mod outbox;

@@ -8,7 +8,8 @@ use sha2::Sha256;
 use std::collections::BTreeSet;
 
 use crate::domain::{Endpoint, Event, Method};
-use crate::template::{EventValues, Lookup, DEFAULT_BODY_FIELDS};
+use crate::macros::{EventValues, DEFAULT_BODY_FIELDS};
+use crate::template::Lookup;
 
 /// The HTTP method of a prepared request: what an endpoint's [`Method`]
 /// (a format) comes to on the wire.

@@ -252,7 +252,7 @@ pub async fn preview(
     };
     let request = shared::render::prepare(&endpoint, &event, "dlv_preview", now.timestamp())
         .map_err(|e| Error::invalid("url", e))?;
-    let mut macros: Vec<String> = shared::template::standard_macros()
+    let mut macros: Vec<String> = shared::macros::standard_macros()
         .map(str::to_string)
         .collect();
     macros.extend(event.attributes.keys().cloned());
