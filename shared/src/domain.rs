@@ -330,14 +330,26 @@ pub struct Endpoint {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Whether `names` holds the header name `name`. Header names are
+/// case-insensitive, here as in HTTP: this is the one place that says so
+/// (secret headers, stored values kept, masking and sealing all ask it).
+pub fn names_header(names: &[String], name: &str) -> bool {
+    names.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 impl Endpoint {
     /// Whether `name` is one of its secret headers: write-only, sealed at
-    /// rest, never shown. Header names are case-insensitive, here as in HTTP:
-    /// this is the one place that says so.
+    /// rest, never shown.
     pub fn is_secret_header(&self, name: &str) -> bool {
-        self.secret_headers
+        names_header(&self.secret_headers, name)
+    }
+
+    /// The stored value of its header `name`, in whatever case either spells it.
+    pub fn header(&self, name: &str) -> Option<&Template> {
+        self.headers
             .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
+            .find(|(k, _)| names_header(std::slice::from_ref(k), name))
+            .map(|(_, v)| v)
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::domain::{BasicAuth, Endpoint, Event, Method, Ordering, Source, Status};
+use crate::domain::{names_header, BasicAuth, Endpoint, Event, Method, Ordering, Source, Status};
 use crate::error::{Error, Result};
 use crate::fields::name_field;
 use crate::ids::{ClickId, EndpointId, EventId, LeadId, OfferId, PartnerId, TransactionId};
@@ -480,15 +480,8 @@ impl EndpointInput {
         check_body(method, body.as_ref())?;
 
         let secret_headers = field!(secret_headers, Vec::new());
-        let is_secret = |name: &str| secret_headers.iter().any(|h| h.eq_ignore_ascii_case(name));
-        let stored = |name: &str| {
-            previous.and_then(|p| {
-                p.headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            })
-        };
+        let is_secret = |name: &str| names_header(&secret_headers, name);
+        let stored = |name: &str| previous.and_then(|p| p.header(name)).cloned();
         let mut headers = BTreeMap::new();
         match self.headers {
             Given::Value(given) => {
@@ -524,7 +517,8 @@ impl EndpointInput {
         }
         // A secret header named but left out keeps its stored value.
         for name in &secret_headers {
-            if !headers.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            let given: Vec<String> = headers.keys().cloned().collect();
+            if !names_header(&given, name) {
                 match stored(name) {
                     Some(v) => {
                         headers.insert(name.clone(), v);
