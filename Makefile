@@ -2,7 +2,7 @@
 # Both install what is missing (cached in ~/.cache/postback-service) and start
 # the local stand-ins of DynamoDB and SQS on 127.0.0.1.
 
-.PHONY: dev test bench fuzz lint-template lambda-events screenshots stack-stop clean
+.PHONY: dev test bench fuzz deploy-check lint-template lambda-events screenshots stack-stop clean
 
 dev:
 	scripts/dev.sh
@@ -15,6 +15,11 @@ bench:
 
 fuzz:
 	scripts/fuzz.sh
+
+# The deploy path without an AWS account: installs the SAM CLI and
+# cargo-lambda, sam validate --lint, sam build (arm64) from a clean target.
+deploy-check:
+	scripts/deploy-check.sh
 
 # With `make dev` running: live ids into .local/dev/events/ for `cargo lambda invoke`.
 lambda-events:

@@ -26,13 +26,10 @@ cat <<TXT
   Web console (Postback Explorer): $B/console   (sign in with the admin key or a partner key)
   DynamoDB Local 127.0.0.1:$DDB_PORT, SQS (moto) 127.0.0.1:$SQS_PORT; data lives until you stop.
 
-  Try it (a receiver first, in another terminal:  python3 scripts/receiver.py 4000):
-    curl -s $B/health
-    curl -s -XPOST $B/offers   -H '$A' -d '{"id":"off1","name":"Loans","advertiser":"Acme","landing_url":"https://acme.example/lp","default_payout":"10.00"}'
-    curl -s -XPOST $B/partners -H '$A' -d '{"id":"p1","name":"Publisher One"}'
-    curl -s -XPOST $B/partners/p1/endpoints -H '$A' -d '{"name":"main","url":"http://127.0.0.1:4000/pb?payout={payout}&tx={transaction_id}&sub={sub1}"}'
-    curl -si "$B/click?offer_id=off1&partner_id=p1&sub1=abc" | grep -i location
-    curl -s "$B/postback?click_id=<click_id from the location>&event=purchase&payout=49.99&measurement=1&transaction_id=T1"
+  Try it: start a receiver in another terminal (python3 scripts/receiver.py 4000),
+  then run the README's walk-through, whole or a block at a time:
+    ADMIN_API_KEY=$ADMIN_API_KEY B=$B sh docs/walkthrough.sh
+  Or by hand:  curl -s $B/health    curl -s $B/offers -H '$A'
 
   Metrics: the JSON lines starting {"_aws": ...} are the CloudWatch EMF documents Lambda would ship.
   cargo lambda: make lambda-events, then cargo lambda watch -A 127.0.0.1 --env-file .local/dev/lambda.env

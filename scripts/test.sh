@@ -36,6 +36,9 @@ cargo build --quiet -p postback-local
 step "the contract: schemathesis fuzzes the local runner from openapi.yaml (${CONTRACT_SECONDS:-100} s, fixed seed)"
 scripts/contract.sh
 
+step "the README's walk-through, run as written (docs/walkthrough.sh)"
+scripts/walkthrough-check.sh
+
 step "tests (unit, handler, integration against the stand-ins)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final

@@ -153,3 +153,68 @@ fn every_operation_is_named_and_documents_the_answers_it_can_give() {
     assert!(problems.is_empty(), "{problems:#?}");
     assert!(ids.len() >= 30, "{} operations", ids.len());
 }
+
+/// The README's walk-through is docs/walkthrough.sh, shown unchanged (the
+/// script itself is run by `make test` through scripts/walkthrough-check.sh).
+#[test]
+fn the_readme_shows_the_walkthrough_script_unchanged() {
+    let readme = include_str!("../README.md");
+    let script = include_str!("../docs/walkthrough.sh");
+    assert!(
+        readme.contains(&format!("```sh\n{script}```")),
+        "README.md's walk-through differs from docs/walkthrough.sh: paste the script into the README again"
+    );
+    // Nothing to copy by hand: no placeholders, no fixed dates.
+    for placeholder in [
+        "<click_id>",
+        "<ep_id>",
+        "<delivery_id>",
+        "<event_id>",
+        "pbk_p1_",
+        "2026-11-",
+    ] {
+        assert!(
+            !script.contains(placeholder),
+            "the walk-through holds {placeholder}"
+        );
+    }
+}
+
+/// Every environment variable the code reads is documented in the README.
+#[test]
+fn every_environment_variable_the_code_reads_is_in_the_readme() {
+    let readme = include_str!("../README.md");
+    let sources = [
+        include_str!("../shared/src/config.rs"),
+        include_str!("../shared/src/telemetry.rs"),
+        include_str!("../local/src/main.rs"),
+        include_str!("../local/src/lambda_events.rs"),
+    ];
+    let mut names = std::collections::BTreeSet::new();
+    for text in sources {
+        for (i, _) in text.match_indices("(\"") {
+            let rest = &text[i + 2..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            let whole = rest[name.len()..].starts_with("\")");
+            let env_like = (name.contains('_') && !name.ends_with('_')) || name == "PORT";
+            if whole && env_like {
+                names.insert(name);
+            }
+        }
+    }
+    assert!(
+        names.contains("LOG_FORMAT") && names.contains("TABLE_NAME"),
+        "{names:?}"
+    );
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !readme.contains(&format!("`{n}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "read by the code, not in README.md: {missing:?}"
+    );
+}

@@ -54,7 +54,18 @@ pub fn plan(
             },
             attempts: Vec::new(),
             round_start: 0,
-            next_attempt_at: Some(now),
+            // The schedule's first value is the wait before the first
+            // attempt (0: at once); the worker holds an early message until then.
+            next_attempt_at: Some(
+                now + chrono::Duration::seconds(i64::from(
+                    endpoint
+                        .retry_schedule
+                        .delays()
+                        .first()
+                        .copied()
+                        .unwrap_or(0),
+                )),
+            ),
             // Never parked here, even for a paused endpoint: the endpoint list
             // may be a cached copy, and only the worker's check against the
             // stored endpoint may park a delivery.
@@ -148,6 +159,24 @@ mod tests {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    #[test]
+    fn the_first_value_of_a_schedule_is_the_wait_before_the_first_attempt() {
+        let now = Utc::now();
+        let mut held = endpoint("ep_held");
+        held.retry_schedule = crate::schedule::RetrySchedule::new(vec![30, 60]).unwrap();
+        let e = event("purchase", Status::Approved);
+        let plan = plan(&e, &[endpoint("ep_now"), held], true, &BTreeMap::new(), now);
+        assert_eq!(
+            plan[0].next_attempt_at,
+            Some(now),
+            "the default [0, …]: at once"
+        );
+        assert_eq!(
+            plan[1].next_attempt_at,
+            Some(now + chrono::Duration::seconds(30))
+        );
     }
 
     #[test]

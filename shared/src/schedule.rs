@@ -15,7 +15,9 @@ pub const MAX_RETRY_AFTER_SECONDS: u32 = 3_600;
 /// The default schedule: attempts at 0 s, +60, +90, +120, +150, then `failed`.
 pub const DEFAULT_RETRY_SCHEDULE: [u32; 5] = [0, 60, 90, 120, 150];
 /// The delays before each attempt of one round: `[0, 60, 90]` means attempt 1
-/// at once, attempt 2 60 s after attempt 1, attempt 3 90 s after attempt 2.
+/// at once, attempt 2 60 s after attempt 1, attempt 3 90 s after attempt 2;
+/// `[30, 60]` holds the first attempt 30 s after the event. A manual retry's
+/// round starts at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RetrySchedule(Vec<u32>);

@@ -314,7 +314,7 @@ function mapToLines(map) { return Object.entries(map || {}).map(([k, v]) => `${k
 function list(text) { return text.split(",").map((s) => s.trim()).filter(Boolean); }
 
 async function renderEndpointForm(existing) {
-  const e = existing || { method: "GET", events: ["*"], statuses: [], retry_schedule: [60, 300, 1800, 7200, 21600], timeout_ms: 10000, active: true };
+  const e = existing || { method: "GET", events: ["*"], statuses: [], retry_schedule: [0, 60, 90, 120, 150], timeout_ms: 10000, active: true };
   const f = {};
   const input = (name, props = {}) => (f[name] = el("input", { type: "text", id: `f-${name}`, name, ...props }));
   const area = (name, props = {}) => (f[name] = el("textarea", { id: `f-${name}`, name, ...props }));
