@@ -1,6 +1,6 @@
 """Writes events/*.json: API Gateway HTTP API (v2) events for every route and
 SQS events for the delivery and events queues. Ids match what README's curl
-walk-through creates (offer off1, partner p1); the admin key is make dev's
+`make lambda-events` seeds (offer lambda-offer, partner lambda-partner); the admin key is make dev's
 default. Tests replace the placeholders (__CLICK_ID__, ...) with live ids.
 
     python3 scripts/gen_events.py
@@ -74,30 +74,30 @@ def write(file, event):
         f.write("\n")
 
 
-offer = {"id": "off1", "name": "Personal loans", "advertiser": "Acme Lending", "landing_url": "https://acme.example/lp",
+offer = {"id": "lambda-offer", "name": "Personal loans", "advertiser": "Acme Lending", "landing_url": "https://acme.example/lp",
          "default_payout": "10.00", "currency": "USD", "security_token": "adv-token-123", "attribution_window_days": 30}
 http("health", "GET", "/health")
 http("offers-create", "POST", "/offers", body=offer, auth=ADMIN)
-http("offers-read", "GET", "/offers/off1", auth=ADMIN)
-http("offers-update", "PUT", "/offers/off1", body={**offer, "name": "Personal loans (new)"}, auth=ADMIN)
-http("offers-delete", "DELETE", "/offers/off1", auth=ADMIN)
-http("partners-create", "POST", "/partners", body={"id": "p1", "name": "Publisher One"}, auth=ADMIN)
-http("partners-read", "GET", "/partners/p1", auth=PARTNER)
+http("offers-read", "GET", "/offers/lambda-offer", auth=ADMIN)
+http("offers-update", "PUT", "/offers/lambda-offer", body={**offer, "name": "Personal loans (new)"}, auth=ADMIN)
+http("offers-delete", "DELETE", "/offers/lambda-offer", auth=ADMIN)
+http("partners-create", "POST", "/partners", body={"id": "lambda-partner", "name": "Publisher One"}, auth=ADMIN)
+http("partners-read", "GET", "/partners/lambda-partner", auth=PARTNER)
 endpoint = {"name": "main", "url": "https://partner.example/pb?payout={payout}&tx={transaction_id}&sub={sub1}",
             "events": ["*"], "retry_schedule": [0, 60, 90, 120, 150]}
-http("endpoints-create", "POST", "/partners/p1/endpoints", body=endpoint, auth=PARTNER)
-http("endpoints-list", "GET", "/partners/p1/endpoints", auth=PARTNER)
-http("endpoints-read", "GET", "/partners/p1/endpoints/__ENDPOINT_ID__", auth=PARTNER)
-http("endpoints-update", "PUT", "/partners/p1/endpoints/__ENDPOINT_ID__", body={**endpoint, "name": "main (v2)"}, auth=PARTNER)
-http("endpoints-delete", "DELETE", "/partners/p1/endpoints/__ENDPOINT_ID__", auth=PARTNER)
-http("click", "GET", "/click", query="offer_id=off1&partner_id=p1&sub1=campaign-7&sub2=banner")
-http("clicks-create", "POST", "/clicks", body={"offer_id": "off1", "partner_id": "p1", "attributes": {"sub1": "campaign-7"}}, auth=ADMIN)
+http("endpoints-create", "POST", "/partners/lambda-partner/endpoints", body=endpoint, auth=PARTNER)
+http("endpoints-list", "GET", "/partners/lambda-partner/endpoints", auth=PARTNER)
+http("endpoints-read", "GET", "/partners/lambda-partner/endpoints/__ENDPOINT_ID__", auth=PARTNER)
+http("endpoints-update", "PUT", "/partners/lambda-partner/endpoints/__ENDPOINT_ID__", body={**endpoint, "name": "main (v2)"}, auth=PARTNER)
+http("endpoints-delete", "DELETE", "/partners/lambda-partner/endpoints/__ENDPOINT_ID__", auth=PARTNER)
+http("click", "GET", "/click", query="offer_id=lambda-offer&partner_id=lambda-partner&sub1=campaign-7&sub2=banner")
+http("clicks-create", "POST", "/clicks", body={"offer_id": "lambda-offer", "partner_id": "lambda-partner", "attributes": {"sub1": "campaign-7"}}, auth=ADMIN)
 pb = "click_id=__CLICK_ID__&event=purchase&payout=49.99&measurement=1&transaction_id=T-1001&security_token=adv-token-123"
 http("postback-get", "GET", "/postback", query=pb)
 http("postback-post-form", "POST", "/postback", body=pb.replace("T-1001", "T-1002"), content_type="application/x-www-form-urlencoded")
 http("postback-post-json", "POST", "/postback", body={"click_id": "__CLICK_ID__", "event": "lead", "payout": "5.00", "measurement": 1,
                                                        "security_token": "adv-token-123"})
-payout = {"transaction_id": "LN-5001", "event": "payout", "partner_id": "p1", "offer_id": "off1", "goal": "funded_loan",
+payout = {"transaction_id": "LN-5001", "event": "payout", "partner_id": "lambda-partner", "offer_id": "lambda-offer", "goal": "funded_loan",
           "payout": "120.00", "currency": "USD", "status": "pending", "occurred_at": "2026-11-23T06:00:00Z",
           "attributes": {"user_id": "u-77", "payload": {"loan_id": "L-9"}}}
 http("events-single", "POST", "/events", body=payout, auth=ADMIN)
@@ -105,21 +105,21 @@ http("events-batch", "POST", "/events", body=[
     {**payout, "transaction_id": "LN-5002"},
     {"transaction_id": "LN-5002", "event": "payout", "status": "approved", "occurred_at": "2026-11-23T12:00:00Z"},
     {"transaction_id": "LN-5002", "event": "invalidation", "occurred_at": "2026-11-24T09:00:00Z"},
-    {"transaction_id": "RW-1", "event": "reward.created", "partner_id": "p1", "payout": "0.50"},
+    {"transaction_id": "RW-1", "event": "reward.created", "partner_id": "lambda-partner", "payout": "0.50"},
 ], auth=ADMIN)
-http("endpoints-test", "POST", "/partners/p1/endpoints/__ENDPOINT_ID__/test", auth=PARTNER)
-http("deliveries-history", "GET", "/partners/p1/deliveries", query="from=2026-11-01&to=2026-11-30&status=delivered&limit=50", auth=PARTNER)
-http("deliveries-history-csv", "GET", "/partners/p1/deliveries", query="from=2026-11-01&format=csv", auth=PARTNER)
+http("endpoints-test", "POST", "/partners/lambda-partner/endpoints/__ENDPOINT_ID__/test", auth=PARTNER)
+http("deliveries-history", "GET", "/partners/lambda-partner/deliveries", query="from=2026-11-01&to=2026-11-30&status=delivered&limit=50", auth=PARTNER)
+http("deliveries-history-csv", "GET", "/partners/lambda-partner/deliveries", query="from=2026-11-01&format=csv", auth=PARTNER)
 http("events-deliveries", "GET", "/events/__EVENT_ID__/deliveries", auth=ADMIN)
 http("deliveries-retry", "POST", "/deliveries/__DELIVERY_ID__/retry", auth=PARTNER)
 sqs("events-queue", "postback-dev-EventsQueue", [{**payout, "transaction_id": "LN-6001"}])
-sqs("delivery", "postback-dev-DeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "p1", "endpoint_id": "__ENDPOINT_ID__"}])
+sqs("delivery", "postback-dev-DeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "lambda-partner", "endpoint_id": "__ENDPOINT_ID__"}])
 sqs("delivery-malformed", "postback-dev-DeliveryQueue", ["{\"delivery\": oops"])
-sqs("slow-delivery", "postback-dev-SlowDeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "p1", "endpoint_id": "__ENDPOINT_ID__"}])
+sqs("slow-delivery", "postback-dev-SlowDeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "lambda-partner", "endpoint_id": "__ENDPOINT_ID__"}])
 http("offers-list", "GET", "/offers", query="limit=50", auth=ADMIN)
 http("partners-list", "GET", "/partners", auth=ADMIN)
-http("offers-postbacks", "GET", "/offers/off1/postbacks", auth=ADMIN)
-http("endpoints-patch", "PATCH", "/partners/p1/endpoints/__ENDPOINT_ID__", body={"active": False}, auth=PARTNER)
+http("offers-postbacks", "GET", "/offers/lambda-offer/postbacks", auth=ADMIN)
+http("endpoints-patch", "PATCH", "/partners/lambda-partner/endpoints/__ENDPOINT_ID__", body={"active": False}, auth=PARTNER)
 http("admin-dead-letters", "GET", "/admin/dead-letters", query="queue=deliveries", auth=ADMIN)
 http("admin-redrive", "POST", "/admin/dead-letters/redrive", query="queue=deliveries", auth=ADMIN)
 # The reconciler's trigger: an EventBridge Scheduler invocation (its payload is not read).

@@ -21,7 +21,7 @@ for p in "$PORT" "$RECEIVER_PORT"; do
 done
 
 STACK_PREFIX="walkthrough-$$" PORT=$PORT ADMIN_API_KEY=$KEY RUST_LOG=warn \
-  ./target/debug/postback-local --provision >"$STATE/runner.log" 2>&1 &
+  ./target/debug/postback-local --provision --write-env "$STATE/lambda.env" >"$STATE/runner.log" 2>&1 &
 RUNNER=$!
 python3 scripts/receiver.py "$RECEIVER_PORT" >"$STATE/receiver.log" 2>&1 &
 RECEIVER=$!
@@ -35,7 +35,12 @@ done
 (cd "$STATE" && B="http://127.0.0.1:$PORT" ADMIN_API_KEY=$KEY RECEIVER="http://127.0.0.1:$RECEIVER_PORT" \
   sh ../../docs/walkthrough.sh) >"$STATE/out.txt" 2>&1 || {
   echo "[walkthrough] docs/walkthrough.sh failed:" >&2; cat "$STATE/out.txt" >&2; exit 1; }
-sleep 2   # the last deliveries on their way
+# The README's events-queue recipe, on this runner's queue.
+P=$(grep -o '"partner_id":"[^"]*"' "$STATE/out.txt" | head -1 | cut -d'"' -f4)
+"$(scripts/stack.sh venv)/bin/python" scripts/send_event.py \
+  '{"transaction_id": "Q-'"$$"'", "event": "payout", "partner_id": "'"$P"'", "payout": "100.00"}' \
+  "$STATE/lambda.env" >/dev/null
+sleep 3   # the last deliveries on their way
 
 fail() { echo "[walkthrough] $*" >&2; echo "--- output" >&2; cat "$STATE/out.txt" >&2; echo "--- receiver" >&2; cat "$STATE/receiver.log" >&2; exit 1; }
 out=$(cat "$STATE/out.txt"); got=$(cat "$STATE/receiver.log")
@@ -43,6 +48,7 @@ case "$out" in *'"status":"recorded"'*) ;; *) fail "the conversion was not recor
 echo "$got" | grep -q 'GET /pb?event=purchase&payout=49.99&tx=T[0-9]*&sub=abc' || fail "no conversion postback"
 echo "$got" | grep -q 'GET /pb?event=invalidation&payout=-120.00' || fail "no invalidation postback"
 echo "$got" | grep -q 'POST /hook' || fail "the loans endpoint got nothing"
+echo "$got" | grep -q "payout=100.00&tx=Q-$$" || fail "the events-queue recipe's payout was not delivered"
 echo "$got" | grep -q '"amount": 350.00, "user": "u-42"' || fail "the funded loan's body is not the template's"
 head -1 "$STATE/deliveries.csv" | grep -q '^time,' || fail "the CSV has no header row"
 case "$out" in *'"parked":'*'"attempts":['*) ;; *) fail "the support view shows no delivery";; esac

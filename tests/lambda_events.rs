@@ -79,9 +79,9 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         "PATCH keeps what it does not name"
     );
     let (offers, _) = http!("http-offers-list.json", 200);
-    assert_eq!(offers["items"][0]["id"], "off1");
+    assert_eq!(offers["items"][0]["id"], "lambda-offer");
     let (partners, _) = http!("http-partners-list.json", 200);
-    assert_eq!(partners["items"][0]["id"], "p1");
+    assert_eq!(partners["items"][0]["id"], "lambda-partner");
     let (postbacks, _) = http!("http-offers-postbacks.json", 200);
     assert_eq!(postbacks["items"][0]["id"], ids.endpoint_id.as_str());
     let (_, location) = http!("http-click.json", 302);
@@ -129,7 +129,7 @@ async fn every_sample_event_runs_through_the_real_handlers() {
     let (s, _) = t
         .send(
             t.http
-                .put(t.url(&format!("/partners/p1/endpoints/{}", ids.endpoint_id)))
+                .put(t.url(&format!("/partners/lambda-partner/endpoints/{}", ids.endpoint_id)))
                 .bearer_auth(ADMIN_KEY)
                 .json(&json!({"name": "main", "url": receiver.url("/pb?payout={payout}&tx={transaction_id}")})),
         )
@@ -333,4 +333,55 @@ async fn the_local_runner_writes_an_env_file_and_events_with_live_ids() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn make_lambda_events_can_run_again_and_again_without_touching_what_it_did_not_make() {
+    use postback_local::lambda_events::{seed, PARTNER};
+    let t = TestApp::start().await;
+    let dir = std::env::temp_dir().join(format!(
+        "lambda-events-{}",
+        integration_tests::unique_prefix()
+    ));
+    let key_file = dir.join("lambda-partner.key");
+    let receiver = "http://127.0.0.1:4000/pb";
+    let first = seed(&t.app, ADMIN_KEY, receiver, &key_file).await.unwrap();
+    let second = seed(&t.app, ADMIN_KEY, receiver, &key_file).await.unwrap();
+    let third = seed(&t.app, ADMIN_KEY, receiver, &key_file).await.unwrap();
+    assert_eq!(
+        first.partner_key, second.partner_key,
+        "the kept key is reused"
+    );
+    assert_eq!(second.partner_key, third.partner_key);
+    assert_eq!(
+        first.endpoint_id, third.endpoint_id,
+        "its endpoint is reused"
+    );
+    let (_, keys) = t.admin_get(&format!("/partners/{PARTNER}/keys")).await;
+    assert_eq!(
+        keys["keys"].as_array().unwrap().len(),
+        1,
+        "no key added or revoked: {keys}"
+    );
+    let (_, endpoints) = t.admin_get(&format!("/partners/{PARTNER}/endpoints")).await;
+    assert_eq!(
+        endpoints["items"].as_array().unwrap().len(),
+        1,
+        "{endpoints}"
+    );
+    // Its key file lost: one key is added, the old one keeps working.
+    std::fs::remove_file(&key_file).unwrap();
+    let fourth = seed(&t.app, ADMIN_KEY, receiver, &key_file).await.unwrap();
+    assert_ne!(fourth.partner_key, first.partner_key);
+    for key in [&first.partner_key, &fourth.partner_key] {
+        let (s, _) = t
+            .send(
+                t.http
+                    .get(t.url(&format!("/partners/{PARTNER}")))
+                    .bearer_auth(key),
+            )
+            .await;
+        assert_eq!(s, 200, "both keys work");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

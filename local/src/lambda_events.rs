@@ -2,7 +2,7 @@
 //! functions' environment as a dotenv file ([`env_file`]), and the sample
 //! events of `events/` with their placeholders (`__PARTNER_KEY__`,
 //! `__ENDPOINT_ID__`, …) filled with live ids ([`fill_dir`]) from a seeded
-//! offer `off1`, partner `p1`, endpoint, click and conversion.
+//! offer `lambda-offer`, partner `lambda-partner`, endpoint, click and conversion.
 
 use axum::body::Body;
 use axum::http::{Method, Request};
@@ -92,14 +92,28 @@ fn expect(what: &str, (status, body): (u16, Value), ok: &[u16]) -> anyhow::Resul
     }
 }
 
-/// Seeds offer `off1` and partner `p1` (kept if they exist), a fresh partner
-/// key, an endpoint to `receiver_url`, a click and a conversion, through
-/// the API's own router.
-pub async fn seed(app: &Arc<App>, admin_key: &str, receiver_url: &str) -> anyhow::Result<Ids> {
-    let offer = json!({"id": "off1", "name": "Loans", "advertiser": "Acme",
+/// The offer and partner `make lambda-events` owns: its own ids, so it never
+/// touches what a person made by hand.
+pub const OFFER: &str = "lambda-offer";
+pub const PARTNER: &str = "lambda-partner";
+/// The endpoint it seeds, found again by name on the next run.
+const ENDPOINT_NAME: &str = "lambda events";
+
+/// Seeds its own offer and partner (kept if they exist), the partner's key
+/// (kept in `key_file`: keys are stored hashed, so a later run reuses the
+/// file's key, or adds one; it never revokes a key), its endpoint to
+/// `receiver_url` (reused), a click and a conversion, through the API's own
+/// router. Run it as often as you like.
+pub async fn seed(
+    app: &Arc<App>,
+    admin_key: &str,
+    receiver_url: &str,
+    key_file: &std::path::Path,
+) -> anyhow::Result<Ids> {
+    let offer = json!({"id": OFFER, "name": "Loans", "advertiser": "Acme",
         "landing_url": "https://acme.example/lp", "default_payout": "10.00"});
     expect(
-        "offer off1",
+        "offer lambda-offer",
         call(app, Method::POST, "/offers", admin_key, Some(offer)).await?,
         &[201, 409],
     )?;
@@ -108,46 +122,86 @@ pub async fn seed(app: &Arc<App>, admin_key: &str, receiver_url: &str) -> anyhow
         Method::POST,
         "/partners",
         admin_key,
-        Some(json!({"id": "p1", "name": "Publisher One"})),
+        Some(json!({"id": PARTNER, "name": "Lambda events partner"})),
     )
     .await?;
-    let partner_key = if partner.0 == 201 {
-        partner.1["api_key"]
+    let partner_key = match partner.0 {
+        201 => partner.1["api_key"]
             .as_str()
             .unwrap_or_default()
-            .to_string()
-    } else {
-        // p1 exists: a key of its own for the events (the oldest goes if 5 are in use).
-        let mut added = call(app, Method::POST, "/partners/p1/keys", admin_key, None).await?;
-        if added.0 == 409 {
-            let keys = expect(
-                "keys of p1",
-                call(app, Method::GET, "/partners/p1/keys", admin_key, None).await?,
-                &[200],
-            )?;
-            if let Some(oldest) = keys["keys"][0]["id"].as_str() {
-                let path = format!("/partners/p1/keys/{oldest}");
-                call(app, Method::DELETE, &path, admin_key, None).await?;
+            .to_string(),
+        _ => {
+            let kept = std::fs::read_to_string(key_file).unwrap_or_default();
+            let kept = kept.trim();
+            let works = !kept.is_empty()
+                && call(
+                    app,
+                    Method::GET,
+                    &format!("/partners/{PARTNER}"),
+                    kept,
+                    None,
+                )
+                .await?
+                .0 == 200;
+            if works {
+                kept.to_string()
+            } else {
+                let added = call(
+                    app,
+                    Method::POST,
+                    &format!("/partners/{PARTNER}/keys"),
+                    admin_key,
+                    None,
+                )
+                .await?;
+                if added.0 == 409 {
+                    anyhow::bail!(
+                        "partner {PARTNER} already has its most keys and none is in {}: revoke one (DELETE /partners/{PARTNER}/keys/<id>) and run again",
+                        key_file.display()
+                    );
+                }
+                expect("a key for lambda-partner", added, &[201])?["api_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
             }
-            added = call(app, Method::POST, "/partners/p1/keys", admin_key, None).await?;
         }
-        expect("a key for p1", added, &[201])?["api_key"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
     };
-    let endpoint = expect(
-        "endpoint",
+    if let Some(dir) = key_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(key_file, format!("{partner_key}\n"))?;
+    let listed = expect(
+        "endpoints of lambda-partner",
         call(
             app,
-            Method::POST,
-            "/partners/p1/endpoints",
+            Method::GET,
+            &format!("/partners/{PARTNER}/endpoints"),
             admin_key,
-            Some(json!({"name": "lambda events", "url": format!("{receiver_url}?payout={{payout}}&tx={{transaction_id}}")})),
+            None,
         )
         .await?,
-        &[201],
+        &[200],
     )?;
+    let existing = listed["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|e| e["name"] == ENDPOINT_NAME))
+        .cloned();
+    let endpoint = match existing {
+        Some(e) => e,
+        None => expect(
+            "endpoint",
+            call(
+                app,
+                Method::POST,
+                &format!("/partners/{PARTNER}/endpoints"),
+                admin_key,
+                Some(json!({"name": ENDPOINT_NAME, "url": format!("{receiver_url}?payout={{payout}}&tx={{transaction_id}}")})),
+            )
+            .await?,
+            &[201],
+        )?,
+    };
     let click = expect(
         "click",
         call(
@@ -155,7 +209,7 @@ pub async fn seed(app: &Arc<App>, admin_key: &str, receiver_url: &str) -> anyhow
             Method::POST,
             "/clicks",
             admin_key,
-            Some(json!({"offer_id": "off1", "partner_id": "p1", "attributes": {"sub1": "abc"}})),
+            Some(json!({"offer_id": OFFER, "partner_id": PARTNER, "attributes": {"sub1": "abc"}})),
         )
         .await?,
         &[201],
@@ -228,7 +282,7 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled() {
         let ids = Ids {
-            partner_key: "pbk_p1_k".into(),
+            partner_key: "pbk_lambda-partner_k".into(),
             endpoint_id: "ep_1".into(),
             click_id: "c1".into(),
             event_id: "evt_1".into(),
@@ -236,7 +290,7 @@ mod tests {
         };
         let text = "Bearer dev-admin-key-change-me __PARTNER_KEY__ __ENDPOINT_ID__ __CLICK_ID__ __EVENT_ID__ __DELIVERY_ID__ arn:aws:sqs:us-east-1:000000000000:postback-dev-EventsQueue";
         let filled = fill(text, &ids, "admin-key-0123456789", "t123");
-        assert_eq!(filled, "Bearer admin-key-0123456789 pbk_p1_k ep_1 c1 evt_1 dlv_1 arn:aws:sqs:us-east-1:000000000000:t123-EventsQueue");
+        assert_eq!(filled, "Bearer admin-key-0123456789 pbk_lambda-partner_k ep_1 c1 evt_1 dlv_1 arn:aws:sqs:us-east-1:000000000000:t123-EventsQueue");
     }
 
     #[test]

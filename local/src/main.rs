@@ -63,7 +63,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = &fill_events {
         let receiver = std::env::var("FILL_RECEIVER_URL")
             .unwrap_or_else(|_| "http://127.0.0.1:4000/pb".into());
-        let ids = postback_local::lambda_events::seed(&app, &admin_key, &receiver).await?;
+        let key_file = std::path::Path::new(dir)
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("lambda-partner.key");
+        let ids =
+            postback_local::lambda_events::seed(&app, &admin_key, &receiver, &key_file).await?;
         let prefix = std::env::var("STACK_PREFIX").unwrap_or_else(|_| "postback-dev".into());
         let n = postback_local::lambda_events::fill_dir(
             std::path::Path::new("events"),
@@ -72,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
             &admin_key,
             &prefix,
         )?;
-        println!("  {n} events with live ids in {dir} (partner p1, endpoint {}, click {}, conversion {})", ids.endpoint_id, ids.click_id, ids.event_id);
+        println!("  {n} events with live ids in {dir} (partner lambda-partner, endpoint {}, click {}, conversion {})", ids.endpoint_id, ids.click_id, ids.event_id);
         return Ok(());
     }
     let worker = Arc::new(deliver::Worker::new(app.clone())?);
