@@ -74,6 +74,15 @@ async fn a_partner_sets_up_and_verifies_a_postback_in_the_console() {
     assert!(chips.len() >= 10, "the macros to click: {}", chips.len());
     b.type_into("#f-secret", "whsec_console-signing-secret-42")
         .await;
+    // The picture's caption promises the live preview: the page back at the
+    // top, and the preview rendered again after the last keystroke.
+    b.client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
+    b.wait_text("#preview", &format!("127.0.0.1:{}", ok.port))
+        .await;
+    b.wait_text("#preview-panel", "{click_id}").await;
     b.screenshot(shots.as_deref(), "2-new-endpoint").await;
     b.click("#save-endpoint").await;
     b.wait_text("#endpoint-list", "Main postback").await;
