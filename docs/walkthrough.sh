@@ -59,7 +59,10 @@ curl -s -XPOST $B/partners/$P/endpoints/$LOANS/test -H "$K"; echo
 # A funded loan from our pipelines: the loans endpoint's first delivery.
 EVENT=$(curl -s -XPOST $B/events -H "$A" -d '{"transaction_id":"FL-'$T'","event":"payout",
   "partner_id":"'$P'","goal":"funded_loan","payout":"350.00","attributes":{"user_id":"u-42"}}' | j event_id)
-sleep 2                                       # let the worker send it
+for _ in 1 2 3 4 5 6 7 8 9 10; do              # the worker sends it (wait up to 10 s)
+  curl -s "$B/partners/$P/deliveries?endpoint_id=$LOANS" -H "$K" | grep -q '"status":"delivered"' && break
+  sleep 1
+done
 
 # 3. The history of this month, newest first; next_cursor pages on.
 FROM=$(date -u +%Y-%m-01); TO=$(date -u +%Y-%m-%d)
