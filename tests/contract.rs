@@ -3,7 +3,6 @@
 //! long), write-only header values are sealed whatever case names them, a
 //! URL's host never comes from a macro, every endpoint field is bounded.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::*;
 use serde_json::{json, Value};
 
@@ -144,24 +143,8 @@ async fn a_secret_header_named_in_another_case_is_sealed_in_the_table() {
     assert_eq!(s, 201, "{e}");
     assert_eq!(e["headers"]["X-Api-Key"], Value::Null, "masked: {e}");
     let item = t
-        .app
-        .store
-        .client()
-        .get_item()
-        .table_name(t.app.store.table())
-        .key(
-            "pk",
-            AttributeValue::S(format!("PARTNER#{}", seed.partner_id)),
-        )
-        .key(
-            "sk",
-            AttributeValue::S(format!("ENDPOINT#{}", e["id"].as_str().unwrap())),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the endpoint item");
+        .raw_endpoint_item(&seed.partner_id, e["id"].as_str().unwrap())
+        .await;
     let stored = format!("{item:?}");
     assert!(!stored.contains(value), "stored in clear: {stored}");
     assert!(stored.contains("enc:v1:"), "sealed: {stored}");

@@ -456,28 +456,7 @@ async fn endpoint_secrets_are_sealed_in_the_table_and_still_sign_and_authenticat
         )
         .await;
     let eid = seed.endpoint_id.clone().unwrap();
-    let raw = |t: &TestApp| {
-        let client = t.app.store.client().clone();
-        let table = t.app.store.table().to_string();
-        let (pk, sk) = (
-            format!("PARTNER#{}", seed.partner_id),
-            format!("ENDPOINT#{eid}"),
-        );
-        async move {
-            let item = client
-                .get_item()
-                .table_name(table)
-                .key("pk", AttributeValue::S(pk))
-                .key("sk", AttributeValue::S(sk))
-                .send()
-                .await
-                .unwrap()
-                .item
-                .expect("the endpoint item");
-            format!("{item:?}")
-        }
-    };
-    let stored = raw(&t).await;
+    let stored = format!("{:?}", t.raw_endpoint_item(&seed.partner_id, &eid).await);
     for plain in [secret, password, api_key] {
         assert!(
             !stored.contains(plain),
@@ -527,23 +506,7 @@ async fn endpoint_secrets_are_sealed_in_the_table_and_still_sign_and_authenticat
         .await;
     assert_eq!(other.0, 201, "{}", other.1);
     let other_id = other.1["id"].as_str().unwrap().to_string();
-    let sealed_secret = t
-        .app
-        .store
-        .client()
-        .get_item()
-        .table_name(t.app.store.table())
-        .key(
-            "pk",
-            AttributeValue::S(format!("PARTNER#{}", seed.partner_id)),
-        )
-        .key("sk", AttributeValue::S(format!("ENDPOINT#{eid}")))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap()["secret"]
-        .clone();
+    let sealed_secret = t.raw_endpoint_item(&seed.partner_id, &eid).await["secret"].clone();
     t.app
         .store
         .client()

@@ -1,13 +1,12 @@
-//! Field rules shared by every route: ids, names, statuses and
-//! attributes, each refused with an error that names the field.
+//! Field rules shared by every route: names, statuses and attributes, each
+//! refused with an error that names the field (ids have their types, in
+//! `crate::ids`).
 
 use std::collections::BTreeMap;
 
 use crate::domain::Status;
 use crate::error::{Error, Result};
 
-/// Longest id we accept from outside (click, transaction, lead, offer, partner ids).
-pub const MAX_ID_LEN: usize = 128;
 /// Longest event or goal name.
 pub const MAX_NAME_LEN: usize = 64;
 /// Most extra parameters / attributes stored with a click or event.
@@ -22,30 +21,6 @@ pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 /// Deepest nesting of an attribute value (DynamoDB refuses beyond 32 levels;
 /// no network's payload needs more than a few).
 pub const MAX_ATTRIBUTE_DEPTH: usize = 8;
-
-/// Checks an identifier: not empty, not too long, no control characters.
-pub fn id_field(field: &str, raw: &str) -> Result<String> {
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err(Error::invalid(
-            field,
-            format!("`{field}` must not be empty"),
-        ));
-    }
-    if s.chars().count() > MAX_ID_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("`{field}` is longer than {MAX_ID_LEN} characters"),
-        ));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            format!("`{field}` contains control characters"),
-        ));
-    }
-    Ok(s.to_string())
-}
 
 /// A JSON number that is whole (`30`, and `30.0`, which JSON Schema and most
 /// JSON libraries count as the same integer), within ±2^53.

@@ -261,6 +261,27 @@ impl TestApp {
     }
 
     /// Approximate number of messages on a queue (visible + in flight + delayed).
+    /// An endpoint's item exactly as the table holds it (secrets as sealed).
+    pub async fn raw_endpoint_item(
+        &self,
+        partner_id: &str,
+        endpoint_id: &str,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.app
+            .store
+            .client()
+            .get_item()
+            .table_name(self.app.store.table())
+            .key("pk", AttributeValue::S(format!("PARTNER#{partner_id}")))
+            .key("sk", AttributeValue::S(format!("ENDPOINT#{endpoint_id}")))
+            .send()
+            .await
+            .expect("reading the endpoint's item")
+            .item
+            .expect("the endpoint's item")
+    }
+
     pub async fn queue_depth(&self, logical_id: &str) -> i64 {
         depth_of(&self.app, &self.queue_url(logical_id)).await
     }

@@ -25,8 +25,7 @@ pub use events::{parse_event, parse_events_body, record_internal, EventInput};
 pub use postback::{parse_postback, parse_postback_values, record_postback, Postback};
 
 pub use crate::fields::{
-    MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_LEN, MAX_ID_LEN,
-    MAX_NAME_LEN,
+    MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_LEN, MAX_NAME_LEN,
 };
 
 /// Most events in one `POST /events`.
