@@ -41,6 +41,15 @@ impl App {
         Self::new(config).await
     }
 
+    /// As [`App::from_env`] for the workers (deliver, events, reconcile),
+    /// which never check an admin key: no Secrets Manager client is built,
+    /// and none of its code is linked into their binaries.
+    pub async fn worker_from_env() -> anyhow::Result<Arc<Self>> {
+        let config = Config::from_env()?;
+        let (sdk, dynamo, sqs, requests) = clients(&config, None, None).await;
+        Self::assemble(config, &sdk, dynamo, sqs, requests, AdminKeys::none())
+    }
+
     /// Builds the clients for `config` from the standard AWS SDK environment.
     pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
         Self::with_endpoints(config, None, None).await
@@ -53,27 +62,7 @@ impl App {
         dynamodb_url: Option<&str>,
         sqs_url: Option<&str>,
     ) -> anyhow::Result<Arc<Self>> {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(std::time::Duration::from_secs(2).min(config.aws_attempt_timeout))
-            .operation_attempt_timeout(config.aws_attempt_timeout)
-            .operation_timeout(config.aws_operation_timeout)
-            .build();
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        let requests = RequestCounter::default();
-        let mut dynamo_conf =
-            aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(requests.clone());
-        if let Some(url) = dynamodb_url {
-            dynamo_conf = dynamo_conf.endpoint_url(url);
-        }
-        let mut sqs_conf = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(requests.clone());
-        if let Some(url) = sqs_url {
-            sqs_conf = sqs_conf.endpoint_url(url);
-        }
-        let dynamo = aws_sdk_dynamodb::Client::from_conf(dynamo_conf.build());
-        let sqs = aws_sdk_sqs::Client::from_conf(sqs_conf.build());
+        let (sdk, dynamo, sqs, requests) = clients(&config, dynamodb_url, sqs_url).await;
         let secrets = match &config.admin_keys {
             crate::config::AdminKeySource::SecretsManager { .. } => {
                 Some(aws_sdk_secretsmanager::Client::new(&sdk))
@@ -81,6 +70,17 @@ impl App {
             crate::config::AdminKeySource::Static(_) | crate::config::AdminKeySource::None => None,
         };
         let admin_keys = AdminKeys::load(config.admin_keys.clone(), secrets).await?;
+        Self::assemble(config, &sdk, dynamo, sqs, requests, admin_keys)
+    }
+
+    fn assemble(
+        config: Config,
+        sdk: &aws_config::SdkConfig,
+        dynamo: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        requests: RequestCounter,
+        admin_keys: AdminKeys,
+    ) -> anyhow::Result<Arc<Self>> {
         let ttl = config.config_cache_ttl;
         let sender =
             Sender::new(config.allow_private_targets)?.sending_nowhere(config.send_nowhere);
@@ -91,7 +91,7 @@ impl App {
                     config
                         .secrets_key_id
                         .clone()
-                        .map(|key| (aws_sdk_kms::Client::new(&sdk), key)),
+                        .map(|key| (aws_sdk_kms::Client::new(sdk), key)),
                 )),
             queue: Queue::new(sqs),
             config,
@@ -234,4 +234,40 @@ impl App {
         let endpoints = self.store.list_endpoints(partner_id).await?;
         Ok(self.endpoints.put(partner_id, endpoints))
     }
+}
+
+/// The SDK configuration and the DynamoDB and SQS clients of `config`, with
+/// their endpoints overridden when given (tests' fault-injecting proxies).
+async fn clients(
+    config: &Config,
+    dynamodb_url: Option<&str>,
+    sqs_url: Option<&str>,
+) -> (
+    aws_config::SdkConfig,
+    aws_sdk_dynamodb::Client,
+    aws_sdk_sqs::Client,
+    RequestCounter,
+) {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2).min(config.aws_attempt_timeout))
+        .operation_attempt_timeout(config.aws_attempt_timeout)
+        .operation_timeout(config.aws_operation_timeout)
+        .build();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let requests = RequestCounter::default();
+    let mut dynamo_conf =
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(requests.clone());
+    if let Some(url) = dynamodb_url {
+        dynamo_conf = dynamo_conf.endpoint_url(url);
+    }
+    let mut sqs_conf = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(requests.clone());
+    if let Some(url) = sqs_url {
+        sqs_conf = sqs_conf.endpoint_url(url);
+    }
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(dynamo_conf.build());
+    let sqs = aws_sdk_sqs::Client::from_conf(sqs_conf.build());
+    (sdk, dynamo, sqs, requests)
 }

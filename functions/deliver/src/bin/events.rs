@@ -9,7 +9,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     shared::telemetry::init_lambda("events");
-    let app = shared::App::from_env().await?;
+    let app = shared::App::worker_from_env().await?;
     let worker = Arc::new(deliver::Worker::new(app)?);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();

@@ -8,7 +8,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     shared::telemetry::init_lambda("reconcile");
-    let app = shared::App::from_env().await?;
+    let app = shared::App::worker_from_env().await?;
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
         async move { Ok::<_, Error>(deliver::reconcile(&app).await?) }
