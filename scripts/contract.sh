@@ -22,10 +22,9 @@ VENV=$(scripts/stack.sh venv)
 mkdir -p "$STATE"
 # shellcheck disable=SC1091
 source .local/test/env
-if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-  echo "[contract] port $PORT is taken; set CONTRACT_PORT" >&2
-  exit 1
-fi
+# shellcheck source=scripts/runner-lib.sh
+source scripts/runner-lib.sh
+require_port "$PORT" "set CONTRACT_PORT"
 
 # The runner as `make dev` runs it, on its own table and queues, sending
 # nowhere: the endpoint URLs schemathesis makes up are never contacted.
@@ -33,11 +32,7 @@ STACK_PREFIX="contract-$$" PORT=$PORT ADMIN_API_KEY=$KEY RUST_LOG=warn SEND_NOWH
   ./target/debug/postback-local --provision >"$STATE/runner.log" 2>&1 &
 RUNNER=$!
 trap 'kill $RUNNER 2>/dev/null || true; wait $RUNNER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  kill -0 $RUNNER 2>/dev/null || { cat "$STATE/runner.log" >&2; exit 1; }
-  sleep 0.2
-done
+wait_healthy "$PORT" "$RUNNER" "$STATE/runner.log"
 
 # Real ids for the path parameters, and a real cursor for each list (a
 # cursor is valid only where its list returned it), so the fuzzing reaches

@@ -13,12 +13,10 @@ STATE=.local/walkthrough
 mkdir -p "$STATE"
 # shellcheck disable=SC1091
 source .local/test/env
-for p in "$PORT" "$RECEIVER_PORT"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "[walkthrough] port $p is taken (WALKTHROUGH_PORT / WALKTHROUGH_RECEIVER_PORT)" >&2
-    exit 1
-  fi
-done
+# shellcheck source=scripts/runner-lib.sh
+source scripts/runner-lib.sh
+require_port "$PORT" "set WALKTHROUGH_PORT"
+require_port "$RECEIVER_PORT" "set WALKTHROUGH_RECEIVER_PORT"
 
 STACK_PREFIX="walkthrough-$$" PORT=$PORT ADMIN_API_KEY=$KEY RUST_LOG=warn \
   ./target/debug/postback-local --provision --write-env "$STATE/lambda.env" >"$STATE/runner.log" 2>&1 &
@@ -26,11 +24,7 @@ RUNNER=$!
 python3 scripts/receiver.py "$RECEIVER_PORT" >"$STATE/receiver.log" 2>&1 &
 RECEIVER=$!
 trap 'kill $RUNNER $RECEIVER 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  kill -0 $RUNNER 2>/dev/null || { cat "$STATE/runner.log" >&2; exit 1; }
-  sleep 0.2
-done
+wait_healthy "$PORT" "$RUNNER" "$STATE/runner.log"
 
 (cd "$STATE" && B="http://127.0.0.1:$PORT" ADMIN_API_KEY=$KEY RECEIVER="http://127.0.0.1:$RECEIVER_PORT" \
   sh ../../docs/walkthrough.sh) >"$STATE/out.txt" 2>&1 || {

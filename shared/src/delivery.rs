@@ -380,24 +380,22 @@ impl Deliverer {
 
     /// Makes one attempt and records it on the delivery; what comes next.
     pub async fn attempt(&self, endpoint: &Endpoint, d: &mut Delivery, now: DateTime<Utc>) -> Step {
-        let sent = match prepare(endpoint, &d.event, &d.id, now.timestamp()) {
-            Ok(request) => {
-                let send = self.app.sender.send(
-                    &request,
-                    Duration::from_millis(u64::from(endpoint.timeout_ms)),
-                );
-                tokio::pin!(send);
-                tokio::select! {
-                    sent = &mut send => sent,
-                    _ = tokio::time::sleep(SLOW_AFTER) => {
-                        // Unanswered so far: every instance learns it now,
-                        // not after the timeout, while this send goes on.
-                        let ((), sent) = tokio::join!(self.mark_slow(endpoint), &mut send);
-                        sent
-                    }
-                }
+        // The endpoint's templates were parsed when it was saved (and again
+        // when it was read): rendering cannot fail.
+        let request = prepare(endpoint, &d.event, &d.id, now.timestamp());
+        let send = self.app.sender.send(
+            &request,
+            Duration::from_millis(u64::from(endpoint.timeout_ms)),
+        );
+        tokio::pin!(send);
+        let sent = tokio::select! {
+            sent = &mut send => sent,
+            _ = tokio::time::sleep(SLOW_AFTER) => {
+                // Unanswered so far: every instance learns it now,
+                // not after the timeout, while this send goes on.
+                let ((), sent) = tokio::join!(self.mark_slow(endpoint), &mut send);
+                sent
             }
-            Err(reason) => Sent::unsendable(reason),
         };
         if sent.error == Some(AttemptError::Timeout) && sent.duration < SLOW_AFTER {
             // Timed out before the slow mark's second (a short timeout):

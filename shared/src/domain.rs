@@ -334,7 +334,12 @@ pub struct Endpoint {
 /// case-insensitive, here as in HTTP: this is the one place that says so
 /// (secret headers, stored values kept, masking and sealing all ask it).
 pub fn names_header(names: &[String], name: &str) -> bool {
-    names.iter().any(|h| h.eq_ignore_ascii_case(name))
+    names.iter().any(|h| same_header(h, name))
+}
+
+/// Whether two header names are the same name.
+pub fn same_header(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 impl Endpoint {
@@ -348,7 +353,7 @@ impl Endpoint {
     pub fn header(&self, name: &str) -> Option<&Template> {
         self.headers
             .iter()
-            .find(|(k, _)| names_header(std::slice::from_ref(k), name))
+            .find(|(k, _)| same_header(k, name))
             .map(|(_, v)| v)
     }
 }

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::domain::{names_header, BasicAuth, Endpoint, Event, Method, Ordering, Source, Status};
+use crate::domain::{
+    names_header, same_header, BasicAuth, Endpoint, Event, Method, Ordering, Source, Status,
+};
 use crate::error::{Error, Result};
 use crate::fields::name_field;
 use crate::ids::{ClickId, EndpointId, EventId, LeadId, OfferId, PartnerId, TransactionId};
@@ -517,8 +519,7 @@ impl EndpointInput {
         }
         // A secret header named but left out keeps its stored value.
         for name in &secret_headers {
-            let given: Vec<String> = headers.keys().cloned().collect();
-            if !names_header(&given, name) {
+            if !headers.keys().any(|k| same_header(k, name)) {
                 match stored(name) {
                     Some(v) => {
                         headers.insert(name.clone(), v);

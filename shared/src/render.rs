@@ -88,12 +88,7 @@ fn all_fields(values: &EventValues<'_>) -> Map<String, Value> {
 
 /// Renders the request for `event` to `endpoint`. `delivery_id` is the
 /// idempotency key and the Standard Webhooks `webhook-id`.
-pub fn prepare(
-    endpoint: &Endpoint,
-    event: &Event,
-    delivery_id: &str,
-    timestamp: i64,
-) -> Result<Prepared, String> {
+pub fn prepare(endpoint: &Endpoint, event: &Event, delivery_id: &str, timestamp: i64) -> Prepared {
     let values = EventValues {
         event,
         delivery_id,
@@ -182,13 +177,13 @@ pub fn prepare(
         headers.push(("webhook-timestamp".into(), timestamp.to_string()));
         headers.push(("webhook-signature".into(), signature));
     }
-    Ok(Prepared {
+    Prepared {
         method: Verb::of(endpoint.method),
         url,
         headers,
         body,
         empty_macros: empty,
-    })
+    }
 }
 
 /// A URL without the query parameters whose value is empty.

@@ -170,14 +170,18 @@ impl Fields {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v @ Value::Number(_)) if shared::fields::whole_number(v).is_some() => {
-                Ok(shared::fields::whole_number(v).map(|n| n.to_string()))
-            }
-            Some(_) => Err(Error::invalid(
-                field,
-                format!("`{field}` must be decimal text such as \"12.50\" or a whole number"),
-            )
-            .into()),
+            // Anything else: a whole JSON number, or refused.
+            Some(v) => shared::fields::whole_number(v)
+                .map(|n| Some(n.to_string()))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        field,
+                        format!(
+                            "`{field}` must be decimal text such as \"12.50\" or a whole number"
+                        ),
+                    )
+                    .into()
+                }),
         }
     }
 

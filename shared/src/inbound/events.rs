@@ -10,7 +10,7 @@ use super::{record, too_busy, Outcome, With, DEFAULT_CURRENCY, MAX_EVENTS_PER_RE
 use crate::domain::{Event, SeenChange, Source, Status, Transaction, INVALIDATION};
 use crate::error::{Error, Result};
 use crate::fields::{json_attributes, name_field, status_field};
-use crate::ids::{ClickId, EventId, LeadId, OfferId, PartnerId, TransactionId};
+use crate::ids::{ClickId, EventId, LeadId, OfferId, PartnerId, TransactionId, TypedId};
 use crate::money::{parse_currency, parse_payout};
 use crate::store::Recorded;
 use crate::App;
@@ -102,12 +102,10 @@ fn pick<T: Clone>(own: &Option<T>, inherited: Option<&Option<T>>) -> Option<T> {
 
 /// An optional id field: absent, null or `""` is `None`, anything else
 /// follows the id's rule.
-fn optional_id<T>(
-    obj: &Map<String, Value>,
-    parse: fn(&str) -> Result<T>,
-    field: &str,
-) -> Result<Option<T>> {
-    json_text(obj, field)?.map(|v| parse(&v)).transpose()
+fn optional_id<T: TypedId>(obj: &Map<String, Value>) -> Result<Option<T>> {
+    json_text(obj, T::FIELD)?
+        .map(|v| T::parse_as(T::FIELD, &v))
+        .transpose()
 }
 
 /// Parses one internal event object.
@@ -160,10 +158,10 @@ pub fn parse_event(value: &Value) -> Result<EventInput> {
     Ok(EventInput {
         transaction_id,
         event,
-        partner_id: optional_id(obj, PartnerId::parse, PartnerId::FIELD)?,
-        click_id: optional_id(obj, ClickId::parse, ClickId::FIELD)?,
-        lead_id: optional_id(obj, LeadId::parse, LeadId::FIELD)?,
-        offer_id: optional_id(obj, OfferId::parse, OfferId::FIELD)?,
+        partner_id: optional_id::<PartnerId>(obj)?,
+        click_id: optional_id::<ClickId>(obj)?,
+        lead_id: optional_id::<LeadId>(obj)?,
+        offer_id: optional_id::<OfferId>(obj)?,
         goal: json_text(obj, "goal")?
             .map(|g| name_field("goal", &g))
             .transpose()?,

@@ -188,8 +188,7 @@ pub async fn test(
     let now = Utc::now();
     let event = sample_event(&pid, now);
     let delivery_id = DeliveryId::random("test");
-    let request = shared::render::prepare(&endpoint, &event, &delivery_id, now.timestamp())
-        .map_err(|e| Error::Conflict(format!("the endpoint's templates no longer render: {e}")))?;
+    let request = shared::render::prepare(&endpoint, &event, &delivery_id, now.timestamp());
     let sent = app
         .sender
         .send(
@@ -250,8 +249,7 @@ pub async fn preview(
             .ok_or_else(|| Error::not_found("event", id))?,
         None => sample_event(&pid, now),
     };
-    let request = shared::render::prepare(&endpoint, &event, "dlv_preview", now.timestamp())
-        .map_err(|e| Error::invalid("url", e))?;
+    let request = shared::render::prepare(&endpoint, &event, "dlv_preview", now.timestamp());
     let mut macros: Vec<String> = shared::macros::standard_macros()
         .map(str::to_string)
         .collect();
