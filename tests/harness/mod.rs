@@ -358,6 +358,26 @@ pub async fn depth_of(app: &App, url: &str) -> i64 {
         .sum()
 }
 
+/// Messages on the queue at `url` that a consumer can receive now or after
+/// their delay (visible + delayed; not those in flight).
+pub async fn waiting_on(app: &App, url: &str) -> i64 {
+    let out = app
+        .queue
+        .client()
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes");
+    out.attributes
+        .unwrap_or_default()
+        .values()
+        .map(|v| v.parse::<i64>().unwrap_or(0))
+        .sum()
+}
+
 /// What `TestApp::seed` created.
 #[derive(Debug, Clone)]
 pub struct Seed {
