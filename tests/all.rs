@@ -13,6 +13,7 @@ mod logs;
 mod openapi;
 mod operability;
 mod partner;
+mod recover;
 mod reliability;
 mod seeds;
 mod transactions;

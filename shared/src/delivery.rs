@@ -90,8 +90,20 @@ impl Deliverer {
         }
     }
 
-    /// Handles one delivery-queue message body.
+    /// Handles one delivery-queue message body: a delivery, or a step of a
+    /// recovery (`crate::recovery`).
     pub async fn handle(&self, body: &str) -> Outcome {
+        if let Ok(step) = serde_json::from_str::<crate::recovery::StepMessage>(body) {
+            let span = tracing::info_span!(
+                "recovery",
+                recovery_id = %step.recovery_id,
+                endpoint_id = %step.endpoint_id,
+                partner_id = %step.partner_id
+            );
+            return crate::recovery::run_step(&self.app, &step)
+                .instrument(span)
+                .await;
+        }
         let message: DeliveryMessage = match serde_json::from_str(body) {
             Ok(m) => m,
             Err(e) => {
@@ -200,7 +212,7 @@ impl Deliverer {
             Err(e) => return self.unopenable(delivery, &e, &schedule, now).await,
         };
         let step = self.attempt(&endpoint, &mut delivery, now).await;
-        self.finish(delivery, step).await
+        self.finish_attempt(delivery, step).await
     }
 
     /// Moves the message to the slow lane (no claim, no HTTP) and says why
@@ -375,7 +387,7 @@ impl Deliverer {
         sent.response = sent.detail.clone();
         let step = delivery.record(&sent, schedule, now);
         delivery.reason = sent.detail.clone();
-        self.finish(delivery, step).await
+        self.finish_attempt(delivery, step).await
     }
 
     /// Makes one attempt and records it on the delivery; what comes next.
@@ -436,6 +448,17 @@ impl Deliverer {
             }
             Err(e) => log_aws(&e, "could not pause the endpoint"),
         }
+    }
+
+    /// As [`Deliverer::finish`] after recording an attempt: a recovered
+    /// delivery's attempt is counted on its recovery once stored.
+    async fn finish_attempt(&self, d: Delivery, step: Step) -> Outcome {
+        let counted = d.recovery_id.is_some().then(|| d.clone());
+        let outcome = self.finish(d, step).await;
+        if let (Some(d), false) = (counted, outcome == Outcome::Keep) {
+            crate::recovery::count_attempt(&self.app, &d).await;
+        }
+        outcome
     }
 
     /// Stores the delivery (releasing the lease); with a delay, the message

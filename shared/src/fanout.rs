@@ -72,6 +72,7 @@ pub fn plan(
             parked: false,
             after: previous.get(&endpoint.id).cloned(),
             reason: None,
+            recovery_id: None,
             created_at: now,
             updated_at: now,
         })

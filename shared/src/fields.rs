@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, NaiveDate, Utc};
+
 use crate::domain::Status;
 use crate::error::{Error, Result};
 
@@ -132,4 +134,50 @@ pub fn json_attributes(
     }
     attributes_bounds(field, &values)?;
     Ok(values)
+}
+
+/// A time field: RFC 3339, or a date (with `end_of_day`, the end of that
+/// day, as a range's `to` means it).
+pub fn time_field(field: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
+        Error::invalid(
+            field,
+            format!("`{field}` must be a date (2026-11-23) or an RFC 3339 time"),
+        )
+    })?;
+    let t = if end_of_day {
+        date.and_hms_micro_opt(23, 59, 59, 999_999)
+    } else {
+        date.and_hms_opt(0, 0, 0)
+    };
+    Ok(t.unwrap_or_default().and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_are_accepted_for_the_range() {
+        assert_eq!(
+            time_field("from", "2026-11-01", false)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert!(time_field("to", "2026-11-01", true)
+            .unwrap()
+            .to_rfc3339()
+            .starts_with("2026-11-01T23:59:59.999999"));
+        assert_eq!(
+            time_field("from", "2026-11-01T10:00:00+02:00", false)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-01T08:00:00+00:00"
+        );
+        assert!(time_field("from", "yesterday", false).is_err());
+    }
 }

@@ -237,6 +237,10 @@ id_type!(
     DeliveryId, "delivery_id", resource_rule
 );
 id_type!(
+    /// One recovery of an endpoint's missed deliveries (`rcv_…`).
+    RecoveryId, "recovery_id", resource_rule
+);
+id_type!(
     /// A click: minted here (26 characters), echoed back by advertisers.
     ClickId, "click_id", external_rule
 );
@@ -317,6 +321,13 @@ impl DeliveryId {
     /// A random delivery id with `prefix` (test sends: never stored).
     pub fn random(prefix: &str) -> Self {
         Self::minted(resource_id(prefix))
+    }
+}
+
+impl RecoveryId {
+    /// A new random recovery id, `rcv_…`.
+    pub fn random() -> Self {
+        Self::minted(resource_id("rcv"))
     }
 }
 

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod money;
 pub mod outbox;
 pub mod queue;
+pub mod recovery;
 pub mod render;
 pub mod schedule;
 pub mod sealing;

@@ -70,6 +70,8 @@ pub struct Reconciled {
     pub released: usize,
     /// Endpoints whose parked deliveries are all released now.
     pub endpoints_done: usize,
+    /// Recoveries whose next step never came, queued again.
+    pub recoveries_resumed: usize,
 }
 
 /// One reconciler run at `now`: queue every overdue pending delivery, and
@@ -102,11 +104,13 @@ pub async fn reconcile(app: &App, now: DateTime<Utc>) -> Result<Reconciled> {
             done.endpoints_done += 1;
         }
     }
+    done.recoveries_resumed = crate::recovery::resume_overdue(app, now).await?;
     if done != Reconciled::default() {
         tracing::info!(
             requeued = done.requeued,
             released = done.released,
             endpoints_done = done.endpoints_done,
+            recoveries_resumed = done.recoveries_resumed,
             "reconciled"
         );
     }

@@ -60,6 +60,13 @@ impl Queue {
     /// Sends every body, ten per `SendMessageBatch`; entries SQS reports as
     /// failed are retried once, then the call fails naming how many were left.
     pub async fn send_all(&self, queue_url: &str, bodies: &[String]) -> Result<()> {
+        let delayed: Vec<(String, i32)> = bodies.iter().map(|b| (b.clone(), 0)).collect();
+        self.send_all_delayed(queue_url, &delayed).await
+    }
+
+    /// As [`Queue::send_all`], each body with its own delay in seconds (at
+    /// most 900, the SQS limit).
+    pub async fn send_all_delayed(&self, queue_url: &str, bodies: &[(String, i32)]) -> Result<()> {
         let requests = bodies
             .chunks(MAX_BATCH)
             .map(|chunk| self.send_chunk(queue_url, chunk));
@@ -69,7 +76,7 @@ impl Queue {
         Ok(())
     }
 
-    async fn send_chunk(&self, queue_url: &str, chunk: &[String]) -> Result<()> {
+    async fn send_chunk(&self, queue_url: &str, chunk: &[(String, i32)]) -> Result<()> {
         let mut todo: Vec<usize> = (0..chunk.len()).collect();
         for _ in 0..2 {
             let entries = todo
@@ -77,7 +84,8 @@ impl Queue {
                 .map(|&i| {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(&chunk[i])
+                        .message_body(&chunk[i].0)
+                        .delay_seconds(chunk[i].1.clamp(0, 900))
                         .build()
                         .map_err(|e| Error::Internal(e.into()))
                 })

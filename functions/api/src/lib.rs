@@ -72,7 +72,7 @@ async fn checked_path_ids(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     use path::PathId;
-    use shared::ids::{EndpointId, KeyId, OfferId, PartnerId};
+    use shared::ids::{EndpointId, KeyId, OfferId, PartnerId, RecoveryId};
     let (mut parts, body) = request.into_parts();
     let checked = match path::raw_params(&mut parts, &()).await {
         Err(e) => Err(e),
@@ -83,6 +83,7 @@ async fn checked_path_ids(
                     "pid" => PartnerId::parse_param(value).map(drop),
                     "eid" => EndpointId::parse_param(value).map(drop),
                     "kid" => KeyId::parse_param(value).map(drop),
+                    "rid" => RecoveryId::parse_param(value).map(drop),
                     // Offers, events and deliveries share the resource-id rule.
                     _ => OfferId::parse_as("id", value).map(drop),
                 }
@@ -162,6 +163,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/partners/{pid}/endpoints/{eid}/test",
             post(endpoints::test),
+        )
+        .route(
+            "/partners/{pid}/endpoints/{eid}/recover",
+            post(recoveries::start),
+        )
+        .route(
+            "/partners/{pid}/endpoints/{eid}/recover/{rid}",
+            get(recoveries::read),
         )
         .route(
             "/partners/{pid}/endpoints/preview",

@@ -6,7 +6,9 @@
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 
-use shared::ids::{DeliveryId, EndpointId, EventId, KeyId, OfferId, PartnerId, TypedId};
+use shared::ids::{
+    DeliveryId, EndpointId, EventId, KeyId, OfferId, PartnerId, RecoveryId, TypedId,
+};
 use shared::Error;
 
 use crate::error::ApiError;
@@ -35,6 +37,7 @@ path_id!(KeyId, "kid");
 path_id!(OfferId, "id");
 path_id!(EventId, "id");
 path_id!(DeliveryId, "id");
+path_id!(RecoveryId, "rid");
 
 /// The route's parameters, or the 400 of a path that does not decode.
 pub async fn raw_params<S: Send + Sync>(

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::domain::Event;
-use crate::ids::{DeliveryId, EndpointId, EventId, PartnerId};
+use crate::ids::{DeliveryId, EndpointId, EventId, PartnerId, RecoveryId};
 pub use crate::schedule::{RetrySchedule, MAX_VISIBILITY_SECONDS};
 
 /// How long past its due time (or past a worker's lease) an open delivery
@@ -85,6 +85,10 @@ pub struct Attempt {
     /// Whether the round was started by hand (`POST /deliveries/{id}/retry`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// The recovery that started this round, on the round's first attempt
+    /// (`POST /partners/{pid}/endpoints/{eid}/recover`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_id: Option<RecoveryId>,
 }
 
 /// One event × one endpoint.
@@ -115,6 +119,9 @@ pub struct Delivery {
     /// Why it waits or ended when the attempts do not say (paused, deleted endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The recovery that started the current round, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_id: Option<RecoveryId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -211,6 +218,8 @@ pub enum Trigger {
     Scheduled,
     /// `POST /deliveries/{id}/retry`.
     Manual,
+    /// A recovery of the endpoint's missed deliveries.
+    Recovery,
 }
 
 /// What the worker does with the delivery's message after an attempt.
@@ -246,7 +255,9 @@ impl Delivery {
 
     /// Who started the current round.
     pub fn trigger(&self) -> Trigger {
-        if self.round_start > 0 {
+        if self.recovery_id.is_some() {
+            Trigger::Recovery
+        } else if self.round_start > 0 {
             Trigger::Manual
         } else {
             Trigger::Scheduled
@@ -255,7 +266,7 @@ impl Delivery {
 
     /// Records one attempt made at `now` and decides what comes next.
     pub fn record(&mut self, sent: &Sent, schedule: &RetrySchedule, now: DateTime<Utc>) -> Step {
-        let first_of_manual_round = self.trigger() == Trigger::Manual && self.made_in_round() == 0;
+        let (manual, recovery_id) = self.first_of_round();
         let mut attempt = Attempt {
             n: self.attempts.len() as u32 + 1,
             at: now,
@@ -264,7 +275,8 @@ impl Delivery {
             error: sent.error,
             response: sent.response.clone(),
             next_at: None,
-            manual: first_of_manual_round,
+            manual,
+            recovery_id,
         };
         let made = self.made_in_round() + 1;
         let step = if sent.is_success() {
@@ -307,7 +319,7 @@ impl Delivery {
     /// by the next claim): it counts as an attempt, since the partner may have
     /// received it; the next send carries the same idempotency key.
     pub fn lost_attempt(&mut self, claimed_at: DateTime<Utc>, now: DateTime<Utc>) {
-        let first_of_manual_round = self.trigger() == Trigger::Manual && self.made_in_round() == 0;
+        let (manual, recovery_id) = self.first_of_round();
         self.attempts.push(Attempt {
             n: self.attempts.len() as u32 + 1,
             at: claimed_at,
@@ -319,21 +331,56 @@ impl Delivery {
                 claimed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             )),
             next_at: Some(now),
-            manual: first_of_manual_round,
+            manual,
+            recovery_id,
         });
         self.updated_at = now;
     }
 
+    /// What the next attempt records of who started its round: manual, or
+    /// the recovery, on the round's first attempt only.
+    fn first_of_round(&self) -> (bool, Option<RecoveryId>) {
+        if self.made_in_round() > 0 {
+            return (false, None);
+        }
+        match self.trigger() {
+            Trigger::Manual => (true, None),
+            Trigger::Recovery => (false, self.recovery_id.clone()),
+            Trigger::Scheduled => (false, None),
+        }
+    }
+
     /// Starts a new round on a finished delivery; its first attempt is logged as manual.
     pub fn restart(&mut self, now: DateTime<Utc>) -> Result<(), AlreadyPending> {
+        self.new_round(None, now, now)
+    }
+
+    /// Starts a new round for a recovery, its first attempt due at `due`
+    /// (the recovery's rate spreads them); the attempt names the recovery.
+    pub fn recover(
+        &mut self,
+        recovery: &RecoveryId,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AlreadyPending> {
+        self.new_round(Some(recovery.clone()), due, now)
+    }
+
+    fn new_round(
+        &mut self,
+        recovery: Option<RecoveryId>,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AlreadyPending> {
         if self.status == DeliveryStatus::Pending {
             return Err(AlreadyPending(self.id.clone()));
         }
         self.status = DeliveryStatus::Pending;
         self.round_start = self.attempts.len();
-        self.next_attempt_at = Some(now);
+        self.next_attempt_at = Some(due);
         self.parked = false;
         self.reason = None;
+        self.recovery_id = recovery;
         self.updated_at = now;
         Ok(())
     }

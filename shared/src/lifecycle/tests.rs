@@ -44,6 +44,7 @@ fn delivery() -> Delivery {
         parked: false,
         after: None,
         reason: None,
+        recovery_id: None,
         created_at: now,
         updated_at: now,
     }
@@ -169,4 +170,32 @@ fn retry_after_parses_seconds_and_dates() {
     let earlier = (now - Span::seconds(120)).to_rfc2822();
     assert_eq!(parse_retry_after(&earlier, now), Some(0));
     assert_eq!(parse_retry_after("soon", now), None);
+}
+
+#[test]
+fn a_recovered_round_names_its_recovery_on_its_first_attempt_only() {
+    let schedule = RetrySchedule::new(vec![0, 1]).unwrap();
+    let mut d = delivery();
+    d.record(&answered(500), &schedule, at(0));
+    d.record(&answered(500), &schedule, at(1));
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    let rid: crate::ids::RecoveryId = crate::ids::t("rcv_1");
+    d.recover(&rid, at(30), at(10)).unwrap();
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert_eq!(d.next_attempt_at, Some(at(30)), "due at its send slot");
+    assert_eq!(d.trigger(), Trigger::Recovery);
+    assert!(
+        d.recover(&rid, at(30), at(10)).is_err(),
+        "a pending delivery is not recovered"
+    );
+    d.record(&answered(500), &schedule, at(30));
+    d.record(&answered(200), &schedule, at(31));
+    let names: Vec<_> = d.attempts.iter().map(|a| a.recovery_id.clone()).collect();
+    assert_eq!(names, vec![None, None, Some(rid.clone()), None]);
+    assert!(d.attempts.iter().all(|a| !a.manual));
+    // A manual retry afterwards is manual again, not the recovery's.
+    d.restart(at(40)).unwrap();
+    assert_eq!(d.trigger(), Trigger::Manual);
+    d.record(&answered(200), &schedule, at(40));
+    assert!(d.attempts[4].manual && d.attempts[4].recovery_id.is_none());
 }

@@ -10,6 +10,8 @@
 //! | transaction | `TXN#<id>`         | `TXN`          |
 //! | delivery    | `DELIVERY#<id>`    | `DELIVERY`, GSI1 `PARTNER#<id>` / `<created_at>#<id>` |
 //! | unpark mark | `PARTNER#<id>`     | `UNPARK#<endpoint id>` |
+//! | recovery    | `PARTNER#<id>`     | `RECOVERY#<id>`, GSI2 `RECOVERING` / `<check time>#<id>` while queuing (ttl) |
+//! | recovery lock | `PARTNER#<id>`   | `RECOVERING#<endpoint id>`: the one recovery running for it |
 //!
 //! GSI2 is the sparse index of open work the reconciler reads (never a scan):
 //! a pending delivery is under `DUE#<shard>` / `<check time>#<id>` (when
@@ -33,11 +35,13 @@ mod config;
 mod deliveries;
 mod events;
 mod open;
+mod recoveries;
 
 pub use config::{ListPage, Listing};
 pub use deliveries::{Claim, DeliveryPage, DeliveryQuery, HistoryCursor};
 pub use events::Recording;
 pub use open::{OpenRef, UnparkMark, DUE_SHARDS};
+pub use recoveries::{RecoveryPage, RecoveryRead};
 
 /// Name of the partner-and-time index of deliveries (template.yaml `GSI1`).
 pub const GSI1: &str = "GSI1";
@@ -96,7 +100,7 @@ impl<T> Item<T> {
 /// can name another item.
 pub mod keys {
     use crate::domain::key_part;
-    use crate::ids::{ClickId, DeliveryId, EndpointId, EventId, OfferId, PartnerId};
+    use crate::ids::{ClickId, DeliveryId, EndpointId, EventId, OfferId, PartnerId, RecoveryId};
 
     pub fn offer(id: &OfferId) -> (String, &'static str) {
         (format!("OFFER#{id}"), "OFFER")
@@ -130,6 +134,17 @@ pub mod keys {
         (
             format!("PARTNER#{partner_id}"),
             format!("UNPARK#{endpoint_id}"),
+        )
+    }
+    /// A recovery of one of the partner's endpoints.
+    pub fn recovery(partner_id: &PartnerId, id: &RecoveryId) -> (String, String) {
+        (format!("PARTNER#{partner_id}"), format!("RECOVERY#{id}"))
+    }
+    /// The lock of the recovery running for an endpoint.
+    pub fn recovery_lock(partner_id: &PartnerId, endpoint_id: &EndpointId) -> (String, String) {
+        (
+            format!("PARTNER#{partner_id}"),
+            format!("RECOVERING#{endpoint_id}"),
         )
     }
     /// The GSI1 partition of a partner's deliveries.

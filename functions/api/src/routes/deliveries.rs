@@ -7,7 +7,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use shared::{outbox, App, Error};
 
 use crate::auth::{Auth, PartnerScope};
 use crate::body::query_pairs;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::path::Param;
 
 /// Rows per JSON page unless `limit` says otherwise, and the most it may say.
@@ -37,7 +37,7 @@ pub fn row(d: &Delivery) -> Value {
         "payout": d.event.payout.to_string(), "currency": d.event.currency, "deleted_at": d.event.deleted_at,
         "status": d.status, "last_http_code": last.and_then(|a| a.code), "last_error": last.and_then(|a| a.error),
         "attempts": d.attempts, "next_attempt_at": d.next_attempt_at, "updated_at": d.updated_at,
-        "parked": d.parked, "reason": d.reason,
+        "parked": d.parked, "reason": d.reason, "recovery_id": d.recovery_id,
     })
 }
 
@@ -131,25 +131,6 @@ fn csv_line(d: &Delivery) -> String {
     line
 }
 
-/// `from`/`to`: RFC 3339, or a date (`to` then means the end of that day).
-fn time_param(field: &str, raw: &str, end_of_day: bool) -> ApiResult<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw.trim()) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let date = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map_err(|_| {
-        ApiError(Error::invalid(
-            field,
-            format!("`{field}` must be a date (2026-11-23) or an RFC 3339 time"),
-        ))
-    })?;
-    let t = if end_of_day {
-        date.and_hms_micro_opt(23, 59, 59, 999_999)
-    } else {
-        date.and_hms_opt(0, 0, 0)
-    };
-    Ok(t.unwrap_or_default().and_utc())
-}
-
 /// `GET /partners/{pid}/deliveries?from=&to=&status=&endpoint_id=&limit=&cursor=&format=`.
 pub async fn history(
     State(app): State<Arc<App>>,
@@ -176,8 +157,8 @@ pub async fn history(
         .is_some_and(|a| a.contains("text/csv"));
     for (k, v) in query_pairs(query.as_deref())? {
         match k.as_str() {
-            "from" => q.from = Some(time_param("from", &v, false)?),
-            "to" => q.to = Some(time_param("to", &v, true)?),
+            "from" => q.from = Some(shared::fields::time_field("from", &v, false)?),
+            "to" => q.to = Some(shared::fields::time_field("to", &v, true)?),
             "status" => {
                 q.status = Some(DeliveryStatus::parse(&v).ok_or_else(|| {
                     Error::invalid(
@@ -319,28 +300,14 @@ pub async fn of_event(
 /// when a later change of the same transaction went (or goes) to the same
 /// endpoint.
 async fn refuse_going_back(app: &App, d: &Delivery) -> ApiResult<()> {
-    let Some(tx) = &d.event.transaction_id else {
-        return Ok(());
-    };
-    let scope = match d.event.source {
-        shared::domain::Source::Postback => d.event.offer_id.as_ref(),
-        shared::domain::Source::Internal => None,
-    };
-    let key = shared::domain::Transaction::key_of(scope, tx);
-    let Some(t) = app.store.get_transaction(&key).await? else {
-        return Ok(());
-    };
-    let Some(latest) = t.last_delivery.get(&d.endpoint_id).filter(|l| **l != d.id) else {
-        return Ok(());
-    };
-    match app.store.get_delivery(latest).await? {
-        Some(l) if l.status != DeliveryStatus::Cancelled && l.event.sequence > d.event.sequence => {
-            Err(Error::Conflict(format!(
-                "a later change of transaction `{tx}` (delivery `{latest}`) went to this endpoint after this one; retrying this one would put the partner back on an older state"
-            ))
-            .into())
-        }
-        _ => Ok(()),
+    match shared::recovery::later_change(app, d).await? {
+        Some(later) => Err(Error::Conflict(format!(
+            "a later change of transaction `{}` (delivery `{}`) went to this endpoint after this one; retrying this one would put the partner back on an older state",
+            d.event.transaction_id.as_deref().unwrap_or(""),
+            later.id
+        ))
+        .into()),
+        None => Ok(()),
     }
 }
 
@@ -398,26 +365,5 @@ mod tests {
         );
         assert_eq!(csv_field("-1."), "'-1.");
         assert_eq!(csv_field("\tx"), "'\tx");
-    }
-
-    #[test]
-    fn dates_and_times_are_accepted_for_the_range() {
-        assert_eq!(
-            time_param("from", "2026-11-01", false)
-                .unwrap()
-                .to_rfc3339(),
-            "2026-11-01T00:00:00+00:00"
-        );
-        assert!(time_param("to", "2026-11-01", true)
-            .unwrap()
-            .to_rfc3339()
-            .starts_with("2026-11-01T23:59:59.999999"));
-        assert_eq!(
-            time_param("from", "2026-11-01T10:00:00+02:00", false)
-                .unwrap()
-                .to_rfc3339(),
-            "2026-11-01T08:00:00+00:00"
-        );
-        assert!(time_param("from", "yesterday", false).is_err());
     }
 }

@@ -10,3 +10,4 @@ pub mod lists;
 pub mod offers;
 pub mod partners;
 pub mod postback;
+pub mod recoveries;
