@@ -50,6 +50,7 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         endpoint_id: String::new(),
         click_id: String::new(),
         delivery_id: String::new(),
+        recovery_id: String::new(),
     };
     macro_rules! http {
         ($file:literal, $status:expr) => {{
@@ -206,6 +207,12 @@ async fn every_sample_event_runs_through_the_real_handlers() {
     assert_eq!(support["items"][0]["status"], "delivered");
     let (retried, _) = http!("http-deliveries-retry.json", 202);
     assert_eq!(retried["status"], "pending");
+    // Recover what the endpoint missed this month (nothing failed: none to resend).
+    let (recovery, _) = http!("http-endpoints-recover.json", 202);
+    assert_eq!(recovery["to_resend"], 0, "{recovery}");
+    ids.recovery_id = recovery["recovery_id"].as_str().unwrap().to_string();
+    let (progress, _) = http!("http-endpoints-recover-progress.json", 200);
+    assert_eq!(progress["recovery_id"], recovery["recovery_id"]);
 
     // A malformed delivery message goes to the DLQ with its reason and is acknowledged.
     let response = deliver::handle(

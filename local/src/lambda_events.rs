@@ -2,7 +2,8 @@
 //! functions' environment as a dotenv file ([`env_file`]), and the sample
 //! events of `events/` with their placeholders (`__PARTNER_KEY__`,
 //! `__ENDPOINT_ID__`, …) filled with live ids ([`fill_dir`]) from a seeded
-//! offer `lambda-offer`, partner `lambda-partner`, endpoint, click and conversion.
+//! offer `lambda-offer`, partner `lambda-partner`, endpoint, click, conversion
+//! and recovery.
 
 use axum::body::Body;
 use axum::http::{Method, Request};
@@ -22,6 +23,9 @@ pub struct Ids {
     pub click_id: String,
     pub event_id: String,
     pub delivery_id: String,
+    /// A recovery started from `http-endpoints-recover.json` (left as the
+    /// placeholder until one is known).
+    pub recovery_id: String,
 }
 
 /// The admin key the sample events carry (make dev's default).
@@ -37,6 +41,14 @@ pub fn fill(template: &str, ids: &Ids, admin_key: &str, prefix: &str) -> String 
         .replace("__CLICK_ID__", &ids.click_id)
         .replace("__DELIVERY_ID__", &ids.delivery_id)
         .replace("__EVENT_ID__", &ids.event_id)
+        .replace(
+            "__RECOVERY_ID__",
+            if ids.recovery_id.is_empty() {
+                "__RECOVERY_ID__"
+            } else {
+                &ids.recovery_id
+            },
+        )
         .replace("postback-dev-", &format!("{prefix}-"))
 }
 
@@ -242,12 +254,38 @@ pub async fn seed(
         .and_then(|e| e.delivery_ids.into_iter().next())
         .map(String::from)
         .unwrap_or_default();
+    // A recovery for the progress sample: the one running, or a new one of
+    // today's failed deliveries (usually none).
+    let partner_id: shared::ids::PartnerId = PARTNER.parse()?;
+    let running = app
+        .store
+        .recovery_lock(&partner_id, &endpoint_id.parse()?)
+        .await?;
+    let recovery_id = match running {
+        Some(id) => id.to_string(),
+        None => expect(
+            "recovery",
+            call(
+                app,
+                Method::POST,
+                &format!("/partners/{PARTNER}/endpoints/{endpoint_id}/recover"),
+                admin_key,
+                Some(json!({"since": chrono::Utc::now().format("%Y-%m-%d").to_string()})),
+            )
+            .await?,
+            &[202],
+        )?["recovery_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
     Ok(Ids {
         partner_key,
         endpoint_id,
         click_id,
         event_id,
         delivery_id,
+        recovery_id,
     })
 }
 
@@ -287,6 +325,7 @@ mod tests {
             click_id: "c1".into(),
             event_id: "evt_1".into(),
             delivery_id: "dlv_1".into(),
+            recovery_id: String::new(),
         };
         let text = "Bearer dev-admin-key-change-me __PARTNER_KEY__ __ENDPOINT_ID__ __CLICK_ID__ __EVENT_ID__ __DELIVERY_ID__ arn:aws:sqs:us-east-1:000000000000:postback-dev-EventsQueue";
         let filled = fill(text, &ids, "admin-key-0123456789", "t123");
