@@ -83,5 +83,12 @@ curl -s -XPOST $B/deliveries/$DELIVERY/retry -H "$K"; echo
 curl -s -XPATCH $B/partners/$P/endpoints/$MAIN -H "$K" -d '{"active":false}'; echo
 curl -s -XPATCH $B/partners/$P/endpoints/$MAIN -H "$K" -d '{"active":true}'; echo
 
+# Back after a longer outage? Resend everything the endpoint missed since
+# this morning (failed deliveries, oldest first, at most 20 a second): the
+# count first, then the recovery, then its progress ("finished" at the end).
+curl -s -XPOST $B/partners/$P/endpoints/$MAIN/recover -H "$K" -d '{"since":"'$TO'","dry_run":true}'; echo
+RECOVERY=$(curl -s -XPOST $B/partners/$P/endpoints/$MAIN/recover -H "$K" -d '{"since":"'$TO'"}' | j recovery_id)
+curl -s $B/partners/$P/endpoints/$MAIN/recover/$RECOVERY -H "$K"; echo
+
 # Support (admin): every delivery of one event, with its attempts.
 curl -s $B/events/$EVENT/deliveries -H "$A"; echo

@@ -46,6 +46,7 @@ echo "$got" | grep -q "payout=100.00&tx=Q-$$" || fail "the events-queue recipe's
 echo "$got" | grep -q '"amount": 350.00, "user": "u-42"' || fail "the funded loan's body is not the template's"
 head -1 "$STATE/deliveries.csv" | grep -q '^time,' || fail "the CSV has no header row"
 case "$out" in *'"parked":'*'"attempts":['*) ;; *) fail "the support view shows no delivery";; esac
+case "$out" in *'"dry_run":true'*'"recovery_id":"rcv_'*) ;; *) fail "the recover step showed no count or no recovery";; esac
 # The test route, the funded loan's delivery, and its manual retry.
 [ "$(echo "$got" | grep -c 'POST /hook')" -ge 3 ] || fail "the loans endpoint did not get the test, the delivery and its retry"
 echo "[walkthrough] docs/walkthrough.sh ran as written: $(grep -c '^[0-9]' "$STATE/receiver.log") postbacks received"

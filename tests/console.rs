@@ -341,6 +341,110 @@ async fn the_operator_sees_everything_and_every_screen_fits_a_phone() {
     }
 }
 
+/// Health → "Resend all failed since…": the count before confirming, then
+/// the progress until every resent delivery has ended; the history says which
+/// attempts came from the recovery, and offers the same action filtered to failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_resends_everything_a_downtime_failed_from_the_console() {
+    let t = TestApp::start().await;
+    let shots = screenshots().map(|d| d.join("desktop"));
+    // Down for the first three requests, then up.
+    let partner = Receiver::start(vec![
+        Reply::Status(500),
+        Reply::Status(500),
+        Reply::Status(500),
+        Reply::Status(200),
+    ])
+    .await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "Main postback", "url": partner.url("/pb?tx={transaction_id}"), "retry_schedule": [0]})),
+        )
+        .await;
+    let pid = seed.partner_id.clone();
+    let click = t.click(&seed, json!({})).await;
+    for tx in ["T-down-1", "T-down-2", "T-down-3"] {
+        let (s, b) = t
+            .postback(&[
+                ("click_id", &click),
+                ("transaction_id", tx),
+                ("payout", "4.00"),
+            ])
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let failed = t
+        .pump_until("DeliveryQueue", Duration::from_secs(20), || async {
+            history_of(&t, &pid)
+                .await
+                .iter()
+                .filter(|d| d["status"] == "failed")
+                .count()
+                == 3
+        })
+        .await;
+    assert!(failed, "three postbacks failed while the partner was down");
+    // The deliver worker runs beside the browser, as it does in the cloud.
+    let pump = {
+        let worker = t.worker.clone();
+        let url = t.queue_url("DeliveryQueue");
+        tokio::spawn(async move {
+            let arn = postback_local::queue_arn(&worker.app, &url).await.unwrap();
+            loop {
+                let _ = postback_local::poll_once(
+                    &worker,
+                    postback_local::Consumer::Deliveries,
+                    &url,
+                    &arn,
+                    1,
+                )
+                .await;
+            }
+        })
+    };
+
+    let b = Browser::start(1280, 900).await;
+    b.client.goto(&t.url("/console")).await.unwrap();
+    b.wait("#signin").await;
+    b.type_into("#key", &seed.partner_key).await;
+    b.click("#signin-button").await;
+    b.click("#nav-health").await;
+    b.wait_text("#health", "Main postback").await;
+    b.click("#health button.recover").await;
+    let count = b.wait_text("#recover-count", "will be sent again").await;
+    assert!(count.starts_with("3 failed deliveries"), "{count}");
+    let confirm = b.wait_text("#recover-confirm", "Resend 3").await;
+    assert_eq!(confirm, "Resend 3");
+    b.click("#recover-confirm").await;
+    let progress = b.wait_text("#recover-progress", "finished").await;
+    assert!(
+        progress.contains("Queued 3 of 3") && progress.contains("delivered 3"),
+        "{progress}"
+    );
+    b.screenshot(shots.as_deref(), "8-recover").await;
+    assert_eq!(partner.count(), 6, "three failed attempts, three resent");
+    b.click(".close-dialog").await;
+
+    // The history: the attempts that came from the recovery say so.
+    b.click("#nav-history").await;
+    b.wait_text("#history-rows", "T-down-1").await;
+    b.click("#history-rows tr[data-delivery]").await;
+    b.wait_text(".dialog", "recovery").await;
+    b.click(".close-dialog").await;
+    // Filtered to failed with an endpoint, the same action is offered.
+    b.select("#h-status", "failed").await;
+    b.select("#h-endpoint", seed.endpoint_id.as_deref().unwrap())
+        .await;
+    let offered = b
+        .wait_text("#history-recover", "Resend all failed since")
+        .await;
+    assert!(offered.contains("Resend all failed since"), "{offered}");
+    b.click("#history-recover").await;
+    b.wait_text("#recover-count", "0 failed deliveries").await;
+    pump.abort();
+}
+
 #[tokio::test]
 async fn the_console_is_served_with_a_strict_policy_and_no_third_party_code() {
     let t = TestApp::start().await;

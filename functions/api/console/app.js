@@ -519,14 +519,26 @@ async function renderHistory() {
     apply();
   });
   for (const c of [from, to]) c.addEventListener("change", () => { filters.preset = "custom"; preset.value = "custom"; apply(); });
-  for (const c of [status, endpoint, basis]) c.addEventListener("change", apply);
+  for (const c of [basis]) c.addEventListener("change", apply);
+  // The status and endpoint decide whether "Resend all failed" is offered: redraw.
+  for (const c of [status, endpoint]) c.addEventListener("change", () => {
+    Object.assign(filters, { from: from.value, to: to.value, status: status.value, endpoint: endpoint.value, time: basis.value });
+    renderHistory();
+  });
 
+  const chosen = state.endpoints.find((e) => e.id === filters.endpoint);
+  const recoverButton = filters.status === "failed"
+    ? el("button", { id: "history-recover", disabled: !chosen, title: chosen ? null : "Choose an endpoint first",
+        onclick: () => chosen && recoverDialog(chosen, new Date(`${filters.from || day(new Date())}T00:00:00Z`)) },
+        chosen ? `Resend all failed since ${filters.from || "today"}` : "Resend all failed (choose an endpoint)")
+    : null;
   const tbody = el("tbody", { id: "history-rows" });
   const more = el("button", { id: "history-more", onclick: () => loadHistory(false) }, "Load more");
   const note = el("p", { class: "hint", id: "history-note" });
   show(
     el("div", { class: "row spread" }, el("h1", {}, "Delivery history"),
       el("div", { class: "row" },
+        recoverButton,
         el("button", { id: "history-refresh", onclick: () => loadHistory(true) }, "Refresh"),
         el("button", { class: "primary", id: "history-csv", onclick: () => downloadCsv(filters) }, "Download CSV"))),
     el("div", { class: "panel row", id: "history-filters" }, preset, from, el("span", { class: "muted" }, "to"), to, status, endpoint, basis),
@@ -572,15 +584,17 @@ function historyRow(d) {
     el("td", { class: "hide-narrow mono" }, d.transaction_id || ""),
     el("td", {}, `${d.payout} ${d.currency}`),
     el("td", { class: "hide-narrow" }, endpointName(d.endpoint_id)),
-    el("td", {}, pill(d.status)),
+    el("td", {}, pill(d.status), d.recovery_id ? el("span", { class: "hint", title: d.recovery_id }, " recovered") : null),
     el("td", {}, d.last_http_code ?? d.last_error ?? ""),
     el("td", {}, String((d.attempts || []).length)));
 }
 
 async function openDelivery(d) {
+  const started = (a) => a.recovery_id ? el("span", { class: "pill warn", title: a.recovery_id }, "recovery")
+    : a.manual ? el("span", { class: "pill method" }, "manual") : "";
   const attempts = el("tbody", {}, (d.attempts || []).map((a) => el("tr", {},
     el("td", {}, when(a.at)), el("td", {}, a.code ?? ""), el("td", {}, a.ms != null ? `${a.ms} ms` : ""),
-    el("td", {}, a.error ?? ""), el("td", { class: "mono" }, a.response ?? ""))));
+    el("td", {}, a.error ?? ""), el("td", {}, started(a)), el("td", { class: "mono" }, a.response ?? ""))));
   const rendered = el("div", {}, el("p", { class: "muted" }, "Rendering…"));
   const retry = d.status === "failed"
     ? el("button", { class: "primary", id: "retry-delivery", onclick: async () => {
@@ -606,7 +620,7 @@ async function openDelivery(d) {
       d.next_attempt_at ? el("div", {}, "Next attempt") : null, d.next_attempt_at ? el("div", {}, when(d.next_attempt_at)) : null,
       d.reason ? el("div", {}, "Reason") : null, d.reason ? el("div", {}, d.reason) : null),
     el("h3", {}, "Attempts"),
-    el("div", { class: "tablewrap" }, el("table", {}, el("thead", {}, el("tr", {}, ["Time", "Code", "Latency", "Error", "Start of the answer"].map((h) => el("th", {}, h)))), attempts)),
+    el("div", { class: "tablewrap" }, el("table", {}, el("thead", {}, el("tr", {}, ["Time", "Code", "Latency", "Error", "Round", "Start of the answer"].map((h) => el("th", {}, h)))), attempts)),
     el("h3", {}, "The request, as the endpoint renders it now"), rendered,
     retry ? el("div", { class: "row", style: "margin-top:12px" }, retry) : null,
   );
@@ -631,6 +645,77 @@ async function downloadCsv(filters) {
 }
 
 // ------------------------------------------------------------------ health
+
+// ------------------------------------------------------------- recover
+
+// "Resend all failed since …": the count first (a dry run), then the
+// recovery, then its progress until every resent delivery has ended.
+function localInput(d) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+}
+
+function recoverDialog(e, since) {
+  const sinceInput = el("input", { type: "datetime-local", id: "recover-since", value: localInput(since), "aria-label": "Since (UTC)" });
+  const rate = el("input", { type: "number", id: "recover-rate", min: "1", max: "200", value: "20", "aria-label": "Per second at most" });
+  const count = el("p", { id: "recover-count", class: "muted" }, "Counting…");
+  const confirmButton = el("button", { class: "primary", id: "recover-confirm", disabled: true }, "Resend");
+  const progress = el("div", { id: "recover-progress" });
+  const body = () => ({ since: `${sinceInput.value}:00Z`, rate_per_second: Number(rate.value) || 20 });
+  const path = `/partners/${pid()}/endpoints/${encodeURIComponent(e.id)}/recover`;
+  async function recount() {
+    confirmButton.disabled = true;
+    count.textContent = "Counting…";
+    try {
+      const r = await api(path, { method: "POST", body: { ...body(), dry_run: true } });
+      count.textContent = `${r.to_resend}${r.to_resend_complete ? "" : "+"} failed ${r.to_resend === 1 ? "delivery" : "deliveries"} of "${e.name}" since ${when(r.since)} will be sent again, oldest first, at most ${r.rate_per_second} a second. Each keeps its idempotency key; a change the partner already got a later state of is skipped.`;
+      confirmButton.disabled = r.to_resend === 0;
+      confirmButton.textContent = r.to_resend ? `Resend ${r.to_resend}` : "Nothing to resend";
+    } catch (err) { put(clear(count), errorBox(err)); }
+  }
+  sinceInput.addEventListener("change", recount);
+  rate.addEventListener("change", recount);
+  confirmButton.addEventListener("click", async () => {
+    confirmButton.disabled = true;
+    try {
+      const r = await api(path, { method: "POST", body: body() });
+      follow(`${path}/${encodeURIComponent(r.recovery_id)}`, r);
+    } catch (err) { put(clear(progress), errorBox(err)); }
+  });
+  function draw(r) {
+    const ended = r.delivered + r.failed;
+    put(clear(progress),
+      el("div", { class: "row" }, pill(r.state === "finished" ? (r.failed ? "bad" : "ok") : "warn", r.state), el("span", { class: "mono hint" }, r.recovery_id)),
+      el("p", {}, `Queued ${r.queued} of ${r.to_resend} · sent ${r.sent} · delivered ${r.delivered} · failed again ${r.failed}`),
+      el("progress", { max: String(Math.max(r.to_resend, r.queued, 1)), value: String(ended), "aria-label": "Ended" }),
+      r.skipped.later_change || r.skipped.changed
+        ? el("p", { class: "hint" }, `Skipped: ${r.skipped.later_change} already replaced by a later change, ${r.skipped.changed} changed meanwhile.`) : null);
+  }
+  async function follow(url, first) {
+    draw(first);
+    for (;;) {
+      await new Promise((done) => setTimeout(done, 1000));
+      if (!progress.isConnected) return;
+      try {
+        const r = await api(url);
+        draw(r);
+        if (r.state === "finished") {
+          toast(`Recovery finished: ${r.delivered} delivered, ${r.failed} failed again.`);
+          if (state.view === "health") renderHealth();
+          return;
+        }
+      } catch (err) { put(progress, errorBox(err)); return; }
+    }
+  }
+  dialog(
+    el("h2", {}, `Resend all failed: ${e.name}`),
+    el("div", { class: "row" }, el("label", {}, "Since (UTC) ", sinceInput), el("label", {}, "Per second at most ", rate)),
+    count,
+    el("div", { class: "row" }, confirmButton),
+    progress,
+  );
+  recount();
+}
 
 async function renderHealth() {
   const none = needPartner();
@@ -662,6 +747,7 @@ async function renderHealth() {
       chart(mine, since),
       el("div", { class: "legend" }, "Last 24 hours, by hour", el("span", { class: "ld" }, "delivered"), el("span", { class: "lf" }, "failed")),
       el("div", { class: "hint" }, lastOk ? `Last success ${when(lastOk)}` : "No success in the last 24 hours"),
+      el("div", { class: "row" }, el("button", { class: "recover", onclick: () => recoverDialog(e, since) }, "Resend all failed since…")),
     ));
   }
   show(el("h1", {}, "Health, last 24 hours"), endpoints.length ? cards : el("p", { class: "muted" }, "No endpoint yet."));
