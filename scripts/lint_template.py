@@ -169,8 +169,14 @@ def operability(cfn):
                 resources = json.dumps(st.get("Resource"))
                 if "sqs:ChangeMessageVisibility" in actions and "DLQ" in resources:
                     out.append(f"{name}: no visibility changes on a DLQ")
-                if name.startswith("DeliverFunction") and "dynamodb:Query" in actions and "/index/" in resources:
-                    out.append("DeliverFunction queries no index")
+                # The deliver function reads the history index (GSI1) for a
+                # recovery's steps, and no other index.
+                if name.startswith("DeliverFunction") and "dynamodb:Query" in actions and (
+                    "/index/*" in resources or "/index/GSI2" in resources
+                ):
+                    out.append("DeliverFunction queries no index but GSI1 (recovery steps)")
+                if name.startswith("DeliverSlowFunction") and "dynamodb:Query" in actions and "/index/" in resources:
+                    out.append("DeliverSlowFunction queries no index")
     # Outputs: every queue, DLQ, the dashboard and the alarm topic.
     outputs = cfn.get("Outputs", {})
     for o in ("ApiUrl", "DeliveryQueueUrl", "SlowDeliveryQueueUrl", "DeliveryDLQUrl", "EventsQueueUrl", "EventsDLQUrl",

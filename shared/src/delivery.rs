@@ -178,7 +178,7 @@ impl Deliverer {
         };
         let Some(endpoint) = stored else {
             delivery.cancel("endpoint deleted", now);
-            return self.finish(delivery, Step::Finished).await;
+            return self.finish_attempt(delivery, Step::Finished).await;
         };
         if !endpoint.active {
             return self.park(delivery, &endpoint, now).await;
@@ -299,6 +299,9 @@ impl Deliverer {
                 Ok(true) => {
                     tracing::info!(superseded = %earlier.id, "an earlier change not yet delivered was superseded by this one");
                     crate::telemetry::delivery("superseded");
+                    let mut ended = earlier.clone();
+                    ended.status = DeliveryStatus::Cancelled;
+                    crate::recovery::count_progress(&self.app, &ended, false).await;
                     return Order::Go;
                 }
                 Ok(false) => {} // being sent right now: wait for it
@@ -450,13 +453,14 @@ impl Deliverer {
         }
     }
 
-    /// As [`Deliverer::finish`] after recording an attempt: a recovered
-    /// delivery's attempt is counted on its recovery once stored.
+    /// As [`Deliverer::finish`] after recording an attempt (or cancelling):
+    /// a recovered delivery's progress is counted on its recovery once stored.
     async fn finish_attempt(&self, d: Delivery, step: Step) -> Outcome {
         let counted = d.recovery_id.is_some().then(|| d.clone());
         let outcome = self.finish(d, step).await;
         if let (Some(d), false) = (counted, outcome == Outcome::Keep) {
-            crate::recovery::count_attempt(&self.app, &d).await;
+            let attempted = d.status != DeliveryStatus::Cancelled;
+            crate::recovery::count_progress(&self.app, &d, attempted).await;
         }
         outcome
     }

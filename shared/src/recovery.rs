@@ -129,6 +129,10 @@ pub struct Recovery {
     pub delivered: u64,
     #[serde(default)]
     pub failed: u64,
+    /// Ended unsent: superseded by a later change (`latest_only`), or the
+    /// endpoint was deleted.
+    #[serde(default)]
+    pub cancelled: u64,
     /// `admin` or `partner`.
     pub requested_by: String,
     pub created_at: DateTime<Utc>,
@@ -144,7 +148,11 @@ impl Recovery {
     pub fn phase(&self) -> &'static str {
         match self.state {
             RecoveryState::Queuing => "queuing",
-            RecoveryState::Queued if self.delivered + self.failed >= self.queued => "finished",
+            RecoveryState::Queued
+                if self.delivered + self.failed + self.cancelled >= self.queued =>
+            {
+                "finished"
+            }
             RecoveryState::Queued => "sending",
         }
     }
@@ -158,7 +166,7 @@ impl Recovery {
             "to_resend": self.to_resend, "to_resend_complete": self.to_resend_complete,
             "queued": self.queued,
             "skipped": {"later_change": self.skipped_later_change, "changed": self.skipped_changed},
-            "sent": self.sent, "delivered": self.delivered, "failed": self.failed,
+            "sent": self.sent, "delivered": self.delivered, "failed": self.failed, "cancelled": self.cancelled,
             "requested_by": self.requested_by,
             "created_at": self.created_at, "updated_at": self.updated_at, "queued_at": self.queued_at,
         })
@@ -355,6 +363,7 @@ pub async fn start(
         sent: 0,
         delivered: 0,
         failed: 0,
+        cancelled: 0,
         requested_by: requested_by.to_string(),
         created_at: now,
         updated_at: now,
@@ -575,26 +584,28 @@ pub async fn resume_overdue(app: &App, now: DateTime<Utc>) -> Result<usize> {
     Ok(resumed)
 }
 
-/// The workers' part: after recording an attempt of a recovered delivery,
-/// count it on its recovery (`sent` on its round's first attempt,
-/// `delivered` or `failed` when it ends).
-pub async fn count_attempt(app: &App, d: &Delivery) {
+/// The workers' part: once a recovered delivery is stored after an attempt
+/// (`attempted`) or its end, count it on its recovery: `sent` on its round's
+/// first attempt, `delivered`, `failed` or `cancelled` (superseded by a later
+/// change, or its endpoint deleted) when it ends.
+pub async fn count_progress(app: &App, d: &Delivery, attempted: bool) {
     let Some(id) = &d.recovery_id else { return };
     let mut counters = Vec::new();
-    if d.made_in_round() == 1 {
+    if attempted && d.made_in_round() == 1 {
         counters.push("sent");
     }
     match d.status {
         DeliveryStatus::Delivered => counters.push("delivered"),
         DeliveryStatus::Failed => counters.push("failed"),
-        DeliveryStatus::Pending | DeliveryStatus::Cancelled => {}
+        DeliveryStatus::Cancelled => counters.push("cancelled"),
+        DeliveryStatus::Pending => {}
     }
     if let Err(e) = app
         .store
         .count_recovered(&d.partner_id, id, &counters)
         .await
     {
-        tracing::warn!(recovery_id = %id, error = %e.detail(), "could not count a recovered delivery's attempt");
+        tracing::warn!(recovery_id = %id, error = %e.detail(), "could not count a recovered delivery's progress");
     }
 }
 
@@ -684,6 +695,7 @@ mod tests {
             sent: 0,
             delivered: 0,
             failed: 0,
+            cancelled: 0,
             requested_by: "admin".into(),
             created_at: now(),
             updated_at: now(),
@@ -702,5 +714,9 @@ mod tests {
         assert_eq!(r.phase(), "sending");
         r.failed = 1;
         assert_eq!(r.phase(), "finished");
+        r.queued = 4;
+        assert_eq!(r.phase(), "sending");
+        r.cancelled = 1;
+        assert_eq!(r.phase(), "finished", "a superseded delivery ends too");
     }
 }

@@ -683,10 +683,11 @@ function recoverDialog(e, since) {
     } catch (err) { put(clear(progress), errorBox(err)); }
   });
   function draw(r) {
-    const ended = r.delivered + r.failed;
+    const ended = r.delivered + r.failed + (r.cancelled || 0);
     put(clear(progress),
       el("div", { class: "row" }, pill(r.state === "finished" ? (r.failed ? "bad" : "ok") : "warn", r.state), el("span", { class: "mono hint" }, r.recovery_id)),
-      el("p", {}, `Queued ${r.queued} of ${r.to_resend} · sent ${r.sent} · delivered ${r.delivered} · failed again ${r.failed}`),
+      el("p", {}, `Queued ${r.queued} of ${r.to_resend} · sent ${r.sent} · delivered ${r.delivered} · failed again ${r.failed}` +
+        (r.cancelled ? ` · superseded or cancelled ${r.cancelled}` : "")),
       el("progress", { max: String(Math.max(r.to_resend, r.queued, 1)), value: String(ended), "aria-label": "Ended" }),
       r.skipped.later_change || r.skipped.changed
         ? el("p", { class: "hint" }, `Skipped: ${r.skipped.later_change} already replaced by a later change, ${r.skipped.changed} changed meanwhile.`) : null);
