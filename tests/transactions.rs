@@ -690,3 +690,40 @@ async fn a_payout_above_the_offers_maximum_is_refused() {
         "{b}"
     );
 }
+
+#[tokio::test]
+async fn an_invalidation_that_came_first_reverses_the_payout_that_follows_it() {
+    let t = TestApp::start().await;
+    let (seed, r) = seed_with_receiver(&t).await;
+    // Neither names a time: the invalidation arrived first, so its arrival
+    // time is older than the payout's, and it must still reverse it.
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "EI-1", "event": "invalidation", "partner_id": seed.partner_id}))
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("waiting")), "{b}");
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "EI-1", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00"}))
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    // The transaction takes later changes (it is not stuck on the waiting one).
+    let (s, b) = t
+        .admin_post(
+            "/events",
+            json!({"transaction_id": "EI-1", "event": "payout", "status": "approved"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    deliver_all(&t, &r, 2).await;
+    let got = accepted(&r);
+    assert_eq!(
+        got[..2],
+        [
+            ("payout".into(), "approved".into(), "50.00".into()),
+            ("invalidation".into(), "approved".into(), "-50.00".into())
+        ],
+        "{got:?}"
+    );
+    let tx = t.app.store.get_transaction("EI-1").await.unwrap().unwrap();
+    assert!(tx.invalidated_at.is_some(), "{tx:?}");
+    assert!(tx.waiting_invalidation.is_none(), "{tx:?}");
+}

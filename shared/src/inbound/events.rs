@@ -30,6 +30,10 @@ pub struct EventInput {
     pub status: Status,
     pub occurred_at: Option<DateTime<Utc>>,
     pub attributes: BTreeMap<String, Value>,
+    /// An invalidation that arrived before its payout, now applied after it:
+    /// it reverses that payout whatever the two times say (its own arrival
+    /// time is older than the payout's when neither named one).
+    pub after_its_payout: bool,
 }
 
 impl EventInput {
@@ -175,6 +179,7 @@ pub fn parse_event(value: &Value) -> Result<EventInput> {
             .unwrap_or(Status::Approved),
         occurred_at,
         attributes,
+        after_its_payout: false,
     })
 }
 
@@ -240,12 +245,17 @@ async fn record_internal_once(
     if known.is_none() && is_invalidation {
         return wait_for_payout(app, input, stored.as_ref(), waiting.as_deref(), now).await;
     }
+    let classify_at = if input.after_its_payout {
+        None
+    } else {
+        input.occurred_at
+    };
     let change = match classify(
         known.as_ref(),
         &input.event,
         input.status,
         input.payout,
-        input.occurred_at,
+        classify_at,
     ) {
         Identity::Duplicate(id) => return Ok(Some(Outcome::duplicate(id))),
         identity @ (Identity::Late | Identity::Restated) => {
@@ -530,7 +540,8 @@ async fn apply_waiting_invalidation(app: &App, t: &Transaction, now: DateTime<Ut
     };
     let value: Value = serde_json::from_str(text)
         .map_err(|e| Error::Internal(anyhow::anyhow!("a stored waiting invalidation: {e}")))?;
-    let input = parse_event(&value)?;
+    let mut input = parse_event(&value)?;
+    input.after_its_payout = true;
     Box::pin(record_internal(app, input, now)).await.map(|_| ())
 }
 
