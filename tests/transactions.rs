@@ -727,3 +727,37 @@ async fn an_invalidation_that_came_first_reverses_the_payout_that_follows_it() {
     assert!(tx.invalidated_at.is_some(), "{tx:?}");
     assert!(tx.waiting_invalidation.is_none(), "{tx:?}");
 }
+
+#[tokio::test]
+async fn an_invalidation_its_payout_refuses_never_holds_the_transaction() {
+    let t = TestApp::start().await;
+    let (seed, r) = seed_with_receiver(&t).await;
+    // It waits for a payout it then turns out to exceed.
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "EI-2", "event": "invalidation", "partner_id": seed.partner_id, "payout": "80.00"}))
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("waiting")), "{b}");
+    let (s, b) = t
+        .admin_post("/events", json!({"transaction_id": "EI-2", "event": "payout", "partner_id": seed.partner_id, "payout": "50.00"}))
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    let (s, b) = t
+        .admin_post(
+            "/events",
+            json!({"transaction_id": "EI-2", "event": "payout", "status": "rejected"}),
+        )
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+    deliver_all(&t, &r, 2).await;
+    let got = accepted(&r);
+    assert_eq!(
+        got,
+        [
+            ("payout".into(), "approved".into(), "50.00".into()),
+            ("payout".into(), "rejected".into(), "50.00".into())
+        ],
+        "no reversal of more than was paid: {got:?}"
+    );
+    let tx = t.app.store.get_transaction("EI-2").await.unwrap().unwrap();
+    assert!(tx.waiting_invalidation.is_none(), "{tx:?}");
+}

@@ -231,7 +231,16 @@ async fn record_internal_once(
         // A payout was recorded but the invalidation that waited for it was
         // not applied (the process stopped between the two): apply it first.
         if !t.placeholder && t.waiting_invalidation.is_some() && !is_invalidation {
-            apply_waiting_invalidation(app, t, now).await?;
+            match apply_waiting_invalidation(app, t, now).await {
+                Ok(()) => {}
+                // Refused by the payout it waited for (say, an amount above
+                // it): it can never apply, and must not hold the transaction.
+                Err(e) if e.is_caller_fault() => {
+                    tracing::warn!(transaction_id = %input.transaction_id, error = %e.detail(), "the invalidation that waited for this payout was refused by it; dropped");
+                    app.store.drop_waiting_invalidation(&key, t.version).await?;
+                }
+                Err(e) => return Err(e),
+            }
             return Ok(None);
         }
     }

@@ -202,6 +202,28 @@ impl Store {
         let (pk, sk) = keys::transaction(id);
         self.get(pk, sk, true).await
     }
+
+    /// Drops a transaction's waiting invalidation (one its payout refused),
+    /// unless the transaction changed since `version`: false then.
+    pub async fn drop_waiting_invalidation(&self, id: &str, version: u64) -> Result<bool> {
+        let (pk, sk) = keys::transaction(id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(super::key(pk, sk.to_string())))
+            .update_expression("REMOVE waiting_invalidation SET version = :next")
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if super::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable("dropping a waiting invalidation")(e)),
+        }
+    }
 }
 
 /// The index of the first item whose condition failed, if the transaction was cancelled by one.
