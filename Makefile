@@ -2,7 +2,7 @@
 # Both install what is missing (cached in ~/.cache/postback-service) and start
 # the local stand-ins of DynamoDB and SQS on 127.0.0.1.
 
-.PHONY: dev test bench fuzz deploy-check lint-template lambda-events screenshots stack-stop clean
+.PHONY: dev test bench bench-cost fuzz deploy-check lint-template lambda-events screenshots stack-stop clean
 
 dev:
 	scripts/dev.sh
@@ -12,6 +12,10 @@ test:
 
 bench:
 	scripts/bench.sh
+
+# The metered cost per conversion alone (part of make bench).
+bench-cost:
+	scripts/bench.sh --cost
 
 fuzz:
 	scripts/fuzz.sh

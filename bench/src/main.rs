@@ -6,6 +6,8 @@
 //! deliver handler, receivers on 127.0.0.1); ingest load, memory and init time
 //! run the release binaries as separate processes.
 
+mod cost;
+
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use integration_tests::receiver::{Receiver, Reply};
 use integration_tests::{offer_body, TestApp, ADMIN_KEY};
@@ -81,7 +83,14 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // Before any stack: the service's log lines are counted (cost), not printed.
+    cost::count_logs();
     let mut report = Report { rows: Vec::new() };
+    if std::env::args().any(|a| a == "--cost") {
+        // `make bench-cost`: the metered cost table alone.
+        cost_rows(&mut report).await?;
+        return write_report(&report, "cost-");
+    }
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -483,34 +492,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // ------------------------------------------------ cost per million conversions
-    // us-east-1 list prices (on-demand), checked 2026-11: API Gateway HTTP API $1.00/M requests;
-    // Lambda arm64 $0.20/M requests + $0.0000133334/GB-s; DynamoDB on-demand $0.625/M WRU,
-    // $0.125/M RRU; SQS standard $0.40/M requests.
-    let gb = 0.25; // 256 MB functions
-                   // Unloaded handler time: in AWS the calls take single-digit ms, far less than the stand-ins under load.
-    let api_s = handler_ms / 1000.0;
-    let deliver_s = 0.05; // one batch handled per ~10 deliveries; an attempt to a fast partner, rounded up
-    let wru_conversion = 2.0 * (1.0 + 2.0); // transactional writes: event (≤1 KB) + delivery (≤2 KB)
-    let rru_conversion = 1.0; // GetItem, strongly consistent, ≤4 KB
-    let wru_attempt = 2.0 + 2.0; // UpdateItem claim + PutItem record on a ≤2 KB delivery
-    let sqs_requests = 1.0 + 2.0; // SendMessageBatch (≤10 per request, counted as 1) + receive/delete, worst case unbatched
-    let per_million = 1.00
-        + (0.20 + api_s * gb * 0.0000133334 * 1e6)
-        + (0.20 + deliver_s * gb * 0.0000133334 * 1e6)
-        + (wru_conversion + wru_attempt) * 0.625
-        + rru_conversion * 0.125
-        + sqs_requests * 0.40;
-    report.add(
-        "Cost per million conversions (one endpoint, delivered at once)",
-        format!("${per_million:.2}"),
-        &format!(
-            "API Gateway $1.00 + api Lambda {:.0} ms x 256 MB + deliver Lambda 50 ms x 256 MB + {wru_conversion:.0}+{wru_attempt:.0} WRU + {rru_conversion:.0} RRU + {sqs_requests:.0} SQS requests, list prices us-east-1",
-            handler_ms
-        ),
-    );
+    // ------------------------------------------------ cost per million conversions, metered
+    cost_rows(&mut report).await?;
 
-    write_report(&report)?;
+    write_report(&report, "")?;
     Ok(())
 }
 
@@ -659,14 +644,28 @@ async fn init_time(bin: &str, t: &TestApp) -> Option<f64> {
     Some(at.duration_since(started).as_secs_f64() * 1000.0)
 }
 
-fn write_report(report: &Report) -> anyhow::Result<()> {
+/// The metered cost scenarios (see `cost`), and the table's layout per
+/// conversion (a raw Scan) into bench/results/layout-latest.txt.
+async fn cost_rows(report: &mut Report) -> anyhow::Result<()> {
+    let (rows, layout) = cost::scenarios().await?;
+    for (what, value, how) in rows {
+        report.add(&what, value, &how);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("layout-latest.txt"), layout)?;
+    Ok(())
+}
+
+/// Writes bench/results/`<stem>`latest.md and a dated copy.
+fn write_report(report: &Report, stem: &str) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
     let mut md = format!(
         "# Benchmark results\n\n{} UTC, {} CPUs, local stand-ins (DynamoDB Local, moto SQS) on 127.0.0.1, release build. \
-         Produced by `make bench`.\n\n| measure | value | how |\n| --- | --- | --- |\n",
+         Produced by `make bench` (the metered cost rows alone: `make bench-cost`).\n\n| measure | value | how |\n| --- | --- | --- |\n",
         now.format("%Y-%m-%d %H:%M"),
         cpus
     );
@@ -680,8 +679,11 @@ fn write_report(report: &Report) -> anyhow::Result<()> {
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("latest.md"), &md)?;
-    std::fs::write(dir.join(format!("{}.md", now.format("%Y-%m-%dT%H%M"))), &md)?;
-    println!("\nwrote {}", dir.join("latest.md").display());
+    std::fs::write(dir.join(format!("{stem}latest.md")), &md)?;
+    std::fs::write(
+        dir.join(format!("{stem}{}.md", now.format("%Y-%m-%dT%H%M"))),
+        &md,
+    )?;
+    println!("\nwrote {}", dir.join(format!("{stem}latest.md")).display());
     Ok(())
 }

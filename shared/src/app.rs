@@ -257,7 +257,11 @@ async fn clients(
         .timeout_config(timeouts)
         .load()
         .await;
-    let requests = RequestCounter::default();
+    let requests = if config.meter_capacity {
+        RequestCounter::metering()
+    } else {
+        RequestCounter::default()
+    };
     let mut dynamo_conf =
         aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(requests.clone());
     if let Some(url) = dynamodb_url {

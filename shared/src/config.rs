@@ -67,6 +67,10 @@ pub struct Config {
     /// `make test` turns it on, so that the endpoint URLs it makes up are
     /// never contacted; nothing else should.
     pub send_nowhere: bool,
+    /// `METER_CAPACITY` (default false): ask DynamoDB for the capacity every
+    /// request consumes (`ReturnConsumedCapacity: INDEXES`) and add it up, with
+    /// SQS's billed 64 KiB chunks ([`crate::metrics`]). `make bench` turns it on.
+    pub meter_capacity: bool,
     /// `CONFIG_CACHE_SECONDS` (default 30): how long a warm process reuses offers,
     /// partners and endpoints it has read. Writes made by the same process are
     /// seen at once; writes made elsewhere within this many seconds.
@@ -173,6 +177,11 @@ impl Config {
             Some("true") | Some("1") => true,
             Some(other) => anyhow::bail!("SEND_NOWHERE must be true or false, not {other:?}"),
         };
+        let meter_capacity = match optional("METER_CAPACITY").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => anyhow::bail!("METER_CAPACITY must be true or false, not {other:?}"),
+        };
         let config_cache_ttl = match optional("CONFIG_CACHE_SECONDS") {
             None => Duration::from_secs(30),
             Some(v) => Duration::from_secs(v.parse().map_err(|_| {
@@ -226,6 +235,7 @@ impl Config {
             admin_keys,
             allow_private_targets,
             send_nowhere,
+            meter_capacity,
             config_cache_ttl,
         })
     }

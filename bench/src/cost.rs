@@ -1,0 +1,510 @@
+//! The cost per conversion, **metered**: each scenario runs on its own stack
+//! with `METER_CAPACITY` on, so every DynamoDB request reports the capacity
+//! the table and each index consumed (transactions counted by AWS's rules
+//! from their items: see `shared::metrics`), every SQS request its billed
+//! 64 KiB chunks, and every log line the service writes is counted in bytes
+//! as Lambda's JSON format writes it. Storage is a raw Scan of the table
+//! after the scenario, sized by DynamoDB's rules (items and index entries,
+//! 100 bytes of overhead each). Prices are us-east-1 list prices.
+
+use integration_tests::receiver::{Receiver, Reply};
+use integration_tests::{offer_body, TestApp};
+use serde_json::json;
+use shared::metrics::{index_entry_size, item_size, Metered, INDEXES};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// us-east-1 list prices (on-demand), November 2026.
+const API_GATEWAY_PER_M: f64 = 1.00;
+const LAMBDA_REQUEST_PER_M: f64 = 0.20;
+const LAMBDA_ARM_GB_S: f64 = 0.000_013_333_4;
+const LAMBDA_MEMORY_GB: f64 = 0.25;
+const WRU_PER_M: f64 = 0.625;
+const RRU_PER_M: f64 = 0.125;
+const SQS_PER_M: f64 = 0.40;
+const STORAGE_GB_MONTH: f64 = 0.25;
+const PITR_GB_MONTH: f64 = 0.20;
+const LOGS_INGEST_GB: f64 = 0.50;
+/// The template's retention: what is stored is paid for this long.
+const RETENTION_MONTHS: f64 = 400.0 / 30.44;
+
+/// Conversions per scenario (the retried one: fewer, each waits for its retries).
+const N: usize = 100;
+const N_RETRIED: usize = 20;
+
+/// Log bytes written while `COUNTING` is on (the bench's global subscriber).
+pub static LOG_BYTES: AtomicU64 = AtomicU64::new(0);
+pub static COUNTING: AtomicBool = AtomicBool::new(false);
+
+/// A writer that counts the bytes of each log line and drops them.
+pub struct CountingWriter;
+
+impl std::io::Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if COUNTING.load(Ordering::Relaxed) {
+            LOG_BYTES.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the JSON subscriber whose lines are counted (as Lambda's JSON
+/// log format writes them: time, level, message, fields, the span and its
+/// parents). Call once, first.
+pub fn count_logs() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(|| CountingWriter)
+        .try_init();
+}
+
+/// What one scenario consumed, per conversion.
+struct Usage {
+    name: &'static str,
+    metered: Metered,
+    api_calls: f64,
+    api_ms: f64,
+    deliver_invocations: f64,
+    deliver_ms: f64,
+    log_bytes: f64,
+    /// Items and index entries.
+    stored_bytes: f64,
+    /// Items only: point-in-time recovery is billed on the table's data.
+    table_bytes: f64,
+    conversions: f64,
+}
+
+impl Usage {
+    fn per(&self, x: f64) -> f64 {
+        x / self.conversions
+    }
+
+    fn dollars_per_m(&self) -> [(&'static str, f64); 8] {
+        let m = &self.metered;
+        let gb = 1024.0 * 1024.0 * 1024.0;
+        [
+            ("API Gateway", self.per(self.api_calls) * API_GATEWAY_PER_M),
+            (
+                "Lambda",
+                self.per(self.api_calls + self.deliver_invocations) * LAMBDA_REQUEST_PER_M
+                    + self.per(self.api_ms + self.deliver_ms) / 1000.0
+                        * LAMBDA_MEMORY_GB
+                        * LAMBDA_ARM_GB_S
+                        * 1e6,
+            ),
+            ("DynamoDB writes", self.per(m.writes()) * WRU_PER_M),
+            ("DynamoDB reads", self.per(m.reads()) * RRU_PER_M),
+            ("SQS", self.per(m.sqs_billed_requests) * SQS_PER_M),
+            (
+                "storage (400 days)",
+                self.per(self.stored_bytes) / gb * STORAGE_GB_MONTH * RETENTION_MONTHS * 1e6,
+            ),
+            (
+                "PITR (400 days)",
+                self.per(self.table_bytes) / gb * PITR_GB_MONTH * RETENTION_MONTHS * 1e6,
+            ),
+            ("logs", self.per(self.log_bytes) / gb * LOGS_INGEST_GB * 1e6),
+        ]
+    }
+}
+
+/// Bytes the table stores now, items and index entries, 100 bytes of
+/// overhead each (DynamoDB's sizing rules), from a raw Scan.
+async fn stored_bytes(t: &TestApp) -> anyhow::Result<((f64, f64), Vec<String>)> {
+    let mut total = 0usize;
+    let mut table = 0usize;
+    let mut kinds: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut start = None;
+    loop {
+        let out = t
+            .app
+            .store
+            .client()
+            .scan()
+            .table_name(t.app.store.table())
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await?;
+        for item in out.items() {
+            let mut size = item_size(item) + 100;
+            table += size;
+            for index in &INDEXES {
+                if let Some(s) = index_entry_size(item, index) {
+                    size += s + 100;
+                }
+            }
+            total += size;
+            let kind = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|pk| pk.split('#').next())
+                .unwrap_or("?")
+                .to_string();
+            let sk = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.split('#').next())
+                .unwrap_or("?");
+            let e = kinds.entry(format!("{kind}/{sk}")).or_default();
+            e.0 += 1;
+            e.1 += size;
+        }
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
+    let layout = kinds
+        .into_iter()
+        .map(|(k, (n, bytes))| format!("{k}: {n} items, {} B each", bytes / n.max(1)))
+        .collect();
+    Ok(((total as f64, table as f64), layout))
+}
+
+fn metered_diff(before: &Metered, after: &Metered) -> Metered {
+    let diff = |a: &std::collections::BTreeMap<String, f64>,
+                b: &std::collections::BTreeMap<String, f64>| {
+        b.iter()
+            .map(|(k, v)| (k.clone(), v - a.get(k).copied().unwrap_or(0.0)))
+            .collect()
+    };
+    Metered {
+        read_units: diff(&before.read_units, &after.read_units),
+        write_units: diff(&before.write_units, &after.write_units),
+        write_units_by_operation: diff(
+            &before.write_units_by_operation,
+            &after.write_units_by_operation,
+        ),
+        read_units_by_operation: diff(
+            &before.read_units_by_operation,
+            &after.read_units_by_operation,
+        ),
+        sqs_billed_requests: after.sqs_billed_requests - before.sqs_billed_requests,
+        transaction_units_reported: after.transaction_units_reported
+            - before.transaction_units_reported,
+    }
+}
+
+async fn metered_app() -> TestApp {
+    TestApp::start_with(integration_tests::Options {
+        env: vec![("METER_CAPACITY", "true".into())],
+        ..Default::default()
+    })
+    .await
+}
+
+/// Delivers what is queued, one SQS batch per invocation, timing each.
+async fn deliver_until(t: &TestApp, done: impl Fn() -> bool) -> (f64, f64) {
+    let url = t.queue_url("DeliveryQueue");
+    let arn = postback_local::queue_arn(&t.app, &url)
+        .await
+        .unwrap_or_default();
+    let (mut invocations, mut ms) = (0.0, 0.0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() && Instant::now() < deadline {
+        let t0 = Instant::now();
+        let got = postback_local::poll_once(
+            &t.worker,
+            postback_local::Consumer::Deliveries,
+            &url,
+            &arn,
+            1,
+        )
+        .await
+        .unwrap_or(0);
+        if got > 0 {
+            invocations += 1.0;
+            ms += t0.elapsed().as_secs_f64() * 1000.0;
+        }
+    }
+    (invocations, ms)
+}
+
+/// The scenario's usage from `before` on: metered units, logs, storage.
+#[allow(clippy::too_many_arguments)]
+async fn usage(
+    t: &TestApp,
+    name: &'static str,
+    before: &Metered,
+    api: (f64, f64),
+    deliver: (f64, f64),
+    logs_before: u64,
+    conversions: usize,
+) -> anyhow::Result<(Usage, Vec<String>)> {
+    let metered = metered_diff(before, &t.app.requests.metered());
+    let log_bytes = (LOG_BYTES.load(Ordering::Relaxed) - logs_before) as f64;
+    let ((stored, table), layout) = stored_bytes(t).await?;
+    Ok((
+        Usage {
+            name,
+            metered,
+            api_calls: api.0,
+            api_ms: api.1,
+            deliver_invocations: deliver.0,
+            deliver_ms: deliver.1,
+            log_bytes,
+            stored_bytes: stored,
+            table_bytes: table,
+            conversions: conversions as f64,
+        },
+        layout,
+    ))
+}
+
+/// Conversions through `GET /postback`, timed; returns (calls, ms).
+async fn convert(t: &TestApp, click: &str, prefix: &str, n: usize) -> (f64, f64) {
+    let mut ms = 0.0;
+    for i in 0..n {
+        let t0 = Instant::now();
+        let (s, _) = t
+            .postback(&[
+                ("click_id", click),
+                ("event", "sale"),
+                ("payout", "12.50"),
+                ("transaction_id", &format!("{prefix}{i}")),
+            ])
+            .await;
+        ms += t0.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(s, 200);
+    }
+    (n as f64, ms)
+}
+
+/// Runs every scenario; rows of the report and the table layout.
+pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, String)> {
+    COUNTING.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut dump = String::new();
+
+    // 1. One endpoint, delivered first try.
+    {
+        let t = metered_app().await;
+        let ok = Receiver::ok().await;
+        let seed = t
+            .seed(
+                offer_body(),
+                Some(json!({"name": "one", "url": ok.url("/pb?tx={transaction_id}&p={payout}")})),
+            )
+            .await;
+        let click = t.click(&seed, json!({"sub1": "a"})).await;
+        let (stored_before, _) = stored_bytes(&t).await?;
+        let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let api = convert(&t, &click, "C", N).await;
+        let deliver = deliver_until(&t, || ok.count() >= N).await;
+        let (mut u, layout) = usage(
+            &t,
+            "one endpoint, delivered first try",
+            &before,
+            api,
+            deliver,
+            logs,
+            N,
+        )
+        .await?;
+        u.stored_bytes -= stored_before.0;
+        u.table_bytes -= stored_before.1;
+        dump.push_str(&format!("{}:\n  {}\n", u.name, layout.join("\n  ")));
+        all.push(u);
+    }
+    // 2. Three endpoints.
+    {
+        let t = metered_app().await;
+        let ok = Receiver::ok().await;
+        let seed = t
+            .seed(
+                offer_body(),
+                Some(json!({"name": "a", "url": ok.url("/a?tx={transaction_id}")})),
+            )
+            .await;
+        for name in ["b", "c"] {
+            t.admin_post(
+                &format!("/partners/{}/endpoints", seed.partner_id),
+                json!({"name": name, "url": ok.url(&format!("/{name}?tx={{transaction_id}}"))}),
+            )
+            .await;
+        }
+        let click = t.click(&seed, json!({})).await;
+        let (stored_before, _) = stored_bytes(&t).await?;
+        let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let api = convert(&t, &click, "T", N).await;
+        let deliver = deliver_until(&t, || ok.count() >= 3 * N).await;
+        let (mut u, _) = usage(&t, "three endpoints", &before, api, deliver, logs, N).await?;
+        u.stored_bytes -= stored_before.0;
+        u.table_bytes -= stored_before.1;
+        all.push(u);
+    }
+    // 3. A status change of a recorded transaction (pipeline events).
+    {
+        let t = metered_app().await;
+        let ok = Receiver::ok().await;
+        let seed = t
+            .seed(
+                offer_body(),
+                Some(json!({"name": "s", "url": ok.url("/s?tx={transaction_id}&st={status}")})),
+            )
+            .await;
+        for i in 0..N {
+            t.admin_post("/events", json!({"transaction_id": format!("S{i}"), "event": "payout", "partner_id": seed.partner_id, "payout": "10.00", "status": "pending"}))
+                .await;
+        }
+        deliver_until(&t, || ok.count() >= N).await;
+        let (stored_before, _) = stored_bytes(&t).await?;
+        let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let mut ms = 0.0;
+        for i in 0..N {
+            let t0 = Instant::now();
+            t.admin_post(
+                "/events",
+                json!({"transaction_id": format!("S{i}"), "event": "payout", "status": "approved"}),
+            )
+            .await;
+            ms += t0.elapsed().as_secs_f64() * 1000.0;
+        }
+        let deliver = deliver_until(&t, || ok.count() >= 2 * N).await;
+        let (mut u, _) = usage(
+            &t,
+            "a status change",
+            &before,
+            (N as f64, ms),
+            deliver,
+            logs,
+            N,
+        )
+        .await?;
+        u.stored_bytes -= stored_before.0;
+        u.table_bytes -= stored_before.1;
+        all.push(u);
+    }
+    // 4. A delivery that fails twice, then succeeds.
+    {
+        let t = metered_app().await;
+        let flaky = Receiver::start(
+            (0..N_RETRIED)
+                .flat_map(|_| [Reply::Status(500), Reply::Status(500), Reply::Status(200)])
+                .collect(),
+        )
+        .await;
+        let seed = t
+            .seed(offer_body(), Some(json!({"name": "f", "url": flaky.url("/f?tx={transaction_id}"), "retry_schedule": [0, 1, 1]})))
+            .await;
+        let click = t.click(&seed, json!({})).await;
+        let (stored_before, _) = stored_bytes(&t).await?;
+        let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let mut api = (0.0, 0.0);
+        let mut deliver = (0.0, 0.0);
+        // One at a time, so that each delivery meets 500, 500, 200.
+        for i in 0..N_RETRIED {
+            let a = convert(&t, &click, &format!("F{i}-"), 1).await;
+            let d = deliver_until(&t, || flaky.count() >= 3 * (i + 1)).await;
+            api = (api.0 + a.0, api.1 + a.1);
+            deliver = (deliver.0 + d.0, deliver.1 + d.1);
+        }
+        let (mut u, _) = usage(
+            &t,
+            "fails twice, then delivered",
+            &before,
+            api,
+            deliver,
+            logs,
+            N_RETRIED,
+        )
+        .await?;
+        u.stored_bytes -= stored_before.0;
+        u.table_bytes -= stored_before.1;
+        all.push(u);
+    }
+    // 5. The partner reads: a history page (50 rows) and a CSV of N rows.
+    let mut reads = Vec::new();
+    {
+        let t = metered_app().await;
+        let ok = Receiver::ok().await;
+        let seed = t
+            .seed(
+                offer_body(),
+                Some(json!({"name": "h", "url": ok.url("/h?tx={transaction_id}")})),
+            )
+            .await;
+        let click = t.click(&seed, json!({})).await;
+        convert(&t, &click, "H", N).await;
+        deliver_until(&t, || ok.count() >= N).await;
+        for (what, path, accept) in [
+            (
+                "a history page (50 rows)",
+                format!("/partners/{}/deliveries?limit=50", seed.partner_id),
+                "application/json",
+            ),
+            (
+                "a CSV export (100 rows)",
+                format!("/partners/{}/deliveries", seed.partner_id),
+                "text/csv",
+            ),
+        ] {
+            let before = t.app.requests.metered();
+            let (s, _) = t
+                .send(
+                    t.http
+                        .get(t.url(&path))
+                        .bearer_auth(&seed.partner_key)
+                        .header("accept", accept),
+                )
+                .await;
+            assert_eq!(s, 200);
+            let m = metered_diff(&before, &t.app.requests.metered());
+            let dollars = API_GATEWAY_PER_M + m.reads() * RRU_PER_M + LAMBDA_REQUEST_PER_M;
+            reads.push((what, m.reads(), dollars));
+        }
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+
+    let mut rows = Vec::new();
+    for u in &all {
+        let parts = u.dollars_per_m();
+        let total: f64 = parts.iter().map(|(_, d)| d).sum();
+        let m = &u.metered;
+        let indexes: Vec<String> = m
+            .write_units
+            .iter()
+            .map(|(k, v)| format!("{k} {:.2}", u.per(*v)))
+            .collect();
+        rows.push((
+            format!("Cost per 1M conversions, metered: {}", u.name),
+            format!(
+                "${total:.2} ({})",
+                parts
+                    .iter()
+                    .map(|(k, d)| format!("{k} ${d:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "{:.0} conversions; per conversion {:.2} WRU ({}), {:.2} RRU, {:.2} SQS billed requests, {:.0} B stored ({:.0} B of items), {:.0} B of logs, {:.2} + {:.2} Lambda invocations ({:.1} + {:.1} ms); DynamoDB Local reported {:.2} units for the transactions, counted {:.2} by AWS's rules",
+                u.conversions,
+                u.per(m.writes()),
+                indexes.join(", "),
+                u.per(m.reads()),
+                u.per(m.sqs_billed_requests),
+                u.per(u.stored_bytes),
+                u.per(u.table_bytes),
+                u.per(u.log_bytes),
+                u.per(u.api_calls),
+                u.per(u.deliver_invocations),
+                u.per(u.api_ms),
+                u.per(u.deliver_ms),
+                u.per(m.transaction_units_reported),
+                u.per(m.write_units_by_operation.get("DynamoDB.TransactWriteItems").copied().unwrap_or(0.0)),
+            ),
+        ));
+    }
+    for (what, rru, dollars) in reads {
+        rows.push((
+            format!("Cost per 1M reads, metered: {what}"),
+            format!("${dollars:.2}"),
+            format!("{rru:.1} RRU each, plus the API Gateway request and the Lambda invocation"),
+        ));
+    }
+    Ok((rows, dump))
+}
