@@ -51,15 +51,11 @@ impl std::io::Write for CountingWriter {
     }
 }
 
-/// Installs the JSON subscriber whose lines are counted (as Lambda's JSON
-/// log format writes them: time, level, message, fields, the span and its
-/// parents). Call once, first.
+/// Installs the functions' JSON subscriber, its lines counted. Call once, first.
 pub fn count_logs() {
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(|| CountingWriter)
-        .try_init();
+    // The functions' own subscriber with AWS_LAMBDA_LOG_FORMAT=JSON and the
+    // template's INFO level (see `shared::telemetry::init_lambda_logs`).
+    shared::telemetry::init_logs_with(|| CountingWriter, true, "info");
 }
 
 /// What one scenario consumed, per conversion.

@@ -32,7 +32,61 @@ pub fn init() {
     };
 }
 
-/// In Lambda, after `lambda_runtime::tracing::init_default_subscriber()`
+/// The functions' log subscriber in Lambda, with lambda_runtime's own
+/// settings (level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else
+/// `info`; JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON`, as the
+/// template's `LoggingConfig` sets; no time, Lambda adds it; no target), but
+/// each span's fields written **once** per line: the list of spans (the
+/// runtime's, with Lambda's request id, then ours, with the delivery, event
+/// or API Gateway request id), not the current span again beside it.
+pub fn init_lambda_logs() {
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // Lambda's levels, as tracing spells them (it has no FATAL).
+    let level = match std::env::var("AWS_LAMBDA_LOG_LEVEL") {
+        Ok(l) if l.eq_ignore_ascii_case("fatal") => "error".to_string(),
+        Ok(l) => l.to_ascii_lowercase(),
+        Err(_) => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    };
+    init_logs_with(std::io::stdout, json, &level);
+}
+
+/// As [`init_lambda_logs`] with any writer and filter directives (a level,
+/// or `RUST_LOG`'s syntax); `make bench` counts the bytes of these very lines.
+pub fn init_logs_with<W>(writer: W, json: bool, directives: &str)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let _ = tracing::subscriber::set_global_default(logs_subscriber(writer, json, directives));
+}
+
+/// The subscriber of [`init_logs_with`], not installed.
+pub fn logs_subscriber<W>(
+    writer: W,
+    json: bool,
+    directives: &str,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let collector = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(EnvFilter::new(directives))
+        .with_writer(writer);
+    if json {
+        Box::new(
+            collector
+                .json()
+                .with_current_span(false)
+                .with_span_list(true)
+                .finish(),
+        )
+    } else {
+        Box::new(collector.finish())
+    }
+}
+
+/// In Lambda, after [`init_lambda_logs`]
 /// (the runtime's own set-up, so the function's `LoggingConfig` applies): a
 /// panic hook that logs the panic as an error line with its location, and
 /// the metrics collector.
@@ -176,4 +230,52 @@ pub fn overdue(n: usize) {
 /// A message moved to the dead-letter queue of `queue` (delivery, events).
 pub fn dead_lettered(queue: &'static str) {
     metrics::counter!(metric::DEAD_LETTERED, "Queue" => queue).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_json_line_names_each_span_once_and_keeps_both_request_ids() {
+        let lines = Lines::default();
+        let out = lines.clone();
+        let subscriber = logs_subscriber(move || out.clone(), true, "info");
+        tracing::subscriber::with_default(subscriber, || {
+            let lambda = tracing::info_span!("Lambda runtime invoke", requestId = "lambda-req-1");
+            let _a = lambda.enter();
+            let request = tracing::info_span!(
+                "request",
+                route = "/postback",
+                api_request_id = "apigw-req-2"
+            );
+            let _b = request.enter();
+            tracing::info!(status = 200, "answered");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert!(
+            line.get("span").is_none(),
+            "the current span is not repeated: {text}"
+        );
+        assert_eq!(line["spans"].as_array().unwrap().len(), 2, "{text}");
+        assert_eq!(text.matches("lambda-req-1").count(), 1, "{text}");
+        assert_eq!(text.matches("apigw-req-2").count(), 1, "{text}");
+        assert_eq!(line["level"], "INFO");
+        assert!(line.get("timestamp").is_none(), "Lambda adds the time");
+    }
 }

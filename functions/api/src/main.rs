@@ -5,7 +5,7 @@ use lambda_http::{run, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::telemetry::init_lambda_logs();
     shared::telemetry::init_lambda("api");
     let config = shared::config::Config::from_env()?;
     config.require_admin_keys()?;

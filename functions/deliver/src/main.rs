@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init_lambda_logs();
     shared::telemetry::init_lambda("deliver");
     let app = shared::App::worker_from_env().await?;
     let lane = app.config.delivery_lane;

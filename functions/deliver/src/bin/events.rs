@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init_lambda_logs();
     shared::telemetry::init_lambda("events");
     let app = shared::App::worker_from_env().await?;
     let worker = Arc::new(deliver::Worker::new(app)?);

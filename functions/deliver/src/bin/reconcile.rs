@@ -6,7 +6,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    shared::telemetry::init_lambda_logs();
     shared::telemetry::init_lambda("reconcile");
     let app = shared::App::worker_from_env().await?;
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
