@@ -501,23 +501,39 @@ async fn reactivation_releases_more_than_a_page_of_waiting_deliveries_through_th
     );
 }
 
+/// How long the partner's server holds the attempt before its 410: long
+/// enough for the partner's own change to land first, however loaded the
+/// machine.
+const IN_FLIGHT: Duration = Duration::from_secs(3);
+
+/// Waits (bounded) until the receiver has the attempt, which it then holds.
+async fn in_flight(r: &Receiver) {
+    for _ in 0..250 {
+        if r.count() >= 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_410_that_loses_the_race_to_a_partners_change_or_delete_reverts_nothing() {
     let t = TestApp::start().await;
-    let gone = Receiver::start(vec![Reply::DelayThen(Duration::from_millis(800), 410)]).await;
+    let gone = Receiver::start(vec![Reply::DelayThen(IN_FLIGHT, 410)]).await;
     let seed = t.seed(offer_body(), None).await;
     let eid = endpoint(&t, &seed, json!({"name": "old", "url": gone.url("/old")})).await;
     let path = format!("/partners/{}/endpoints/{eid}", seed.partner_id);
     t.admin_post("/events", json!({"transaction_id": "G1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"})).await;
-    // While the attempt is in flight, the partner moves the endpoint.
+    // While the attempt is in flight (the partner's server holds it), the
+    // partner moves the endpoint.
     let change = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        in_flight(&gone).await;
         t.send(t.http.put(t.url(&path)).bearer_auth(ADMIN_KEY).json(&json!({"name": "new", "url": "https://partner.example/new", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})))
             .await
     };
     let ((s, _), _) = tokio::join!(
         change,
-        t.pump_until("DeliveryQueue", Duration::from_secs(5), || async {
+        t.pump_until("DeliveryQueue", Duration::from_secs(15), || async {
             gone.count() >= 1
         })
     );
@@ -532,7 +548,7 @@ async fn a_410_that_loses_the_race_to_a_partners_change_or_delete_reverts_nothin
     assert_eq!(shown["secret_set"], true);
 
     // And a delete during an in-flight 410 stays deleted.
-    let gone2 = Receiver::start(vec![Reply::DelayThen(Duration::from_millis(800), 410)]).await;
+    let gone2 = Receiver::start(vec![Reply::DelayThen(IN_FLIGHT, 410)]).await;
     let eid2 = endpoint(
         &t,
         &seed,
@@ -542,13 +558,13 @@ async fn a_410_that_loses_the_race_to_a_partners_change_or_delete_reverts_nothin
     let path2 = format!("/partners/{}/endpoints/{eid2}", seed.partner_id);
     t.admin_post("/events", json!({"transaction_id": "G2", "event": "doomed", "partner_id": seed.partner_id, "payout": "1.00"})).await;
     let delete = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        in_flight(&gone2).await;
         t.send(t.http.delete(t.url(&path2)).bearer_auth(ADMIN_KEY))
             .await
     };
     let ((s, _), _) = tokio::join!(
         delete,
-        t.pump_until("DeliveryQueue", Duration::from_secs(5), || async {
+        t.pump_until("DeliveryQueue", Duration::from_secs(15), || async {
             gone2.count() >= 1
         })
     );
