@@ -172,6 +172,43 @@ impl Recovery {
         })
     }
 
+    /// A recovery of what `input` asks, about to start at `now` (nothing
+    /// counted or queued yet).
+    pub fn new(
+        partner_id: &PartnerId,
+        endpoint_id: &EndpointId,
+        input: &RecoverInput,
+        requested_by: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Recovery {
+            id: RecoveryId::random(),
+            partner_id: partner_id.clone(),
+            endpoint_id: endpoint_id.clone(),
+            since: input.since,
+            until: input.until,
+            statuses: input.statuses.clone(),
+            rate_per_second: input.rate_per_second,
+            state: RecoveryState::Queuing,
+            to_resend: 0,
+            to_resend_complete: false,
+            step: 0,
+            cursor: None,
+            next_slot_ms: now.timestamp_millis(),
+            queued: 0,
+            skipped_later_change: 0,
+            skipped_changed: 0,
+            sent: 0,
+            delivered: 0,
+            failed: 0,
+            cancelled: 0,
+            requested_by: requested_by.to_string(),
+            created_at: now,
+            updated_at: now,
+            queued_at: None,
+        }
+    }
+
     fn step_size(&self) -> usize {
         (self.rate_per_second * STEP_SECONDS).clamp(1, MAX_STEP) as usize
     }
@@ -328,47 +365,19 @@ pub async fn start(
     requested_by: &str,
     now: DateTime<Utc>,
 ) -> Result<Started> {
-    let read = RecoveryRead {
-        partner_id,
-        endpoint_id,
-        since: input.since,
-        until: input.until,
-        statuses: &input.statuses,
-        recovery_id: None,
-    };
-    let (to_resend, complete) = app.store.count_recoverable(&read, COUNT_PAGES).await?;
+    let mut recovery = Recovery::new(partner_id, endpoint_id, input, requested_by, now);
+    let (to_resend, complete) = app
+        .store
+        .count_recoverable(&recovery.read(false), COUNT_PAGES)
+        .await?;
     if input.dry_run {
         return Ok(Started::Counted {
             to_resend,
             complete,
         });
     }
-    let recovery = Recovery {
-        id: RecoveryId::random(),
-        partner_id: partner_id.clone(),
-        endpoint_id: endpoint_id.clone(),
-        since: input.since,
-        until: input.until,
-        statuses: input.statuses.clone(),
-        rate_per_second: input.rate_per_second,
-        state: RecoveryState::Queuing,
-        to_resend,
-        to_resend_complete: complete,
-        step: 0,
-        cursor: None,
-        next_slot_ms: now.timestamp_millis(),
-        queued: 0,
-        skipped_later_change: 0,
-        skipped_changed: 0,
-        sent: 0,
-        delivered: 0,
-        failed: 0,
-        cancelled: 0,
-        requested_by: requested_by.to_string(),
-        created_at: now,
-        updated_at: now,
-        queued_at: None,
-    };
+    recovery.to_resend = to_resend;
+    recovery.to_resend_complete = complete;
     // The lock of a finished recovery may be left (its last step died
     // before releasing it): taken over, conditionally.
     let mut replacing = None;
@@ -675,32 +684,13 @@ mod tests {
 
     #[test]
     fn steps_cover_ten_seconds_of_slots_and_at_most_two_hundred_deliveries() {
-        let mut r = Recovery {
-            id: RecoveryId::random(),
-            partner_id: crate::ids::PartnerId::parse("p").unwrap(),
-            endpoint_id: crate::ids::EndpointId::parse("e").unwrap(),
-            since: now(),
-            until: now(),
-            statuses: vec![DeliveryStatus::Failed],
-            rate_per_second: 20,
-            state: RecoveryState::Queuing,
-            to_resend: 0,
-            to_resend_complete: true,
-            step: 0,
-            cursor: None,
-            next_slot_ms: 0,
-            queued: 0,
-            skipped_later_change: 0,
-            skipped_changed: 0,
-            sent: 0,
-            delivered: 0,
-            failed: 0,
-            cancelled: 0,
-            requested_by: "admin".into(),
-            created_at: now(),
-            updated_at: now(),
-            queued_at: None,
-        };
+        let mut r = Recovery::new(
+            &crate::ids::PartnerId::parse("p").unwrap(),
+            &crate::ids::EndpointId::parse("e").unwrap(),
+            &parse(json!({"since": "2026-11-26T10:00:00Z"})).unwrap(),
+            "admin",
+            now(),
+        );
         assert_eq!(r.step_size(), 200);
         assert_eq!(r.spacing_us(), 50_000);
         r.rate_per_second = 1;

@@ -340,34 +340,40 @@ impl TestApp {
 
 /// Approximate number of messages on the queue at `url` (visible + in flight + delayed).
 pub async fn depth_of(app: &App, url: &str) -> i64 {
-    let out = app
-        .queue
-        .client()
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .expect("queue attributes");
-    out.attributes
-        .unwrap_or_default()
-        .values()
-        .map(|v| v.parse::<i64>().unwrap_or(0))
-        .sum()
+    counted(
+        app,
+        url,
+        &[
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ],
+    )
+    .await
 }
 
 /// Messages on the queue at `url` that a consumer can receive now or after
 /// their delay (visible + delayed; not those in flight).
 pub async fn waiting_on(app: &App, url: &str) -> i64 {
+    counted(
+        app,
+        url,
+        &[
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ],
+    )
+    .await
+}
+
+/// The sum of the queue's count attributes `which`.
+async fn counted(app: &App, url: &str, which: &[QueueAttributeName]) -> i64 {
     let out = app
         .queue
         .client()
         .get_queue_attributes()
         .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .set_attribute_names(Some(which.to_vec()))
         .send()
         .await
         .expect("queue attributes");

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{keys, to_attrs, Item, PutCondition, Store};
+use super::{applied, is_condition_failure, keys, to_attrs, Item, PutCondition, Store};
 use crate::error::{unavailable, Error, Result};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -122,7 +122,7 @@ impl Store {
         };
         match put.send().await {
             Ok(_) => Ok(true),
-            Err(e) if super::is_condition_failure(&e) => Ok(false),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(unavailable("storing a waiting invalidation")(e)),
         }
     }
@@ -218,11 +218,7 @@ impl Store {
             .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if super::is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable("dropping a waiting invalidation")(e)),
-        }
+        applied(result, "dropping a waiting invalidation")
     }
 }
 

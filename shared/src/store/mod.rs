@@ -200,6 +200,23 @@ where
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// The outcome of a conditional write: true if applied, false if its
+/// condition failed; any other failure an error naming `what`.
+fn applied<O, E, R>(
+    result: std::result::Result<O, SdkError<E, R>>,
+    what: &'static str,
+) -> Result<bool>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(unavailable(what)(e)),
+    }
+}
+
 /// The DynamoDB table of the service.
 #[derive(Clone)]
 pub struct Store {

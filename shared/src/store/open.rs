@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::{is_condition_failure, key, keys, sort_key_time, to_attrs, Attrs, Item, Store, GSI2};
+use super::{applied, key, keys, sort_key_time, to_attrs, Attrs, Item, Store, GSI2};
 use crate::error::{unavailable, Error, Result};
 use crate::ids::{DeliveryId, EndpointId, PartnerId};
 use crate::lifecycle::Delivery;
@@ -132,11 +132,7 @@ impl Store {
             .expression_attribute_values(":old", AttributeValue::S(open.check_key.clone()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable("touching an open delivery")(e)),
-        }
+        applied(result, "touching an open delivery")
     }
 
     /// Releases a parked delivery into the due index, checked at `check_at`;
@@ -160,11 +156,7 @@ impl Store {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable("releasing a parked delivery")(e)),
-        }
+        applied(result, "releasing a parked delivery")
     }
 
     /// Endpoints whose parked deliveries wait to be released.
@@ -194,11 +186,7 @@ impl Store {
             .expression_attribute_values(":at", AttributeValue::S(mark.at.clone()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(unavailable("removing an unpark mark")(e)),
-        }
+        applied(result, "removing an unpark mark").map(drop)
     }
 
     /// The write that leaves an unpark mark, for a transaction with the endpoint's own write.

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 use super::{
-    cancelled_by_condition, from_attrs, is_condition_failure, key, keys, sort_key_time, to_attrs,
-    Attrs, Item, Store, GSI1, GSI2,
+    applied, cancelled_by_condition, from_attrs, is_condition_failure, key, keys, sort_key_time,
+    to_attrs, Attrs, Item, Store, GSI1, GSI2,
 };
 use crate::error::{unavailable, Error, Result};
 use crate::ids::{EndpointId, PartnerId, RecoveryId};
@@ -180,11 +180,7 @@ impl Store {
             .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(unavailable("releasing a recovery's lock")(e)),
-        }
+        applied(result, "releasing a recovery's lock").map(drop)
     }
 
     /// Claims step `step` of a recovery still queuing, for `lease`: one
@@ -247,11 +243,7 @@ impl Store {
             .expression_attribute_values(":step", AttributeValue::N(step.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(unavailable("releasing a recovery step")(e)),
-        }
+        applied(result, "releasing a recovery step").map(drop)
     }
 
     /// Saves what step `r.step - 1` did (cursor, counts, next send slot,
@@ -347,11 +339,7 @@ impl Store {
             ))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable("saving a recovery step")(e)),
-        }
+        applied(result, "saving a recovery step")
     }
 
     /// Adds one to a recovery's counter (`sent`, `delivered`, `failed`).
@@ -381,12 +369,8 @@ impl Store {
             .update_expression(format!("ADD {}", adds.join(", ")))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // The recovery expired (retention): nothing to count on.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(unavailable("counting a recovered delivery")(e)),
-        }
+        // Not applied: the recovery expired (retention), nothing to count on.
+        applied(result, "counting a recovered delivery").map(drop)
     }
 
     /// Recoveries still queuing whose check time is at or before `now`:
@@ -444,11 +428,7 @@ impl Store {
             .expression_attribute_values(":old", AttributeValue::S(old_check.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable("touching a recovery")(e)),
-        }
+        applied(result, "touching a recovery")
     }
 
     /// How many deliveries match `read`, counting for at most `pages` index
@@ -553,11 +533,7 @@ impl Store {
             .expression_attribute_values(":at", updated_at_value(read_updated_at)?)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable("starting a recovered delivery's round")(e)),
-        }
+        applied(result, "starting a recovered delivery's round")
     }
 }
 
