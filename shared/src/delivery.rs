@@ -93,20 +93,21 @@ impl Deliverer {
     /// Handles one delivery-queue message body: a delivery, or a step of a
     /// recovery (`crate::recovery`).
     pub async fn handle(&self, body: &str) -> Outcome {
-        if let Ok(step) = serde_json::from_str::<crate::recovery::StepMessage>(body) {
-            let span = tracing::info_span!(
-                "recovery",
-                recovery_id = %step.recovery_id,
-                endpoint_id = %step.endpoint_id,
-                partner_id = %step.partner_id
-            );
-            return crate::recovery::run_step(&self.app, &step)
-                .instrument(span)
-                .await;
-        }
+        // Deliveries first (nearly every message); a step only if not one.
         let message: DeliveryMessage = match serde_json::from_str(body) {
             Ok(m) => m,
             Err(e) => {
+                if let Ok(step) = serde_json::from_str::<crate::recovery::StepMessage>(body) {
+                    let span = tracing::info_span!(
+                        "recovery",
+                        recovery_id = %step.recovery_id,
+                        endpoint_id = %step.endpoint_id,
+                        partner_id = %step.partner_id
+                    );
+                    return crate::recovery::run_step(&self.app, &step)
+                        .instrument(span)
+                        .await;
+                }
                 return Outcome::DeadLetter(format!("unparseable delivery message: {e}"));
             }
         };
