@@ -356,3 +356,47 @@ async fn create_table(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cost meter sizes index entries by `shared::metrics::INDEXES`:
+    /// it must describe the indexes the template creates.
+    #[test]
+    fn the_meters_index_shapes_are_the_templates() {
+        let text = include_str!("../../template.yaml");
+        let doc: Value = serde_yaml::from_str(text).unwrap();
+        let gsis = doc["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .unwrap();
+        assert_eq!(gsis.len(), shared::metrics::INDEXES.len());
+        for shape in shared::metrics::INDEXES {
+            let g = gsis
+                .iter()
+                .find(|g| g["IndexName"].as_str() == Some(shape.name))
+                .unwrap_or_else(|| panic!("{} is not in the template", shape.name));
+            let keys: Vec<&str> = g["KeySchema"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter_map(|k| k["AttributeName"].as_str())
+                .collect();
+            assert_eq!(keys, shape.keys, "{}", shape.name);
+            let projection = &g["Projection"];
+            match shape.include {
+                None => assert_eq!(projection["ProjectionType"].as_str(), Some("ALL")),
+                Some(extra) => {
+                    assert_eq!(projection["ProjectionType"].as_str(), Some("INCLUDE"));
+                    let listed: Vec<&str> = projection["NonKeyAttributes"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    assert_eq!(listed, extra, "{}", shape.name);
+                }
+            }
+        }
+    }
+}

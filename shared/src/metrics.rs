@@ -172,7 +172,7 @@ pub const INDEXES: [IndexShape; 2] = [
     IndexShape {
         name: crate::store::GSI1,
         keys: ["gsi1pk", "gsi1sk"],
-        include: None,
+        include: Some(&["status", "endpoint_id", "event_at", "recovery_id", "offers"]),
     },
     IndexShape {
         name: crate::store::GSI2,

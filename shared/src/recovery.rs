@@ -504,6 +504,11 @@ async fn step(app: &App, r: &mut Recovery, now: DateTime<Utc>) -> Result<()> {
             r.queued += 1;
             continue;
         }
+        if !r.statuses.contains(&d.status) {
+            // The index lags the table: it changed since the index said so.
+            r.skipped_changed += 1;
+            continue;
+        }
         if let Some(later) = later_change(app, d).await? {
             // The later change is resent too (it is in this recovery and
             // comes after this one, which it waits for): both go, in order.

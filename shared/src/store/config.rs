@@ -448,12 +448,10 @@ impl Store {
                 .expression_attribute_values(":offer", AttributeValue::S(o.to_string()));
         }
         let out = req.send().await.map_err(unavailable("listing"))?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_attrs)
-            .collect::<Result<Vec<T>>>()?;
+        // The index holds keys (and `offers`, filtered on): the items are read from the table.
+        let items = self
+            .items_of::<T>(&out.items.unwrap_or_default(), false)
+            .await?;
         let next = out.last_evaluated_key.filter(|k| !k.is_empty()).map(|k| {
             let map: std::collections::HashMap<String, String> = k
                 .into_iter()

@@ -1,13 +1,11 @@
 //! Deliveries: claims, attempts, parking, the partner's history (GSI1).
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-use super::open::{due_keys, gsi2_of};
+use super::open::gsi2_of;
 use super::{
     from_attrs, is_condition_failure, key, keys, millis, sort_key_time, to_attrs, Attrs, Item,
     PutCondition, Store, GSI1,
@@ -15,7 +13,6 @@ use super::{
 use crate::domain::Endpoint;
 use crate::error::{unavailable, Error, Result};
 use crate::ids::{DeliveryId, EndpointId, PartnerId};
-use crate::lifecycle::RECONCILE_GRACE;
 use crate::lifecycle::{Delivery, DeliveryStatus};
 
 impl Store {
@@ -25,53 +22,16 @@ impl Store {
         self.get(pk, sk, true).await
     }
 
-    /// Several deliveries by id (BatchGetItem, 100 keys a request), in no particular order.
+    /// Several deliveries by id (BatchGetItem, consistent), in the order asked.
     pub async fn get_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
-            let keys: Vec<Attrs> = chunk
-                .iter()
-                .map(|id| {
-                    let (pk, sk) = keys::delivery(id);
-                    key(pk, sk)
-                })
-                .collect();
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| Error::Internal(e.into()))?,
-            );
-            // Unprocessed keys are retried; DynamoDB returns them under throttling.
-            for _ in 0..8 {
-                let Some(request) = pending.take() else { break };
-                let resp = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(unavailable("reading deliveries"))?;
-                for item in resp
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    out.push(from_attrs(item)?);
-                }
-                pending = resp
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table));
-            }
-            if pending.is_some() {
-                return Err(Error::Unavailable(anyhow::anyhow!(
-                    "deliveries left unprocessed by BatchGetItem"
-                )));
-            }
-        }
-        Ok(out)
+        let keys: Vec<Attrs> = ids
+            .iter()
+            .map(|id| {
+                let (pk, sk) = keys::delivery(id);
+                key(pk, sk)
+            })
+            .collect();
+        self.items_of(&keys, true).await
     }
 
     /// Claims a due, pending delivery for `lease` with one conditional
@@ -88,18 +48,19 @@ impl Store {
         use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
         let (pk, sk) = keys::delivery(id);
         let now_ms = now.timestamp_millis();
-        let lease_end = now + chrono::Duration::milliseconds(lease.as_millis() as i64);
-        let (due_pk, check) = due_keys(id, lease_end + RECONCILE_GRACE);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
-            // The reconciler looks again only once the lease has run out.
-            // `claim_ms` is removed by the write that records the attempt: one
-            // still there is a claim whose outcome was never recorded.
+            // The open-work index keeps its key (moving it would write the
+            // index twice on every attempt): should the reconciler find the
+            // delivery while a worker holds it, the message it queues meets
+            // this lease and waits for its end. `claim_ms` is removed by the
+            // write that records the attempt: one still there is a claim
+            // whose outcome was never recorded.
             .update_expression(
-                "SET lease_ms = :lease, gsi2pk = :duepk, gsi2sk = :check, \
+                "SET lease_ms = :lease, \
                  prior_claim_ms = if_not_exists(claim_ms, :zero), claim_ms = :now",
             )
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
@@ -109,8 +70,6 @@ impl Store {
                  AND (attribute_not_exists(lease_ms) OR lease_ms < :now) \
                  AND (attribute_not_exists(due_ms) OR due_ms <= :now)",
             )
-            .expression_attribute_values(":duepk", AttributeValue::S(due_pk))
-            .expression_attribute_values(":check", AttributeValue::S(check))
             .expression_attribute_values(":no", AttributeValue::Bool(false))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(
@@ -270,7 +229,7 @@ impl Store {
         };
         let mut filters = Vec::new();
         if q.by_event_time {
-            filters.push("#ev.occurred_at BETWEEN :efrom AND :eto");
+            filters.push("event_at BETWEEN :efrom AND :eto");
         }
         if q.status.is_some() {
             filters.push("#status = :status");
@@ -288,7 +247,7 @@ impl Store {
                 ));
             }
         }
-        let mut items = Vec::new();
+        let mut entries: Vec<Attrs> = Vec::new();
         let mut start: Option<Attrs> = q.start.as_ref().map(|k| {
             k.0.iter()
                 .map(|(n, v)| (n.clone(), AttributeValue::S(v.clone())))
@@ -305,7 +264,7 @@ impl Store {
                 .expression_attribute_values(":lower", AttributeValue::S(lower.clone()))
                 .expression_attribute_values(":upper", AttributeValue::S(upper.clone()))
                 .scan_index_forward(false)
-                .limit((q.limit - items.len()).clamp(1, 1000) as i32)
+                .limit((q.limit - entries.len()).clamp(1, 1000) as i32)
                 .set_exclusive_start_key(start.take());
             if let Some(status) = q.status {
                 req = req
@@ -325,7 +284,6 @@ impl Store {
                         .unwrap_or_else(|| default.to_string())
                 };
                 req = req
-                    .expression_attribute_names("#ev", "event")
                     .expression_attribute_values(":efrom", AttributeValue::S(bound(q.from, "0")))
                     .expression_attribute_values(":eto", AttributeValue::S(bound(q.to, "~")));
             }
@@ -336,23 +294,28 @@ impl Store {
                 .send()
                 .await
                 .map_err(unavailable("querying deliveries"))?;
-            for item in out.items.unwrap_or_default() {
-                items.push(from_attrs::<Delivery>(item)?);
-            }
+            // The index holds keys and the filtered attributes only: the
+            // page's deliveries are read from the table once it is complete.
+            entries.extend(out.items.unwrap_or_default());
             let last = out.last_evaluated_key.filter(|k| !k.is_empty());
             match last {
-                Some(k) if items.len() < q.limit => start = Some(k),
+                Some(k) if entries.len() < q.limit => start = Some(k),
                 Some(k) => {
                     let next = k
                         .into_iter()
                         .filter_map(|(n, v)| v.as_s().ok().map(|s| (n, s.clone())))
                         .collect();
                     return Ok(DeliveryPage {
-                        items,
+                        items: self.items_of(&entries, false).await?,
                         next: Some(HistoryCursor(next)),
                     });
                 }
-                None => return Ok(DeliveryPage { items, next: None }),
+                None => {
+                    return Ok(DeliveryPage {
+                        items: self.items_of(&entries, false).await?,
+                        next: None,
+                    })
+                }
             }
         }
     }
@@ -509,6 +472,12 @@ fn delivery_item(d: &Delivery, ttl: Option<i64>) -> Item<&Delivery> {
     item.ttl = ttl;
     item.gsi1pk = Some(gpk);
     item.gsi1sk = Some(gsk);
+    // The event's time beside its copy: the history index projects it.
+    item.event_at = Some(
+        d.event
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    );
     if d.status == DeliveryStatus::Pending {
         item.due_ms = Some(d.next_attempt_at.map(|t| t.timestamp_millis()).unwrap_or(0));
     }

@@ -67,6 +67,10 @@ struct Item<T> {
     gsi2pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gsi2sk: Option<String>,
+    /// Deliveries: their event's `occurred_at`, for the history index (which
+    /// does not project the event itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_at: Option<String>,
     /// Deliveries: epoch ms when the next attempt is due (numeric, for conditions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_ms: Option<i64>,
@@ -87,6 +91,7 @@ impl<T> Item<T> {
             gsi1sk: None,
             gsi2pk: None,
             gsi2sk: None,
+            event_at: None,
             due_ms: None,
             lease_ms: None,
             data,
@@ -300,6 +305,78 @@ impl Store {
             .await
             .map_err(unavailable("reading an item"))?;
         out.item.map(from_attrs).transpose()
+    }
+
+    /// The table's items behind `entries` (keys read from an index, whose
+    /// projection is narrow), in the entries' order: BatchGetItem, 100 keys
+    /// a request, unprocessed keys asked again. An entry whose item is gone
+    /// meanwhile (expired under the retention) is left out.
+    async fn items_of<T: DeserializeOwned>(
+        &self,
+        entries: &[Attrs],
+        consistent: bool,
+    ) -> Result<Vec<T>> {
+        let id = |a: &Attrs| -> Option<(String, String)> {
+            Some((
+                a.get("pk")?.as_s().ok()?.clone(),
+                a.get("sk")?.as_s().ok()?.clone(),
+            ))
+        };
+        let wanted: Vec<(String, String)> = entries.iter().filter_map(id).collect();
+        let mut found: HashMap<(String, String), Attrs> = HashMap::with_capacity(wanted.len());
+        let mut unique = wanted.clone();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
+            let keys: Vec<Attrs> = chunk
+                .iter()
+                .map(|(pk, sk)| key(pk.clone(), sk.clone()))
+                .collect();
+            let mut pending = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(consistent)
+                    .build()
+                    .map_err(|e| Error::Internal(e.into()))?,
+            );
+            // DynamoDB hands back unprocessed keys under throttling.
+            for round in 0..8u32 {
+                let Some(request) = pending.take() else { break };
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable("reading items"))?;
+                for item in resp
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    if let Some(k) = id(&item) {
+                        found.insert(k, item);
+                    }
+                }
+                pending = resp
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table));
+            }
+            if pending.is_some() {
+                return Err(Error::Unavailable(anyhow::anyhow!(
+                    "items left unprocessed by BatchGetItem"
+                )));
+            }
+        }
+        wanted
+            .iter()
+            .filter_map(|k| found.get(k).cloned())
+            .map(from_attrs)
+            .collect()
     }
 
     /// Writes `item`; with `create`, fails with `Conflict` if it exists; with `replace`, with `NotFound` if it does not.

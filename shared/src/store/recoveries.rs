@@ -488,9 +488,8 @@ impl Store {
                 .send()
                 .await
                 .map_err(unavailable("reading deliveries to recover"))?;
-            for item in out.items.unwrap_or_default() {
-                items.push(from_attrs::<Delivery>(item)?);
-            }
+            let entries = out.items.unwrap_or_default();
+            items.extend(self.items_of::<Delivery>(&entries, true).await?);
             match out.last_evaluated_key.filter(|k| !k.is_empty()) {
                 Some(k) if items.len() < limit => start = Some(k),
                 Some(k) => {
