@@ -604,6 +604,65 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynam
     );
 }
 
+/// What one conversion and its delivery write, metered as DynamoDB bills it
+/// (`METER_CAPACITY`): the history index (GSI1) is written when the
+/// delivery is created and when its status ends, never by the claim; the
+/// open-work index (GSI2) when it is created and when it leaves, never by
+/// the claim. A projection of every attribute, or a claim that moves the
+/// due entry, fails this.
+#[tokio::test]
+async fn a_conversion_and_its_delivery_write_each_index_twice_and_read_two_units() {
+    let t = TestApp::start_with(Options {
+        env: vec![("METER_CAPACITY", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let r = Receiver::ok().await;
+    let (seed, click) = setup(&t, json!({"name": "m", "url": r.url("/pb")})).await;
+    // Warm the process cache of the offer and the endpoints, as a warm Lambda is.
+    let warm = convert(&t, &click, &[("transaction_id", "W")]).await;
+    let _ = deliveries_of(&t, &warm).await;
+
+    // Metered around the conversion and around the delivery, not around
+    // this test's own reads in between.
+    let m0 = t.app.requests.metered();
+    let event_id = convert(&t, &click, &[("transaction_id", "M1")]).await;
+    let m1 = t.app.requests.metered();
+    let id = deliveries_of(&t, &event_id).await[0].id.clone();
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some("m1".into());
+    m.body = Some(
+        json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id})
+            .to_string(),
+    );
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records.push(m);
+    let m2 = t.app.requests.metered();
+    let response = deliver::handle(&t.worker, event).await;
+    let m3 = t.app.requests.metered();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(r.count(), 1);
+    let get =
+        |m: &shared::metrics::Metered, key: &str| m.write_units.get(key).copied().unwrap_or(0.0);
+    let writes = |key: &str| get(&m1, key) - get(&m0, key) + get(&m3, key) - get(&m2, key);
+    let reads = m1.reads() - m0.reads() + m3.reads() - m2.reads();
+    let (gsi1, gsi2, table) = (
+        writes(shared::store::GSI1),
+        writes(shared::store::GSI2),
+        writes("table"),
+    );
+    println!(
+        "one conversion and its delivery: GSI1 {gsi1}, GSI2 {gsi2}, table {table}, reads {reads}"
+    );
+    assert_eq!(gsi1, 2.0, "GSI1: created, then its final status");
+    assert_eq!(gsi2, 2.0, "GSI2: in when created, out when delivered");
+    // The ingest transaction (3 items under 1 KB, 2 units each), the claim, the record.
+    assert_eq!(table, 8.0);
+    // The click and the transaction (eventually consistent: half a unit
+    // each), and the endpoint as stored (consistent) by the worker.
+    assert_eq!(reads, 2.0);
+}
+
 #[tokio::test]
 async fn pipeline_events_on_the_events_queue_are_recorded_and_fanned_out() {
     let t = TestApp::start().await;

@@ -32,8 +32,13 @@ impl Store {
 
     /// The click, read consistently (a postback may follow its click within a second).
     pub async fn get_click(&self, id: &ClickId) -> Result<Option<Click>> {
+        self.read_click(id, true).await
+    }
+
+    /// A click, read consistently or not (half the read units).
+    pub async fn read_click(&self, id: &ClickId, consistent: bool) -> Result<Option<Click>> {
         let (pk, sk) = keys::click(id);
-        self.get(pk, sk, true).await
+        self.get(pk, sk, consistent).await
     }
 
     // ---- events, transactions and deliveries
@@ -199,8 +204,18 @@ impl Store {
 
     /// The transaction, read consistently.
     pub async fn get_transaction(&self, id: &str) -> Result<Option<Transaction>> {
+        self.read_transaction(id, true).await
+    }
+
+    /// The transaction, read consistently or not (half the read units: for
+    /// a decision whose write is conditional on the version read).
+    pub async fn read_transaction(
+        &self,
+        id: &str,
+        consistent: bool,
+    ) -> Result<Option<Transaction>> {
         let (pk, sk) = keys::transaction(id);
-        self.get(pk, sk, true).await
+        self.get(pk, sk, consistent).await
     }
 
     /// Drops a transaction's waiting invalidation (one its payout refused),

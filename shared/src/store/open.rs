@@ -13,7 +13,12 @@ use crate::lifecycle::Open;
 
 /// Partitions of the due index. Writes spread over them so that no single
 /// index partition takes every delivery; the reconciler reads them all.
-pub const DUE_SHARDS: usize = 4;
+/// Each delivery writes its entry twice (in, then out): at 10,000
+/// deliveries a second that is 20,000 write units, and one partition key
+/// takes at most 1,000 a second, so 20 is the floor and 32 leaves room
+/// (docs/capacity.md). Raising it is safe: the reconciler reads every
+/// shard up to it, old entries included.
+pub const DUE_SHARDS: usize = 32;
 const UNPARK: &str = "UNPARK";
 
 fn shard_of(id: &str) -> usize {
@@ -271,7 +276,7 @@ mod tests {
     #[test]
     fn deliveries_spread_over_every_due_shard() {
         let mut seen = [0usize; DUE_SHARDS];
-        for i in 0..400 {
+        for i in 0..(100 * DUE_SHARDS) {
             seen[shard_of(&format!("dlv_{i}"))] += 1;
         }
         assert!(seen.iter().all(|&n| n > 50), "{seen:?}");

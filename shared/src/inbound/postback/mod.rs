@@ -160,15 +160,21 @@ pub fn parse_postback_values(pairs: Vec<(String, Value)>) -> Result<Postback> {
     })
 }
 
-/// Records an advertiser postback: one consistent read of the click (the
-/// offer and the partner's endpoints come from the process cache), one of its
-/// transaction if it names one, one write, one batched send.
+/// Records an advertiser postback: one read of the click (the offer and the
+/// partner's endpoints come from the process cache), one of its transaction
+/// if it names one, one write, one batched send.
 pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Result<Outcome> {
-    let click = app
-        .store
-        .get_click(&p.click_id)
-        .await?
-        .ok_or_else(|| Error::not_found("click", &p.click_id))?;
+    // Clicks are written once, long before their conversions: an eventually
+    // consistent read (half a unit) finds them, and one that does not (a
+    // click written a moment ago) is asked again consistently.
+    let click = match app.store.read_click(&p.click_id, false).await? {
+        Some(c) => c,
+        None => app
+            .store
+            .read_click(&p.click_id, true)
+            .await?
+            .ok_or_else(|| Error::not_found("click", &p.click_id))?,
+    };
     let offer = app.offer(&click.offer_id).await?;
     let offer = offer
         .as_ref()
@@ -197,7 +203,12 @@ pub async fn record_postback(app: &App, p: Postback, now: DateTime<Utc>) -> Resu
     match p.transaction_id.clone() {
         Some(tx) => {
             for n in 0..MAX_RACES {
-                if let Some(outcome) = record_transaction(app, &p, &tx, &click, offer, now).await? {
+                // The first decision reads the transaction eventually
+                // consistent (half a read unit); after a lost race, consistently.
+                let fresh = n > 0;
+                if let Some(outcome) =
+                    record_transaction(app, &p, &tx, &click, offer, now, fresh).await?
+                {
                     return Ok(outcome);
                 }
                 super::after_lost_race(n).await;
@@ -300,21 +311,37 @@ async fn record_transaction(
     click: &Click,
     offer: &Offer,
     now: DateTime<Utc>,
+    consistent: bool,
 ) -> Result<Option<Outcome>> {
     let key = Transaction::key_of(Some(&offer.id), tx);
-    let known = app.store.get_transaction(&key).await?;
-    let change = match (
-        classify(known.as_ref(), &p.event, p.status, p.payout, None),
-        &known,
-    ) {
-        (Identity::Duplicate(id), _) => return Ok(Some(Outcome::duplicate(id))),
-        // Without a time of its own a postback is never older than the
-        // state; should it be (a clock step), it repeats the state.
-        (Identity::Late | Identity::Restated, Some(t)) => {
-            return Ok(Some(Outcome::duplicate(t.last_event_id.clone())));
+    // A read that is not consistent may be stale. A write decided on it is
+    // safe: it is conditional on the version read, so a stale one loses the
+    // race and is decided again (consistently). An answer that writes
+    // nothing is not checked by a condition: it is only given on a
+    // consistent read.
+    let mut consistent = consistent;
+    let mut known = app.store.read_transaction(&key, consistent).await?;
+    let change = loop {
+        let identity = classify(known.as_ref(), &p.event, p.status, p.payout, None);
+        let writes = matches!(
+            (&identity, &known),
+            (Identity::New | Identity::Change(_), _) | (Identity::Late | Identity::Restated, None)
+        );
+        if !writes && !consistent {
+            consistent = true;
+            known = app.store.read_transaction(&key, true).await?;
+            continue;
         }
-        (Identity::New | Identity::Late | Identity::Restated, _) => 0,
-        (Identity::Change(n), _) => n,
+        break match (identity, &known) {
+            (Identity::Duplicate(id), _) => return Ok(Some(Outcome::duplicate(id))),
+            // Without a time of its own a postback is never older than the
+            // state; should it be (a clock step), it repeats the state.
+            (Identity::Late | Identity::Restated, Some(t)) => {
+                return Ok(Some(Outcome::duplicate(t.last_event_id.clone())));
+            }
+            (Identity::New | Identity::Late | Identity::Restated, _) => 0,
+            (Identity::Change(n), _) => n,
+        };
     };
     let id = transaction_event_id("postback", &key, change, &p.event, p.status, None);
     let mut event = event_of(p, click, offer, id, now);
