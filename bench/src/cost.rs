@@ -31,10 +31,27 @@ const RETENTION_MONTHS: f64 = 400.0 / 30.44;
 /// Conversions per scenario (the retried one: fewer, each waits for its retries).
 const N: usize = 100;
 const N_RETRIED: usize = 20;
+/// The SQS trigger's `BatchSize` (template.yaml).
+const BATCH: usize = 10;
 
 /// Log bytes written while `COUNTING` is on (the bench's global subscriber).
 pub static LOG_BYTES: AtomicU64 = AtomicU64::new(0);
 pub static COUNTING: AtomicBool = AtomicBool::new(false);
+
+/// CPU time this process has used so far, in ms (every thread, user and
+/// system): `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given, which we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 * 1000.0 + ts.tv_nsec as f64 / 1e6
+}
 
 /// A writer that counts the bytes of each log line and drops them.
 pub struct CountingWriter;
@@ -67,6 +84,9 @@ struct Usage {
     deliver_invocations: f64,
     deliver_ms: f64,
     log_bytes: f64,
+    /// CPU of the bench process: the service (API and worker) and the
+    /// in-process load generator and partner receivers.
+    cpu_ms: f64,
     /// Items and index entries.
     stored_bytes: f64,
     /// Items only: point-in-time recovery is billed on the table's data.
@@ -79,6 +99,7 @@ impl Usage {
         x / self.conversions
     }
 
+    /// Storage and point-in-time recovery are the last two parts.
     fn dollars_per_m(&self) -> [(&'static str, f64); 8] {
         let m = &self.metered;
         let gb = 1024.0 * 1024.0 * 1024.0;
@@ -108,12 +129,11 @@ impl Usage {
     }
 }
 
-/// Bytes the table stores now, items and index entries, 100 bytes of
-/// overhead each (DynamoDB's sizing rules), from a raw Scan.
-async fn stored_bytes(t: &TestApp) -> anyhow::Result<((f64, f64), Vec<String>)> {
-    let mut total = 0usize;
-    let mut table = 0usize;
-    let mut kinds: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+type Attrs = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// Every item of the table, as a raw Scan returns them.
+async fn scan_all(t: &TestApp) -> anyhow::Result<Vec<Attrs>> {
+    let mut items = Vec::new();
     let mut start = None;
     loop {
         let out = t
@@ -125,40 +145,96 @@ async fn stored_bytes(t: &TestApp) -> anyhow::Result<((f64, f64), Vec<String>)> 
             .set_exclusive_start_key(start.take())
             .send()
             .await?;
-        for item in out.items() {
-            let mut size = item_size(item) + 100;
-            table += size;
-            for index in &INDEXES {
-                if let Some(s) = index_entry_size(item, index) {
-                    size += s + 100;
-                }
-            }
-            total += size;
-            let kind = item
-                .get("pk")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|pk| pk.split('#').next())
-                .unwrap_or("?")
-                .to_string();
-            let sk = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|sk| sk.split('#').next())
-                .unwrap_or("?");
-            let e = kinds.entry(format!("{kind}/{sk}")).or_default();
-            e.0 += 1;
-            e.1 += size;
-        }
+        items.extend(out.items.unwrap_or_default());
         match out.last_evaluated_key {
             Some(k) if !k.is_empty() => start = Some(k),
-            _ => break,
+            _ => return Ok(items),
         }
+    }
+}
+
+/// An item and its index entries as DynamoDB stores them, 100 bytes of
+/// overhead each.
+fn stored_size(item: &Attrs) -> usize {
+    item_size(item)
+        + 100
+        + INDEXES
+            .iter()
+            .filter_map(|x| index_entry_size(item, x).map(|n| n + 100))
+            .sum::<usize>()
+}
+
+/// Bytes the table stores now, items and index entries (DynamoDB's sizing
+/// rules), from a raw Scan: (with index entries, items alone), and the
+/// layout by kind of item.
+async fn stored_bytes(t: &TestApp) -> anyhow::Result<((f64, f64), Vec<String>)> {
+    let (mut total, mut table) = (0usize, 0usize);
+    let mut kinds: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for item in scan_all(t).await? {
+        let size = stored_size(&item);
+        table += item_size(&item) + 100;
+        total += size;
+        let part = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_s().ok())
+                .and_then(|v| v.split('#').next())
+                .unwrap_or("?")
+                .to_string()
+        };
+        let e = kinds
+            .entry(format!("{}/{}", part("pk"), part("sk")))
+            .or_default();
+        e.0 += 1;
+        e.1 += size;
     }
     let layout = kinds
         .into_iter()
         .map(|(k, (n, bytes))| format!("{k}: {n} items, {} B each", bytes / n.max(1)))
         .collect();
     Ok(((total as f64, table as f64), layout))
+}
+
+/// The first conversion's event, transaction and delivery as a raw Scan
+/// returns them (every attribute, as stored), with each item's size.
+async fn one_conversion(t: &TestApp) -> anyhow::Result<String> {
+    let items = scan_all(t).await?;
+    let s = |i: &Attrs, n: &str| {
+        i.get(n)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    // The delivery of transaction C0, its event and its transaction.
+    let delivery = items
+        .iter()
+        .find(|i| {
+            s(i, "sk") == "DELIVERY"
+                && i.get("event")
+                    .and_then(|e| e.as_m().ok())
+                    .and_then(|e| e.get("transaction_id"))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|tx| tx == "C0")
+        })
+        .ok_or_else(|| anyhow::anyhow!("no delivery of C0"))?;
+    let event_pk = format!("EVENT#{}", s(delivery, "event_id"));
+    let mut out = String::new();
+    for item in items.iter().filter(|i| {
+        s(i, "pk") == event_pk
+            || std::ptr::eq(*i, delivery)
+            || (s(i, "sk") == "TXN" && s(i, "pk").ends_with("#C0"))
+    }) {
+        let json: serde_json::Value = serde_dynamo::from_item(item.clone())?;
+        let mut line = format!(
+            "{} ({} B; stored with DynamoDB's 100 B overhead and its index entries: {} B):\n",
+            s(item, "pk").split('#').next().unwrap_or("?"),
+            item_size(item),
+            stored_size(item)
+        );
+        line.push_str(&serde_json::to_string_pretty(&json)?);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 fn metered_diff(before: &Metered, after: &Metered) -> Metered {
@@ -193,8 +269,9 @@ async fn metered_app() -> TestApp {
     .await
 }
 
-/// Delivers what is queued, one SQS batch per invocation, timing each.
-async fn deliver_until(t: &TestApp, done: impl Fn() -> bool) -> (f64, f64) {
+/// Delivers what is queued, up to `batch` messages per invocation (the SQS
+/// trigger's batch size), timing each invocation.
+async fn deliver_until(t: &TestApp, batch: usize, done: impl Fn() -> bool) -> (f64, f64) {
     let url = t.queue_url("DeliveryQueue");
     let arn = postback_local::queue_arn(&t.app, &url)
         .await
@@ -203,12 +280,13 @@ async fn deliver_until(t: &TestApp, done: impl Fn() -> bool) -> (f64, f64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !done() && Instant::now() < deadline {
         let t0 = Instant::now();
-        let got = postback_local::poll_once(
+        let got = postback_local::poll_up_to(
             &t.worker,
             postback_local::Consumer::Deliveries,
             &url,
             &arn,
             1,
+            batch,
         )
         .await
         .unwrap_or(0);
@@ -229,8 +307,10 @@ async fn usage(
     api: (f64, f64),
     deliver: (f64, f64),
     logs_before: u64,
+    cpu_before: f64,
     conversions: usize,
 ) -> anyhow::Result<(Usage, Vec<String>)> {
+    let cpu = cpu_ms() - cpu_before;
     let metered = metered_diff(before, &t.app.requests.metered());
     let log_bytes = (LOG_BYTES.load(Ordering::Relaxed) - logs_before) as f64;
     let ((stored, table), layout) = stored_bytes(t).await?;
@@ -243,6 +323,7 @@ async fn usage(
             deliver_invocations: deliver.0,
             deliver_ms: deliver.1,
             log_bytes,
+            cpu_ms: cpu,
             stored_bytes: stored,
             table_bytes: table,
             conversions: conversions as f64,
@@ -271,13 +352,27 @@ async fn convert(t: &TestApp, click: &str, prefix: &str, n: usize) -> (f64, f64)
 }
 
 /// Runs every scenario; rows of the report and the table layout.
-pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, String)> {
+/// `service_cpu_ms`: the service's own CPU per 1,000 conversions plus
+/// deliveries, measured on the local runner (see `service_cpu` in main.rs).
+pub async fn scenarios(
+    service_cpu_ms: f64,
+) -> anyhow::Result<(Vec<(String, String, String)>, String)> {
     COUNTING.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     let mut dump = String::new();
 
-    // 1. One endpoint, delivered first try.
-    {
+    // 1. One endpoint, delivered first try: one message per invocation (a
+    // quiet queue), then batched (a busy one, or a batching window).
+    for (batch, name) in [
+        (
+            1,
+            "one endpoint, delivered first try, one message per invocation",
+        ),
+        (
+            BATCH,
+            "one endpoint, delivered first try, batched (up to 10 messages per invocation)",
+        ),
+    ] {
         let t = metered_app().await;
         let ok = Receiver::ok().await;
         let seed = t
@@ -287,23 +382,25 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
             )
             .await;
         let click = t.click(&seed, json!({"sub1": "a"})).await;
+        // Warm functions: the offer and the endpoints are read once per
+        // process (cached), and so is not this scenario's cost.
+        convert(&t, &click, "W", 1).await;
+        deliver_until(&t, batch, || ok.count() >= 1).await;
         let (stored_before, _) = stored_bytes(&t).await?;
         let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let cpu = cpu_ms();
         let api = convert(&t, &click, "C", N).await;
-        let deliver = deliver_until(&t, || ok.count() >= N).await;
-        let (mut u, layout) = usage(
-            &t,
-            "one endpoint, delivered first try",
-            &before,
-            api,
-            deliver,
-            logs,
-            N,
-        )
-        .await?;
+        let deliver = deliver_until(&t, batch, || ok.count() > N).await;
+        let (mut u, layout) = usage(&t, name, &before, api, deliver, logs, cpu, N).await?;
         u.stored_bytes -= stored_before.0;
         u.table_bytes -= stored_before.1;
-        dump.push_str(&format!("{}:\n  {}\n", u.name, layout.join("\n  ")));
+        if batch == 1 {
+            dump.push_str(&format!("{}:\n  {}\n", u.name, layout.join("\n  ")));
+            dump.push_str(&format!(
+                "\nOne conversion's items, as a raw Scan returns them:\n{}\n",
+                one_conversion(&t).await?
+            ));
+        }
         all.push(u);
     }
     // 2. Three endpoints.
@@ -326,9 +423,10 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
         let click = t.click(&seed, json!({})).await;
         let (stored_before, _) = stored_bytes(&t).await?;
         let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let cpu = cpu_ms();
         let api = convert(&t, &click, "T", N).await;
-        let deliver = deliver_until(&t, || ok.count() >= 3 * N).await;
-        let (mut u, _) = usage(&t, "three endpoints", &before, api, deliver, logs, N).await?;
+        let deliver = deliver_until(&t, BATCH, || ok.count() >= 3 * N).await;
+        let (mut u, _) = usage(&t, "three endpoints", &before, api, deliver, logs, cpu, N).await?;
         u.stored_bytes -= stored_before.0;
         u.table_bytes -= stored_before.1;
         all.push(u);
@@ -347,9 +445,10 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
             t.admin_post("/events", json!({"transaction_id": format!("S{i}"), "event": "payout", "partner_id": seed.partner_id, "payout": "10.00", "status": "pending"}))
                 .await;
         }
-        deliver_until(&t, || ok.count() >= N).await;
+        deliver_until(&t, BATCH, || ok.count() >= N).await;
         let (stored_before, _) = stored_bytes(&t).await?;
         let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let cpu = cpu_ms();
         let mut ms = 0.0;
         for i in 0..N {
             let t0 = Instant::now();
@@ -360,7 +459,7 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
             .await;
             ms += t0.elapsed().as_secs_f64() * 1000.0;
         }
-        let deliver = deliver_until(&t, || ok.count() >= 2 * N).await;
+        let deliver = deliver_until(&t, BATCH, || ok.count() >= 2 * N).await;
         let (mut u, _) = usage(
             &t,
             "a status change",
@@ -368,6 +467,7 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
             (N as f64, ms),
             deliver,
             logs,
+            cpu,
             N,
         )
         .await?;
@@ -390,12 +490,13 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
         let click = t.click(&seed, json!({})).await;
         let (stored_before, _) = stored_bytes(&t).await?;
         let (before, logs) = (t.app.requests.metered(), LOG_BYTES.load(Ordering::Relaxed));
+        let cpu = cpu_ms();
         let mut api = (0.0, 0.0);
         let mut deliver = (0.0, 0.0);
         // One at a time, so that each delivery meets 500, 500, 200.
         for i in 0..N_RETRIED {
             let a = convert(&t, &click, &format!("F{i}-"), 1).await;
-            let d = deliver_until(&t, || flaky.count() >= 3 * (i + 1)).await;
+            let d = deliver_until(&t, BATCH, || flaky.count() >= 3 * (i + 1)).await;
             api = (api.0 + a.0, api.1 + a.1);
             deliver = (deliver.0 + d.0, deliver.1 + d.1);
         }
@@ -406,6 +507,7 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
             api,
             deliver,
             logs,
+            cpu,
             N_RETRIED,
         )
         .await?;
@@ -426,7 +528,7 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
             .await;
         let click = t.click(&seed, json!({})).await;
         convert(&t, &click, "H", N).await;
-        deliver_until(&t, || ok.count() >= N).await;
+        deliver_until(&t, BATCH, || ok.count() >= N).await;
         for (what, path, accept) in [
             (
                 "a history page (50 rows)",
@@ -460,6 +562,12 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
     for u in &all {
         let parts = u.dollars_per_m();
         let total: f64 = parts.iter().map(|(_, d)| d).sum();
+        // Requests alone: everything but storage and point-in-time recovery.
+        let requests: f64 = parts
+            .iter()
+            .filter(|(k, _)| !k.starts_with("storage") && !k.starts_with("PITR"))
+            .map(|(_, d)| d)
+            .sum();
         let m = &u.metered;
         let indexes: Vec<String> = m
             .write_units
@@ -469,7 +577,7 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
         rows.push((
             format!("Cost per 1M conversions, metered: {}", u.name),
             format!(
-                "${total:.2} ({})",
+                "${requests:.2} in requests; ${total:.2} with 400 days of storage ({})",
                 parts
                     .iter()
                     .map(|(k, d)| format!("{k} ${d:.2}"))
@@ -477,7 +585,7 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
                     .join(", ")
             ),
             format!(
-                "{:.0} conversions; per conversion {:.2} WRU ({}), {:.2} RRU, {:.2} SQS billed requests, {:.0} B stored ({:.0} B of items), {:.0} B of logs, {:.2} + {:.2} Lambda invocations ({:.1} + {:.1} ms); DynamoDB Local reported {:.2} units for the transactions, counted {:.2} by AWS's rules",
+                "{:.0} conversions; per conversion {:.2} WRU ({}), {:.2} RRU, {:.2} SQS billed requests, {:.0} B stored ({:.0} B of items), {:.0} B of logs, {:.2} + {:.2} Lambda invocations ({:.1} + {:.1} ms), {:.0} ms of CPU per 1,000 conversions (bench process: service, load generator and receivers); DynamoDB Local reported {:.2} units for the transactions, counted {:.2} by AWS's rules",
                 u.conversions,
                 u.per(m.writes()),
                 indexes.join(", "),
@@ -490,10 +598,78 @@ pub async fn scenarios() -> anyhow::Result<(Vec<(String, String, String)>, Strin
                 u.per(u.deliver_invocations),
                 u.per(u.api_ms),
                 u.per(u.deliver_ms),
+                u.per(u.cpu_ms) * 1000.0,
                 u.per(m.transaction_units_reported),
                 u.per(m.write_units_by_operation.get("DynamoDB.TransactWriteItems").copied().unwrap_or(0.0)),
             ),
         ));
+    }
+    // The targets, against the one-endpoint scenarios.
+    if let [single, batched, ..] = &all[..] {
+        let requests = |u: &Usage| -> f64 {
+            u.dollars_per_m()
+                .iter()
+                .filter(|(k, _)| !k.starts_with("storage") && !k.starts_with("PITR"))
+                .map(|(_, d)| d)
+                .sum()
+        };
+        let verdict = |measured: f64, target: f64, unit: &str, digits: usize| {
+            let show = |x: f64| match unit {
+                "$" => format!("${x:.2}"),
+                _ => format!("{x:.digits$}{unit}"),
+            };
+            if measured <= target {
+                format!("{}: met", show(measured))
+            } else {
+                format!("{}: missed by {}", show(measured), show(measured - target))
+            }
+        };
+        let (one, many) = (
+            format!("the row \"{}\"", single.name),
+            format!("the row \"{}\"", batched.name),
+        );
+        let cpu_row =
+            "the row \"Service CPU per 1,000 conversions plus their deliveries\"".to_string();
+        let targets = [
+            (
+                "≤ $6.00 per 1M conversions in requests, one message per invocation",
+                verdict(requests(single), 6.0, "$", 2),
+                one.clone(),
+            ),
+            (
+                "≤ $5.00 per 1M conversions in requests, batched",
+                verdict(requests(batched), 5.0, "$", 2),
+                many,
+            ),
+            (
+                "≤ 7 WRU per conversion",
+                verdict(single.per(single.metered.writes()), 7.0, " WRU", 2),
+                one.clone(),
+            ),
+            (
+                "≤ 2 RRU per conversion",
+                verdict(single.per(single.metered.reads()), 2.0, " RRU", 2),
+                one.clone(),
+            ),
+            (
+                "≤ 1.2 KB stored per conversion",
+                verdict(single.per(single.stored_bytes), 1228.8, " B", 0),
+                format!("{one}: items and index entries with DynamoDB's 100 B overhead each"),
+            ),
+            (
+                "≤ 1 KB of logs per conversion",
+                verdict(single.per(single.log_bytes), 1024.0, " B", 0),
+                one,
+            ),
+            (
+                "≤ 1,000 ms of CPU per 1,000 conversions plus deliveries",
+                verdict(service_cpu_ms, 1000.0, " ms", 0),
+                cpu_row,
+            ),
+        ];
+        for (what, verdict, source) in targets {
+            rows.push((format!("Target: {what}"), verdict, format!("from {source}")));
+        }
     }
     for (what, rru, dollars) in reads {
         rows.push((

@@ -81,21 +81,34 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
-    // Before any stack: the service's log lines are counted (cost), not printed.
-    cost::count_logs();
-    let mut report = Report { rows: Vec::new() };
-    if std::env::args().any(|a| a == "--cost") {
-        // `make bench-cost`: the metered cost table alone.
-        cost_rows(&mut report).await?;
-        return write_report(&report, "cost-");
-    }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+/// CPU time a process has used (user and system), in ms, from /proc.
+fn process_cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (in parentheses, which may hold spaces):
+    // utime and stime are the 12th and 13th, in clock ticks.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) * 1000.0 / hz
+}
 
-    // ------------------------------------------------ ingest through the local runner (release)
+/// The release local runner on a free port with its own tables and queues
+/// (`prefix`), logging at `log`; an offer `off1`, a partner `p1` whose one
+/// endpoint posts to `endpoint_url`, and a click of theirs. Returns the
+/// runner (killed when dropped), its base URL and the click id.
+async fn seeded_runner(
+    http: &reqwest::Client,
+    prefix: &str,
+    log: &[(&str, &str)],
+    endpoint_url: String,
+) -> anyhow::Result<(Killed, String, String)> {
     let port = free_port();
     let mut runner = Command::new(release("postback-local"));
     runner
@@ -104,13 +117,13 @@ async fn main() -> anyhow::Result<()> {
         .env("ADMIN_API_KEY", ADMIN_KEY)
         .env(
             "STACK_PREFIX",
-            format!("bench{}", &shared::ids::ClickId::random()[..8]),
+            format!("{prefix}{}", &shared::ids::ClickId::random()[..8]),
         )
         .env(
             "TEMPLATE_PATH",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
         )
-        .env("RUST_LOG", "warn")
+        .envs(log.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let runner = Killed(runner.spawn()?);
@@ -126,24 +139,25 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let fast = Receiver::ok().await;
     let admin = |r: reqwest::RequestBuilder| r.bearer_auth(ADMIN_KEY);
-    admin(http.post(format!("{base}/offers")))
-        .json(&json!({"id": "off1", "name": "Loans", "advertiser": "Acme",
-        "landing_url": "https://acme.example/lp", "default_payout": "10.00"}))
-        .send()
-        .await?
-        .error_for_status()?;
-    admin(http.post(format!("{base}/partners")))
-        .json(&json!({"id": "p1", "name": "P"}))
-        .send()
-        .await?
-        .error_for_status()?;
-    admin(http.post(format!("{base}/partners/p1/endpoints")))
-        .json(&json!({"name": "e", "url": fast.url("/pb?tx={transaction_id}")}))
-        .send()
-        .await?
-        .error_for_status()?;
+    for (path, body) in [
+        (
+            "/offers",
+            json!({"id": "off1", "name": "Loans", "advertiser": "Acme",
+            "landing_url": "https://acme.example/lp", "default_payout": "10.00"}),
+        ),
+        ("/partners", json!({"id": "p1", "name": "P"})),
+        (
+            "/partners/p1/endpoints",
+            json!({"name": "e", "url": endpoint_url}),
+        ),
+    ] {
+        admin(http.post(format!("{base}{path}")))
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
     let click: serde_json::Value = admin(http.post(format!("{base}/clicks")))
         .json(&json!({"offer_id": "off1", "partner_id": "p1"}))
         .send()
@@ -151,6 +165,118 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .await?;
     let click_id = click["click_id"].as_str().unwrap_or_default().to_string();
+    Ok((runner, base, click_id))
+}
+
+/// Conversions for the service's CPU figure.
+const CPU_CONVERSIONS: usize = 1_000;
+
+/// The service's own CPU per 1,000 conversions plus their deliveries: the
+/// release local runner (the API and the delivery workers, in one process,
+/// as `make dev` runs them, logging JSON at INFO as the functions do) takes
+/// `CPU_CONVERSIONS` postbacks, each a new conversion with one endpoint, and
+/// delivers them to a receiver on 127.0.0.1; the process's CPU is read from
+/// /proc before the first and after the last delivery. Load generator,
+/// receiver and stand-ins are other processes or not counted.
+async fn service_cpu(report: &mut Report) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
+    let ok = Receiver::ok().await;
+    let (runner, base, click_id) = seeded_runner(
+        &http,
+        "cpu",
+        &[("RUST_LOG", "info"), ("LOG_FORMAT", "json")],
+        ok.url("/pb?tx={transaction_id}&p={payout}"),
+    )
+    .await?;
+    let pid = runner.0.id();
+    let convert = |i: String| {
+        let (http, base, click_id) = (http.clone(), base.clone(), click_id.clone());
+        async move {
+            http.get(format!("{base}/postback"))
+                .query(&[
+                    ("click_id", click_id.as_str()),
+                    ("event", "sale"),
+                    ("payout", "1.50"),
+                    ("transaction_id", &i),
+                ])
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 200)
+        }
+    };
+    // Warm: the first conversion reads the offer and the endpoints (cached after).
+    convert("W".into()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok.count() < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = process_cpu_ms(pid);
+    let next = Arc::new(AtomicUsize::new(0));
+    let sent: usize = futures::future::join_all((0..8).map(|_| {
+        let (next, convert) = (next.clone(), &convert);
+        async move {
+            let mut ok = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= CPU_CONVERSIONS {
+                    return ok;
+                }
+                ok += usize::from(convert(format!("C{i}")).await);
+            }
+        }
+    }))
+    .await
+    .into_iter()
+    .sum();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while ok.count() < sent + 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered = ok.count().saturating_sub(1);
+    let cpu = process_cpu_ms(pid) - before;
+    let per_1000 = cpu / sent.max(1) as f64 * 1000.0;
+    report.add(
+        "Service CPU per 1,000 conversions plus their deliveries",
+        format!("{per_1000:.0} ms"),
+        &format!(
+            "release local runner (API and delivery workers in one process, JSON logs at INFO), {sent} conversions recorded and {delivered} delivered, {cpu:.0} ms of the process's CPU (/proc, user + system) from the first postback to the last delivery"
+        ),
+    );
+    drop(runner);
+    Ok(per_1000)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    // Before any stack: the service's log lines are counted (cost), not printed.
+    cost::count_logs();
+    let mut report = Report { rows: Vec::new() };
+    if std::env::args().any(|a| a == "--cpu") {
+        // The service's CPU figure alone (to profile it: `perf record -g`).
+        service_cpu(&mut report).await?;
+        for (what, value, how) in &report.rows {
+            println!("{what}: {value} ({how})");
+        }
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--cost") {
+        // `make bench-cost`: the metered cost table alone.
+        cost_rows(&mut report).await?;
+        return write_report(&report, "cost-");
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+
+    // ------------------------------------------------ ingest through the local runner (release)
+    let fast = Receiver::ok().await;
+    let (runner, base, click_id) = seeded_runner(
+        &http,
+        "bench",
+        &[("RUST_LOG", "warn")],
+        fast.url("/pb?tx={transaction_id}"),
+    )
+    .await?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers = (0..INGEST_CONCURRENCY).map(|_| {
@@ -647,7 +773,8 @@ async fn init_time(bin: &str, t: &TestApp) -> Option<f64> {
 /// The metered cost scenarios (see `cost`), and the table's layout per
 /// conversion (a raw Scan) into bench/results/layout-latest.txt.
 async fn cost_rows(report: &mut Report) -> anyhow::Result<()> {
-    let (rows, layout) = cost::scenarios().await?;
+    let cpu = service_cpu(report).await?;
+    let (rows, layout) = cost::scenarios(cpu).await?;
     for (what, value, how) in rows {
         report.add(&what, value, &how);
     }

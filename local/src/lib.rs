@@ -86,7 +86,24 @@ pub async fn poll_once(
     arn: &str,
     wait_seconds: i32,
 ) -> anyhow::Result<usize> {
-    let messages = worker.app.queue.receive(queue_url, wait_seconds).await?;
+    poll_up_to(worker, consumer, queue_url, arn, wait_seconds, 10).await
+}
+
+/// [`poll_once`] with at most `batch` messages an invocation (the SQS
+/// trigger's `BatchSize`).
+pub async fn poll_up_to(
+    worker: &Worker,
+    consumer: Consumer,
+    queue_url: &str,
+    arn: &str,
+    wait_seconds: i32,
+    batch: usize,
+) -> anyhow::Result<usize> {
+    let messages = worker
+        .app
+        .queue
+        .receive_up_to(queue_url, wait_seconds, batch)
+        .await?;
     if messages.is_empty() {
         return Ok(0);
     }

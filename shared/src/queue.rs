@@ -220,11 +220,21 @@ impl Queue {
 
     /// Long-polls up to 10 messages with their attributes (the event-source mapping's receive).
     pub async fn receive(&self, queue_url: &str, wait_seconds: i32) -> Result<Vec<Message>> {
+        self.receive_up_to(queue_url, wait_seconds, MAX_BATCH).await
+    }
+
+    /// Like [`Self::receive`], at most `max` messages (1 to 10).
+    pub async fn receive_up_to(
+        &self,
+        queue_url: &str,
+        wait_seconds: i32,
+        max: usize,
+    ) -> Result<Vec<Message>> {
         let out = self
             .client
             .receive_message()
             .queue_url(queue_url)
-            .max_number_of_messages(MAX_BATCH as i32)
+            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .message_attribute_names("All")

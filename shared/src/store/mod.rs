@@ -13,6 +13,11 @@
 //! | recovery    | `PARTNER#<id>`     | `RECOVERY#<id>`, GSI2 `RECOVERING` / `<check time>#<id>` while queuing (ttl) |
 //! | recovery lock | `PARTNER#<id>`   | `RECOVERING#<endpoint id>`: the one recovery running for it |
 //!
+//! GSI1 (the history, and the listings of offers, partners and endpoints)
+//! projects keys plus `status`, `endpoint_id`, `event_at`, `recovery_id` and
+//! `offers`, what its reads filter on: claiming a delivery does not write
+//! it, and its reads take the items from the table (`Store::items_of`).
+//!
 //! GSI2 is the sparse index of open work the reconciler reads (never a scan):
 //! a pending delivery is under `DUE#<shard>` / `<check time>#<id>` (when
 //! nobody has attempted it by then, it is queued again), a parked one under
