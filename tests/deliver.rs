@@ -32,6 +32,22 @@ async fn deliveries_of(t: &TestApp, event_id: &str) -> Vec<Delivery> {
         .unwrap()
 }
 
+/// The delivery queue's messages for `ids` of the seed's endpoint, as one
+/// SQS batch handed to the deliver function.
+fn delivery_messages(
+    seed: &Seed,
+    ids: &[shared::ids::DeliveryId],
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    for (i, id) in ids.iter().enumerate() {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some(json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id}).to_string());
+        event.records.push(m);
+    }
+    event
+}
+
 async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Delivery {
     let store = t.app.store.clone();
     let id = delivery_id.to_string();
@@ -555,13 +571,7 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynam
         let event_id = convert(&t, &click, &[("transaction_id", &format!("B{i}"))]).await;
         ids.push(deliveries_of(&t, &event_id).await[0].id.clone());
     }
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    for (i, id) in ids.iter().enumerate() {
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.body = Some(json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id}).to_string());
-        event.records.push(m);
-    }
+    let event = delivery_messages(&seed, &ids);
     let before = t.app.requests.snapshot();
     let response = deliver::handle(&t.worker, event).await;
     let after = t.app.requests.snapshot();
@@ -620,8 +630,7 @@ async fn a_conversion_and_its_delivery_write_each_index_twice_and_read_two_units
     let r = Receiver::ok().await;
     let (seed, click) = setup(&t, json!({"name": "m", "url": r.url("/pb")})).await;
     // Warm the process cache of the offer and the endpoints, as a warm Lambda is.
-    let warm = convert(&t, &click, &[("transaction_id", "W")]).await;
-    let _ = deliveries_of(&t, &warm).await;
+    convert(&t, &click, &[("transaction_id", "W")]).await;
 
     // Metered around the conversion and around the delivery, not around
     // this test's own reads in between.
@@ -629,14 +638,7 @@ async fn a_conversion_and_its_delivery_write_each_index_twice_and_read_two_units
     let event_id = convert(&t, &click, &[("transaction_id", "M1")]).await;
     let m1 = t.app.requests.metered();
     let id = deliveries_of(&t, &event_id).await[0].id.clone();
-    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-    m.message_id = Some("m1".into());
-    m.body = Some(
-        json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id})
-            .to_string(),
-    );
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    event.records.push(m);
+    let event = delivery_messages(&seed, &[id]);
     let m2 = t.app.requests.metered();
     let response = deliver::handle(&t.worker, event).await;
     let m3 = t.app.requests.metered();

@@ -377,9 +377,10 @@ impl Store {
                 )));
             }
         }
+        // Index entries name distinct items: each is taken once, not cloned.
         wanted
             .iter()
-            .filter_map(|k| found.get(k).cloned())
+            .filter_map(|k| found.remove(k))
             .map(from_attrs)
             .collect()
     }
