@@ -34,18 +34,21 @@ async fn deliveries_of(t: &TestApp, event_id: &str) -> Vec<Delivery> {
 
 /// The delivery queue's messages for `ids` of the seed's endpoint, as one
 /// SQS batch handed to the deliver function.
-fn delivery_messages(
-    seed: &Seed,
-    ids: &[shared::ids::DeliveryId],
-) -> aws_lambda_events::event::sqs::SqsEvent {
+/// An SQS batch of the given message bodies, as the Lambda trigger hands it over.
+fn sqs_batch(bodies: impl IntoIterator<Item = String>) -> aws_lambda_events::event::sqs::SqsEvent {
     let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    for (i, id) in ids.iter().enumerate() {
+    for (i, body) in bodies.into_iter().enumerate() {
         let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
         m.message_id = Some(format!("m{i}"));
-        m.body = Some(json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id}).to_string());
+        m.body = Some(body);
         event.records.push(m);
     }
     event
+}
+
+/// The messages the fan-out queues for these deliveries (each with its event).
+fn delivery_messages(deliveries: &[Delivery]) -> aws_lambda_events::event::sqs::SqsEvent {
+    sqs_batch(deliveries.iter().map(shared::fanout::message))
 }
 
 async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Delivery {
@@ -565,13 +568,13 @@ async fn private_loopback_and_metadata_targets_are_refused_when_the_guard_is_on(
 async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynamodb_requests() {
     let t = TestApp::start().await;
     let r = Receiver::start(vec![Reply::Delay(Duration::from_millis(800))]).await;
-    let (seed, click) = setup(&t, json!({"name": "slow", "url": r.url("/pb")})).await;
-    let mut ids = Vec::new();
+    let (_, click) = setup(&t, json!({"name": "slow", "url": r.url("/pb")})).await;
+    let mut deliveries = Vec::new();
     for i in 0..10 {
         let event_id = convert(&t, &click, &[("transaction_id", &format!("B{i}"))]).await;
-        ids.push(deliveries_of(&t, &event_id).await[0].id.clone());
+        deliveries.extend(deliveries_of(&t, &event_id).await);
     }
-    let event = delivery_messages(&seed, &ids);
+    let event = delivery_messages(&deliveries);
     let before = t.app.requests.snapshot();
     let response = deliver::handle(&t.worker, event).await;
     let after = t.app.requests.snapshot();
@@ -628,7 +631,7 @@ async fn a_conversion_and_its_delivery_write_each_index_twice_and_read_two_units
     })
     .await;
     let r = Receiver::ok().await;
-    let (seed, click) = setup(&t, json!({"name": "m", "url": r.url("/pb")})).await;
+    let (_, click) = setup(&t, json!({"name": "m", "url": r.url("/pb")})).await;
     // Warm the process cache of the offer and the endpoints, as a warm Lambda is.
     convert(&t, &click, &[("transaction_id", "W")]).await;
 
@@ -637,8 +640,7 @@ async fn a_conversion_and_its_delivery_write_each_index_twice_and_read_two_units
     let m0 = t.app.requests.metered();
     let event_id = convert(&t, &click, &[("transaction_id", "M1")]).await;
     let m1 = t.app.requests.metered();
-    let id = deliveries_of(&t, &event_id).await[0].id.clone();
-    let event = delivery_messages(&seed, &[id]);
+    let event = delivery_messages(&deliveries_of(&t, &event_id).await);
     let m2 = t.app.requests.metered();
     let response = deliver::handle(&t.worker, event).await;
     let m3 = t.app.requests.metered();
@@ -663,6 +665,95 @@ async fn a_conversion_and_its_delivery_write_each_index_twice_and_read_two_units
     // The click and the transaction (eventually consistent: half a unit
     // each), and the endpoint as stored (consistent) by the worker.
     assert_eq!(reads, 2.0);
+}
+
+/// A delivery stores its event's id, not a copy of the event (stored once,
+/// as its own item). The fan-out's message carries the event, so the worker
+/// renders without a read (the metered test above holds that); a message
+/// without it (the reconciler's, or one queued before this layout) reads the
+/// event; a delivery stored before this layout renders from its own copy.
+#[tokio::test]
+async fn a_delivery_stores_its_events_id_and_renders_the_event_however_it_was_queued() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let (seed, click) = setup(
+        &t,
+        json!({"name": "e", "url": r.url("/pb?tx={transaction_id}&p={payout}")}),
+    )
+    .await;
+    let reconciler_message = |d: &Delivery| {
+        json!({"delivery_id": d.id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id})
+            .to_string()
+    };
+
+    // Stored: the event's id beside the delivery, no copy of the event.
+    let event_id = convert(&t, &click, &[("transaction_id", "S1")]).await;
+    let d = deliveries_of(&t, &event_id).await.remove(0);
+    let (pk, sk) = (format!("DELIVERY#{}", d.id), "DELIVERY");
+    let item = t.raw_item(&pk, sk).await.expect("the delivery's item");
+    assert!(
+        !item.contains_key("event"),
+        "no copy of the event: {item:?}"
+    );
+    assert_eq!(
+        item.get("event_id"),
+        Some(&AttributeValue::S(event_id.clone()))
+    );
+    // Read back, the delivery has its event (from the event's item).
+    assert_eq!(d.event.id.to_string(), event_id);
+    assert_eq!(d.event.transaction_id.as_deref(), Some("S1"));
+
+    // A message without the event: the worker reads it, and renders it.
+    let response = deliver::handle(&t.worker, sqs_batch([reconciler_message(&d)])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(r.count(), 1);
+    assert!(
+        r.requests()[0].uri.ends_with("/pb?tx=S1&p=49.99"),
+        "{}",
+        r.requests()[0].uri
+    );
+    let sent = t.app.store.get_delivery(&d.id).await.unwrap().unwrap();
+    assert_eq!(sent.status, DeliveryStatus::Delivered);
+    let item = t.raw_item(&pk, sk).await.expect("the delivery's item");
+    assert!(!item.contains_key("event"), "recording adds no copy either");
+
+    // A delivery stored before this layout, with its own copy of the event
+    // (here the only one left: the event's item is gone).
+    let event_id = convert(&t, &click, &[("transaction_id", "S2")]).await;
+    let d = deliveries_of(&t, &event_id).await.remove(0);
+    let (pk, sk) = (format!("DELIVERY#{}", d.id), "DELIVERY");
+    let mut item = t.raw_item(&pk, sk).await.expect("the delivery's item");
+    let copy: AttributeValue = serde_dynamo::to_attribute_value(&d.event).unwrap();
+    item.insert("event".into(), copy);
+    let (client, table) = (t.app.store.client(), t.app.store.table());
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    client
+        .delete_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("EVENT#{event_id}")))
+        .key("sk", AttributeValue::S("EVENT".into()))
+        .send()
+        .await
+        .unwrap();
+    let old = t
+        .app
+        .store
+        .get_delivery(&d.id)
+        .await
+        .unwrap()
+        .expect("read from its copy");
+    assert_eq!(old.event.transaction_id.as_deref(), Some("S2"));
+    let response = deliver::handle(&t.worker, sqs_batch([reconciler_message(&d)])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(r.count(), 2);
+    assert!(r.requests()[1].uri.ends_with("/pb?tx=S2&p=49.99"));
 }
 
 #[tokio::test]

@@ -265,7 +265,7 @@ async fn a_send_whose_worker_died_before_recording_is_on_record() {
     let Claim::Claimed(d) = t
         .app
         .store
-        .claim_delivery(&id, chrono::Utc::now(), Duration::from_millis(400))
+        .claim_delivery(&id, chrono::Utc::now(), Duration::from_millis(400), None)
         .await
         .unwrap()
     else {

@@ -153,12 +153,17 @@ impl Deliverer {
         ));
         let mut delivery = match app
             .store
-            .claim_delivery(&m.delivery_id, now, timeout + LEASE_MARGIN)
+            .claim_delivery(
+                &m.delivery_id,
+                now,
+                timeout + LEASE_MARGIN,
+                m.event.as_ref(),
+            )
             .await
         {
             Ok(Claim::Claimed(d)) => d,
-            Ok(Claim::Finished(d)) => {
-                tracing::info!(status = ?d.status, "already finished; acknowledged without sending");
+            Ok(Claim::Finished(status)) => {
+                tracing::info!(status = ?status, "already finished; acknowledged without sending");
                 return Outcome::Ack;
             }
             Ok(Claim::Parked) => {
@@ -282,8 +287,8 @@ impl Deliverer {
         previous: &DeliveryId,
         now: DateTime<Utc>,
     ) -> Order {
-        let earlier = match self.app.store.get_delivery(previous).await {
-            Ok(Some(p)) if p.status == DeliveryStatus::Pending => p,
+        let earlier = match self.app.store.get_pending_delivery(previous).await {
+            Ok(Some(p)) => p,
             // Ended (delivered, failed, cancelled), or never made.
             Ok(_) => return Order::Go,
             Err(e) => {

@@ -18,6 +18,12 @@ pub struct DeliveryMessage {
     pub delivery_id: DeliveryId,
     pub partner_id: PartnerId,
     pub endpoint_id: EndpointId,
+    /// The delivery's event (immutable once recorded), so that the worker
+    /// renders without reading it. Absent from the reconciler's messages and
+    /// those queued before deliveries stopped storing a copy: the worker
+    /// reads the event then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
 }
 
 /// The id of the delivery of `event_id` to `endpoint_id`: derived, so that a
@@ -92,6 +98,7 @@ pub fn message(d: &Delivery) -> String {
         delivery_id: d.id.clone(),
         partner_id: d.partner_id.clone(),
         endpoint_id: d.endpoint_id.clone(),
+        event: Some(d.event.clone()),
     }
     .body()
 }

@@ -52,6 +52,7 @@ async fn enqueue_refs(app: &App, refs: &[OpenRef]) -> Result<()> {
                 delivery_id: r.delivery_id.clone(),
                 partner_id: r.partner_id.clone(),
                 endpoint_id: r.endpoint_id.clone(),
+                event: None,
             }
             .body()
         })

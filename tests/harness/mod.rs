@@ -260,28 +260,42 @@ impl TestApp {
         all
     }
 
-    /// Approximate number of messages on a queue (visible + in flight + delayed).
     /// An endpoint's item exactly as the table holds it (secrets as sealed).
     pub async fn raw_endpoint_item(
         &self,
         partner_id: &str,
         endpoint_id: &str,
     ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        self.raw_item(
+            &format!("PARTNER#{partner_id}"),
+            &format!("ENDPOINT#{endpoint_id}"),
+        )
+        .await
+        .expect("the endpoint's item")
+    }
+
+    /// An item exactly as the table holds it, if there is one.
+    pub async fn raw_item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         use aws_sdk_dynamodb::types::AttributeValue;
         self.app
             .store
             .client()
             .get_item()
             .table_name(self.app.store.table())
-            .key("pk", AttributeValue::S(format!("PARTNER#{partner_id}")))
-            .key("sk", AttributeValue::S(format!("ENDPOINT#{endpoint_id}")))
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
             .send()
             .await
-            .expect("reading the endpoint's item")
+            .expect("reading an item")
             .item
-            .expect("the endpoint's item")
     }
 
+    /// Approximate number of messages on a queue (visible + in flight + delayed).
     pub async fn queue_depth(&self, logical_id: &str) -> i64 {
         depth_of(&self.app, &self.queue_url(logical_id)).await
     }

@@ -99,7 +99,11 @@ pub struct Delivery {
     pub endpoint_id: EndpointId,
     pub partner_id: PartnerId,
     pub status: DeliveryStatus,
-    /// The event as it was recorded, so that a delivery renders without another read.
+    /// The event as it was recorded. Not stored with the delivery (the
+    /// event is its own item, written once): the store attaches it on every
+    /// read, and the delivery's queue message carries a copy, so that the
+    /// worker renders without another read.
+    #[serde(skip_serializing)]
     pub event: Event,
     #[serde(default)]
     pub attempts: Vec<Attempt>,

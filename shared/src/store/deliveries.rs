@@ -10,19 +10,37 @@ use super::{
     from_attrs, is_condition_failure, key, keys, millis, sort_key_time, to_attrs, Attrs, Item,
     PutCondition, Store, GSI1,
 };
-use crate::domain::Endpoint;
+use crate::domain::{Endpoint, Event};
 use crate::error::{unavailable, Error, Result};
-use crate::ids::{DeliveryId, EndpointId, PartnerId};
+use crate::ids::{DeliveryId, EndpointId, EventId, PartnerId};
 use crate::lifecycle::{Delivery, DeliveryStatus};
 
 impl Store {
-    /// One delivery.
+    /// One delivery, with its event.
     pub async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>> {
         let (pk, sk) = keys::delivery(id);
-        self.get(pk, sk, true).await
+        let Some(attrs) = self.get_raw(pk, sk, true).await? else {
+            return Ok(None);
+        };
+        Ok(self.with_events(vec![attrs], None).await?.pop())
     }
 
-    /// Several deliveries by id (BatchGetItem, consistent), in the order asked.
+    /// One delivery if it is still pending (read consistently; its event is
+    /// read only then): what the ordering check needs of an earlier change.
+    pub async fn get_pending_delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>> {
+        let (pk, sk) = keys::delivery(id);
+        let Some(attrs) = self.get_raw(pk, sk, true).await? else {
+            return Ok(None);
+        };
+        let status: StatusOnly = from_attrs(attrs.clone())?;
+        if status.status != DeliveryStatus::Pending {
+            return Ok(None);
+        }
+        Ok(self.with_events(vec![attrs], None).await?.pop())
+    }
+
+    /// Several deliveries by id (BatchGetItem, consistent), in the order
+    /// asked, with their events.
     pub async fn get_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<Delivery>> {
         let keys: Vec<Attrs> = ids
             .iter()
@@ -31,18 +49,96 @@ impl Store {
                 key(pk, sk)
             })
             .collect();
-        self.items_of(&keys, true).await
+        self.deliveries_of(&keys, true).await
+    }
+
+    /// The deliveries behind index `entries`, in their order, with their events.
+    pub(super) async fn deliveries_of(
+        &self,
+        entries: &[Attrs],
+        consistent: bool,
+    ) -> Result<Vec<Delivery>> {
+        let items = self.raw_items_of(entries, consistent).await?;
+        self.with_events(items, None).await
+    }
+
+    /// Deliveries as stored, each given its event: a delivery stores only its
+    /// `event_id` (the event is its own item, written once in the same
+    /// transaction); those written before kept a copy, which stands. `known`
+    /// is an event already at hand (the queue message's copy): not read again.
+    /// Events never change once written, so an eventually consistent read is
+    /// exact once it finds one; one not found yet (a read within moments of
+    /// the write) is asked again consistently. A delivery whose event is gone
+    /// (expired under the retention just before it) is left out.
+    pub(super) async fn with_events(
+        &self,
+        items: Vec<Attrs>,
+        known: Option<&Event>,
+    ) -> Result<Vec<Delivery>> {
+        let event_of = |a: &Attrs| -> Option<EventId> {
+            if a.contains_key("event") {
+                return None;
+            }
+            serde_dynamo::from_attribute_value(a.get("event_id")?.clone()).ok()
+        };
+        let mut events: HashMap<EventId, AttributeValue> = HashMap::new();
+        if let Some(e) = known {
+            events.insert(e.id.clone(), event_value(e)?);
+        }
+        let mut wanted: Vec<EventId> = items
+            .iter()
+            .filter_map(event_of)
+            .filter(|id| !events.contains_key(id))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        for consistent in [false, true] {
+            let keys: Vec<Attrs> = wanted
+                .iter()
+                .filter(|id| !events.contains_key(*id))
+                .map(|id| {
+                    let (pk, sk) = keys::event(id);
+                    key(pk, sk)
+                })
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            for attrs in self.raw_items_of(&keys, consistent).await? {
+                let event: Event = from_attrs(attrs)?;
+                events.insert(event.id.clone(), event_value(&event)?);
+            }
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for mut attrs in items {
+            if let Some(id) = event_of(&attrs) {
+                match events.get(&id) {
+                    Some(e) => {
+                        attrs.insert("event".into(), e.clone());
+                    }
+                    None => {
+                        tracing::warn!(event_id = %id, "a delivery's event is gone (expired); the delivery is left out");
+                        continue;
+                    }
+                }
+            }
+            out.push(from_attrs(attrs)?);
+        }
+        Ok(out)
     }
 
     /// Claims a due, pending delivery for `lease` with one conditional
     /// `UpdateItem` that also returns it: two workers handed the same message
     /// (SQS is at-least-once) cannot both send, and a message that arrives
     /// before its delivery is due does not bring the attempt forward.
+    /// `event` is the delivery's event if the caller has it (the queue
+    /// message's copy): the claimed delivery is then complete without a read.
     pub async fn claim_delivery(
         &self,
         id: &DeliveryId,
         now: DateTime<Utc>,
         lease: std::time::Duration,
+        event: Option<&Event>,
     ) -> Result<Claim> {
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -96,7 +192,9 @@ impl Store {
                     .and_then(|n| n.parse::<i64>().ok())
                     .filter(|ms| *ms > 0)
                     .map(millis);
-                let mut d: Delivery = from_attrs(attrs)?;
+                let Some(mut d) = self.with_events(vec![attrs], event).await?.pop() else {
+                    return Ok(Claim::Missing);
+                };
                 if let Some(claimed_at) = lost {
                     // A worker claimed it and stopped before recording: it
                     // may have sent. On record as an attempt of unknown outcome.
@@ -131,13 +229,13 @@ impl Store {
                 }
             }
         };
-        let item: Item<Delivery> = serde_dynamo::from_item(attrs).map_err(|e| {
+        let item: Item<StatusOnly> = serde_dynamo::from_item(attrs).map_err(|e| {
             Error::Internal(anyhow::Error::new(e).context("reading a stored delivery"))
         })?;
         Ok(match item.data.status {
-            DeliveryStatus::Delivered | DeliveryStatus::Failed | DeliveryStatus::Cancelled => {
-                Claim::Finished(item.data)
-            }
+            status @ (DeliveryStatus::Delivered
+            | DeliveryStatus::Failed
+            | DeliveryStatus::Cancelled) => Claim::Finished(status),
             DeliveryStatus::Pending if item.data.parked => Claim::Parked,
             DeliveryStatus::Pending => match (item.lease_ms, item.due_ms) {
                 (Some(l), _) if l >= now_ms => Claim::Leased(millis(l)),
@@ -306,13 +404,13 @@ impl Store {
                         .filter_map(|(n, v)| v.as_s().ok().map(|s| (n, s.clone())))
                         .collect();
                     return Ok(DeliveryPage {
-                        items: self.items_of(&entries, false).await?,
+                        items: self.deliveries_of(&entries, false).await?,
                         next: Some(HistoryCursor(next)),
                     });
                 }
                 None => {
                     return Ok(DeliveryPage {
-                        items: self.items_of(&entries, false).await?,
+                        items: self.deliveries_of(&entries, false).await?,
                         next: None,
                     })
                 }
@@ -487,6 +585,21 @@ fn delivery_item(d: &Delivery, ttl: Option<i64>) -> Item<&Delivery> {
     }
     item
 }
+/// A delivery's status and parking, read without its event.
+#[derive(serde::Deserialize)]
+struct StatusOnly {
+    status: DeliveryStatus,
+    #[serde(default)]
+    parked: bool,
+}
+
+/// An event as the attribute a delivery's item held before deliveries
+/// stopped storing it.
+fn event_value(event: &Event) -> Result<AttributeValue> {
+    serde_dynamo::to_attribute_value(event)
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("an event as an attribute")))
+}
+
 /// What a worker's claim on a delivery found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -497,7 +610,7 @@ pub enum Claim {
     /// Another worker holds it until this time.
     Leased(DateTime<Utc>),
     /// Delivered, failed or cancelled: nothing to send.
-    Finished(Delivery),
+    Finished(DeliveryStatus),
     /// Held while its endpoint is paused; re-activation queues it again.
     Parked,
     /// No such delivery.

@@ -300,6 +300,19 @@ impl Store {
         sk: impl Into<String>,
         consistent: bool,
     ) -> Result<Option<T>> {
+        self.get_raw(pk, sk, consistent)
+            .await?
+            .map(from_attrs)
+            .transpose()
+    }
+
+    /// One item's attributes, as stored.
+    async fn get_raw(
+        &self,
+        pk: String,
+        sk: impl Into<String>,
+        consistent: bool,
+    ) -> Result<Option<Attrs>> {
         let out = self
             .client
             .get_item()
@@ -309,7 +322,7 @@ impl Store {
             .send()
             .await
             .map_err(unavailable("reading an item"))?;
-        out.item.map(from_attrs).transpose()
+        Ok(out.item)
     }
 
     /// The table's items behind `entries` (keys read from an index, whose
@@ -321,6 +334,15 @@ impl Store {
         entries: &[Attrs],
         consistent: bool,
     ) -> Result<Vec<T>> {
+        self.raw_items_of(entries, consistent)
+            .await?
+            .into_iter()
+            .map(from_attrs)
+            .collect()
+    }
+
+    /// [`Store::items_of`], the items' attributes as stored.
+    async fn raw_items_of(&self, entries: &[Attrs], consistent: bool) -> Result<Vec<Attrs>> {
         let id = |a: &Attrs| -> Option<(String, String)> {
             Some((
                 a.get("pk")?.as_s().ok()?.clone(),
@@ -378,11 +400,7 @@ impl Store {
             }
         }
         // Index entries name distinct items: each is taken once, not cloned.
-        wanted
-            .iter()
-            .filter_map(|k| found.remove(k))
-            .map(from_attrs)
-            .collect()
+        Ok(wanted.iter().filter_map(|k| found.remove(k)).collect())
     }
 
     /// Writes `item`; with `create`, fails with `Conflict` if it exists; with `replace`, with `NotFound` if it does not.

@@ -489,7 +489,7 @@ impl Store {
                 .await
                 .map_err(unavailable("reading deliveries to recover"))?;
             let entries = out.items.unwrap_or_default();
-            items.extend(self.items_of::<Delivery>(&entries, true).await?);
+            items.extend(self.deliveries_of(&entries, true).await?);
             match out.last_evaluated_key.filter(|k| !k.is_empty()) {
                 Some(k) if items.len() < limit => start = Some(k),
                 Some(k) => {
