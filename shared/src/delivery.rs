@@ -161,7 +161,7 @@ impl Deliverer {
             )
             .await
         {
-            Ok(Claim::Claimed(d)) => d,
+            Ok(Claim::Claimed(d)) => *d,
             Ok(Claim::Finished(status)) => {
                 tracing::info!(status = ?status, "already finished; acknowledged without sending");
                 return Outcome::Ack;

@@ -200,7 +200,7 @@ impl Store {
                     // may have sent. On record as an attempt of unknown outcome.
                     d.lost_attempt(claimed_at, now);
                 }
-                return Ok(Claim::Claimed(d));
+                return Ok(Claim::Claimed(Box::new(d)));
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
@@ -604,7 +604,7 @@ fn event_value(event: &Event) -> Result<AttributeValue> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// The worker now holds the delivery until its lease ends.
-    Claimed(Delivery),
+    Claimed(Box<Delivery>),
     /// Pending, but its next attempt is due later (a duplicate or early message).
     NotDue(DateTime<Utc>),
     /// Another worker holds it until this time.
