@@ -204,24 +204,18 @@ async fn one_conversion(t: &TestApp) -> anyhow::Result<String> {
             .cloned()
             .unwrap_or_default()
     };
-    // The delivery of transaction C0, its event and its transaction.
-    let delivery = items
+    // Transaction C0, its (first and only) event, and that event's delivery.
+    let txn = items
         .iter()
-        .find(|i| {
-            s(i, "sk") == "DELIVERY"
-                && i.get("event")
-                    .and_then(|e| e.as_m().ok())
-                    .and_then(|e| e.get("transaction_id"))
-                    .and_then(|v| v.as_s().ok())
-                    .is_some_and(|tx| tx == "C0")
-        })
-        .ok_or_else(|| anyhow::anyhow!("no delivery of C0"))?;
-    let event_pk = format!("EVENT#{}", s(delivery, "event_id"));
+        .find(|i| s(i, "sk") == "TXN" && s(i, "pk").ends_with("#C0"))
+        .ok_or_else(|| anyhow::anyhow!("no transaction C0"))?;
+    let event_id = s(txn, "last_event_id");
+    let event_pk = format!("EVENT#{event_id}");
     let mut out = String::new();
     for item in items.iter().filter(|i| {
         s(i, "pk") == event_pk
-            || std::ptr::eq(*i, delivery)
-            || (s(i, "sk") == "TXN" && s(i, "pk").ends_with("#C0"))
+            || std::ptr::eq(*i, txn)
+            || (s(i, "sk") == "DELIVERY" && s(i, "event_id") == event_id)
     }) {
         let json: serde_json::Value = serde_dynamo::from_item(item.clone())?;
         let mut line = format!(
