@@ -8,7 +8,7 @@
 //! | click       | `CLICK#<id>`       | `CLICK` (ttl)  |
 //! | event       | `EVENT#<id>`       | `EVENT`        |
 //! | transaction | `TXN#<id>`         | `TXN`          |
-//! | delivery    | `DELIVERY#<id>`    | `DELIVERY`, GSI1 `PARTNER#<id>` / `<created_at>#<id>` |
+//! | delivery    | `DELIVERY#<id>`    | `DELIVERY`, GSI1 `PARTNER#<id>` / `<created_at>#<id>`; its `event_id`, not the event (attached on read) |
 //! | unpark mark | `PARTNER#<id>`     | `UNPARK#<endpoint id>` |
 //! | recovery    | `PARTNER#<id>`     | `RECOVERY#<id>`, GSI2 `RECOVERING` / `<check time>#<id>` while queuing (ttl) |
 //! | recovery lock | `PARTNER#<id>`   | `RECOVERING#<endpoint id>`: the one recovery running for it |
