@@ -308,10 +308,9 @@ impl Store {
 
     /// A page of a partner's deliveries from GSI1 (never a table scan),
     /// newest first, within `from..=to`, filtered by status and endpoint.
-    /// Filters apply after DynamoDB's own page limit, so pages are read until
-    /// `limit` items are found or the index ends.
+    /// Filters apply after DynamoDB's own page limit, so the history's shards
+    /// are read until `limit` items are found or the index ends.
     pub async fn query_deliveries(&self, q: &DeliveryQuery) -> Result<DeliveryPage> {
-        let gpk = keys::partner_deliveries(&q.partner_id);
         // Key values cannot be empty: `0` sorts before every timestamp.
         let lower = q
             .from
@@ -321,7 +320,7 @@ impl Store {
         // By event time, the index (by delivery time) still bounds the read
         // from below, since a delivery is made after its event; the event's
         // own time is then filtered.
-        let upper = match (q.by_event_time, q.to) {
+        let mut upper = match (q.by_event_time, q.to) {
             (false, Some(t)) => format!("{}~", sort_key_time(&t)),
             _ => "~".into(),
         };
@@ -335,35 +334,30 @@ impl Store {
         if q.endpoint_id.is_some() {
             filters.push("endpoint_id = :endpoint");
         }
-        // A cursor of another `from`/`to` lies outside this read's key range
-        // (DynamoDB would refuse it): the caller's to fix, not an outage.
-        if let Some(at) = q.start.as_ref().and_then(|k| k.0.get("gsi1sk")) {
+        // A cursor of another `from`/`to` lies outside this read's key range:
+        // the caller's to fix, not an outage. Inside it, the page goes on
+        // below the cursor's entry, in every shard.
+        let after = q.start.as_ref().and_then(|k| k.0.get("gsi1sk")).cloned();
+        if let Some(at) = &after {
             if at.as_str() < lower.as_str() || at.as_str() > upper.as_str() {
                 return Err(Error::rule(
                     "cursor",
                     "`cursor` was returned for other `from`/`to` bounds: start again without it",
                 ));
             }
+            upper = at.clone();
         }
-        let mut entries: Vec<Attrs> = Vec::new();
-        let mut start: Option<Attrs> = q.start.as_ref().map(|k| {
-            k.0.iter()
-                .map(|(n, v)| (n.clone(), AttributeValue::S(v.clone())))
-                .collect()
-        });
-        loop {
+        let query = |gsi1pk: &str| {
             let mut req = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .index_name(GSI1)
                 .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lower AND :upper")
-                .expression_attribute_values(":pk", AttributeValue::S(gpk.clone()))
+                .expression_attribute_values(":pk", AttributeValue::S(gsi1pk.to_string()))
                 .expression_attribute_values(":lower", AttributeValue::S(lower.clone()))
                 .expression_attribute_values(":upper", AttributeValue::S(upper.clone()))
-                .scan_index_forward(false)
-                .limit((q.limit - entries.len()).clamp(1, 1000) as i32)
-                .set_exclusive_start_key(start.take());
+                .scan_index_forward(false);
             if let Some(status) = q.status {
                 req = req
                     .expression_attribute_names("#status", "status")
@@ -388,34 +382,130 @@ impl Store {
             if !filters.is_empty() {
                 req = req.filter_expression(filters.join(" AND "));
             }
-            let out = req
-                .send()
-                .await
-                .map_err(unavailable("querying deliveries"))?;
-            // The index holds keys and the filtered attributes only: the
-            // page's deliveries are read from the table once it is complete.
-            entries.extend(out.items.unwrap_or_default());
-            let last = out.last_evaluated_key.filter(|k| !k.is_empty());
-            match last {
-                Some(k) if entries.len() < q.limit => start = Some(k),
-                Some(k) => {
-                    let next = k
-                        .into_iter()
-                        .filter_map(|(n, v)| v.as_s().ok().map(|s| (n, s.clone())))
-                        .collect();
-                    return Ok(DeliveryPage {
-                        items: self.deliveries_of(&entries, false).await?,
-                        next: Some(HistoryCursor(next)),
+            req
+        };
+        let read = self
+            .history_entries(&q.partner_id, true, after.as_deref(), q.limit, None, query)
+            .await?;
+        // The index holds keys and the filtered attributes only: the page's
+        // deliveries are read from the table once it is complete.
+        let next = read
+            .more
+            .then(|| read.entries.last().map(|e| HistoryCursor(entry_key(e))))
+            .flatten();
+        Ok(DeliveryPage {
+            items: self.deliveries_of(&read.entries, false).await?,
+            next,
+        })
+    }
+
+    /// Up to `limit` entries of a partner's history (GSI1), merged over its
+    /// shards in sort-key order (newest first, or oldest first), skipping the
+    /// entry at `after` (a cursor's, which the caller's bounds include).
+    /// Each shard is read in chunks as the merge needs them, in at most
+    /// `max_queries` queries (`None`: until `limit` or the end). `query`
+    /// builds one shard's query, its key and filters set.
+    pub(super) async fn history_entries<F>(
+        &self,
+        partner_id: &PartnerId,
+        newest_first: bool,
+        after: Option<&str>,
+        limit: usize,
+        max_queries: Option<usize>,
+        query: F,
+    ) -> Result<HistoryEntries>
+    where
+        F: Fn(&str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    {
+        struct Shard {
+            key: String,
+            entries: std::collections::VecDeque<Attrs>,
+            start: Option<Attrs>,
+            done: bool,
+            chunk: i32,
+        }
+        let shards_n = keys::partner_history(partner_id).len().max(1);
+        // A shard's share of the page, and a little more: hashing spreads
+        // deliveries evenly. A filtered chunk that finds nothing doubles.
+        let first_chunk = (limit / shards_n + 2).clamp(1, 1000) as i32;
+        let mut shards: Vec<Shard> = keys::partner_history(partner_id)
+            .into_iter()
+            .map(|key| Shard {
+                key,
+                entries: Default::default(),
+                start: None,
+                done: false,
+                chunk: first_chunk,
+            })
+            .collect();
+        let sort_key = |e: &Attrs| {
+            e.get("gsi1sk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut entries = Vec::new();
+        let mut queries = 0usize;
+        while entries.len() < limit {
+            // Every shard that has nothing at hand and more to read is read
+            // (together), until each has a next entry or has ended.
+            let empty: Vec<usize> = (0..shards.len())
+                .filter(|&i| shards[i].entries.is_empty() && !shards[i].done)
+                .collect();
+            if !empty.is_empty() {
+                if max_queries.is_some_and(|m| queries + empty.len() > m) {
+                    return Ok(HistoryEntries {
+                        entries,
+                        more: true,
                     });
                 }
-                None => {
-                    return Ok(DeliveryPage {
-                        items: self.deliveries_of(&entries, false).await?,
-                        next: None,
-                    })
+                queries += empty.len();
+                let pages = futures::future::join_all(empty.iter().map(|&i| {
+                    query(&shards[i].key)
+                        .limit(shards[i].chunk)
+                        .set_exclusive_start_key(shards[i].start.clone())
+                        .send()
+                }))
+                .await;
+                for (i, page) in empty.into_iter().zip(pages) {
+                    let page = page.map_err(unavailable("reading a partner's history"))?;
+                    let shard = &mut shards[i];
+                    let found: Vec<Attrs> = page
+                        .items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|e| Some(sort_key(e).as_str()) != after)
+                        .collect();
+                    if found.is_empty() {
+                        shard.chunk = (shard.chunk * 2).min(1000);
+                    }
+                    shard.entries.extend(found);
+                    shard.start = page.last_evaluated_key.filter(|k| !k.is_empty());
+                    shard.done = shard.start.is_none();
                 }
+                continue;
             }
+            // Every shard has its next entry at hand, or has ended: the next
+            // entry of the whole history is the first of those.
+            let heads = shards
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.entries.front().map(|e| (i, sort_key(e))));
+            let next = if newest_first {
+                heads.max_by(|a, b| a.1.cmp(&b.1))
+            } else {
+                heads.min_by(|a, b| a.1.cmp(&b.1))
+            };
+            let Some(entry) = next.and_then(|(i, _)| shards[i].entries.pop_front()) else {
+                return Ok(HistoryEntries {
+                    entries,
+                    more: false,
+                });
+            };
+            entries.push(entry);
         }
+        let more = shards.iter().any(|s| !s.entries.is_empty() || !s.done);
+        Ok(HistoryEntries { entries, more })
     }
 
     /// Holds a claimed delivery while its endpoint is paused, in one
@@ -510,13 +600,30 @@ impl HistoryCursor {
             .decode(raw.trim())
             .ok()?;
         let key: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
-        let expected = format!("PARTNER#{partner_id}");
+        let partner = PartnerId::parse(partner_id).ok()?;
         let keys_ok = ["pk", "sk", "gsi1pk", "gsi1sk"]
             .iter()
             .all(|k| key.contains_key(*k))
             && key.len() == 4;
-        (keys_ok && key.get("gsi1pk") == Some(&expected)).then_some(HistoryCursor(key))
+        let own = key
+            .get("gsi1pk")
+            .is_some_and(|k| keys::is_partner_history(&partner, k));
+        (keys_ok && own).then_some(HistoryCursor(key))
     }
+}
+
+/// Entries of a partner's history, in order, and whether more follow them.
+pub(super) struct HistoryEntries {
+    pub entries: Vec<Attrs>,
+    pub more: bool,
+}
+
+/// An index entry's key (table and GSI1 keys), as a cursor holds it.
+pub(super) fn entry_key(entry: &Attrs) -> HashMap<String, String> {
+    ["pk", "sk", "gsi1pk", "gsi1sk"]
+        .iter()
+        .filter_map(|n| Some((n.to_string(), entry.get(*n)?.as_s().ok()?.clone())))
+        .collect()
 }
 
 /// What to list of a partner's deliveries.

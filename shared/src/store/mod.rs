@@ -8,7 +8,7 @@
 //! | click       | `CLICK#<id>`       | `CLICK` (ttl)  |
 //! | event       | `EVENT#<id>`       | `EVENT`        |
 //! | transaction | `TXN#<id>`         | `TXN`          |
-//! | delivery    | `DELIVERY#<id>`    | `DELIVERY`, GSI1 `PARTNER#<id>` / `<created_at>#<id>`; its `event_id`, not the event (attached on read) |
+//! | delivery    | `DELIVERY#<id>`    | `DELIVERY`, GSI1 `PARTNER#<id>[#<shard>]` / `<created_at>#<id>`; its `event_id`, not the event (attached on read) |
 //! | unpark mark | `PARTNER#<id>`     | `UNPARK#<endpoint id>` |
 //! | recovery    | `PARTNER#<id>`     | `RECOVERY#<id>`, GSI2 `RECOVERING` / `<check time>#<id>` while queuing (ttl) |
 //! | recovery lock | `PARTNER#<id>`   | `RECOVERING#<endpoint id>`: the one recovery running for it |
@@ -47,6 +47,15 @@ pub use deliveries::{Claim, DeliveryPage, DeliveryQuery, HistoryCursor};
 pub use events::Recording;
 pub use open::{OpenRef, UnparkMark, DUE_SHARDS};
 pub use recoveries::{RecoveryPage, RecoveryRead};
+
+/// How many GSI1 partition keys one partner's history is spread over. One
+/// index partition takes 1,000 write units a second and a delivery writes
+/// its entry twice, so one key caps a partner at about 500 deliveries a
+/// second, and past that its throttled index would hold back the table's
+/// writes for every partner; 8 keys take 4,000 a second
+/// (`docs/capacity.md`). Reads merge the shards. Never lowered: a delivery
+/// stays in the shard it was written to.
+pub const HISTORY_SHARDS: u32 = 8;
 
 /// Name of the partner-and-time index of deliveries (template.yaml `GSI1`).
 pub const GSI1: &str = "GSI1";
@@ -157,18 +166,38 @@ pub mod keys {
             format!("RECOVERING#{endpoint_id}"),
         )
     }
-    /// The GSI1 partition of a partner's deliveries.
-    pub fn partner_deliveries(partner_id: &PartnerId) -> String {
-        format!("PARTNER#{partner_id}")
+    /// The GSI1 partition keys of a partner's deliveries, one per history
+    /// shard ([`super::HISTORY_SHARDS`]): shard 0 is `PARTNER#<id>`, the key
+    /// every delivery had before the history was sharded, the others
+    /// `PARTNER#<id>#<k>`.
+    pub fn partner_history(partner_id: &PartnerId) -> Vec<String> {
+        (0..super::HISTORY_SHARDS)
+            .map(|k| history_shard_key(partner_id, k))
+            .collect()
     }
-    /// GSI1 keys of a delivery: by partner, then creation time.
+    fn history_shard_key(partner_id: &PartnerId, shard: u32) -> String {
+        match shard {
+            0 => format!("PARTNER#{partner_id}"),
+            k => format!("PARTNER#{partner_id}#{k}"),
+        }
+    }
+    /// Whether `gsi1pk` is one of this partner's history keys.
+    pub fn is_partner_history(partner_id: &PartnerId, gsi1pk: &str) -> bool {
+        partner_history(partner_id).iter().any(|k| k == gsi1pk)
+    }
+    /// GSI1 keys of a delivery: its partner's history shard (a hash of the
+    /// delivery's id, FNV-1a: fixed, so a rewrite keeps its key), then
+    /// creation time.
     pub fn delivery_gsi1(
         partner_id: &PartnerId,
         created_at: &chrono::DateTime<chrono::Utc>,
         id: &DeliveryId,
     ) -> (String, String) {
+        let hash = id.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
         (
-            partner_deliveries(partner_id),
+            history_shard_key(partner_id, hash % super::HISTORY_SHARDS),
             format!("{}#{id}", super::sort_key_time(created_at)),
         )
     }
@@ -462,5 +491,50 @@ fn cancelled_by_condition<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool
             .iter()
             .any(|r| r.code() == Some("ConditionalCheckFailed")),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keys;
+    use crate::ids::{DeliveryId, PartnerId};
+
+    #[test]
+    fn a_partners_history_keys_are_its_shards_and_shard_zero_is_the_unsharded_key() {
+        let p = PartnerId::parse("prt_a").unwrap();
+        let shards = keys::partner_history(&p);
+        assert_eq!(shards.len(), super::HISTORY_SHARDS as usize);
+        assert_eq!(shards[0], "PARTNER#prt_a");
+        assert_eq!(shards[3], "PARTNER#prt_a#3");
+        // Another partner whose id extends this one's never shares a key.
+        let q = PartnerId::parse("prt_a1").unwrap();
+        assert!(keys::partner_history(&q)
+            .iter()
+            .all(|k| !keys::is_partner_history(&p, k)));
+    }
+
+    #[test]
+    fn a_deliverys_history_shard_is_fixed_by_its_id_and_ids_spread_over_every_shard() {
+        let p = PartnerId::parse("prt_a").unwrap();
+        let now = chrono::Utc::now();
+        let later = now + chrono::Duration::hours(1);
+        let mut counts = vec![0usize; super::HISTORY_SHARDS as usize];
+        for i in 0..800 {
+            let id = DeliveryId::derive(&["evt", &i.to_string()]);
+            let (key, _) = keys::delivery_gsi1(&p, &now, &id);
+            // The same delivery rewritten later keeps its key.
+            assert_eq!(keys::delivery_gsi1(&p, &later, &id).0, key);
+            let shard = keys::partner_history(&p)
+                .iter()
+                .position(|k| *k == key)
+                .expect("one of the partner's keys");
+            counts[shard] += 1;
+        }
+        // 100 expected in each; a fixed hash of derived ids, so this is exact
+        // from run to run.
+        assert!(
+            counts.iter().all(|&n| (60..=140).contains(&n)),
+            "{counts:?}"
+        );
     }
 }

@@ -40,9 +40,13 @@ pub struct RecoveryRead<'a> {
 }
 
 impl RecoveryRead<'_> {
+    /// The query of one shard of the partner's history (`gsi1pk`), from
+    /// `lower` (a sort key: `since`, or a step's cursor) on.
     fn query(
         &self,
         store: &Store,
+        gsi1pk: &str,
+        lower: &str,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let mut filter = String::from("endpoint_id = :endpoint AND (");
         let mut req = store
@@ -51,11 +55,8 @@ impl RecoveryRead<'_> {
             .table_name(&store.table)
             .index_name(GSI1)
             .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lower AND :upper")
-            .expression_attribute_values(
-                ":pk",
-                AttributeValue::S(keys::partner_deliveries(self.partner_id)),
-            )
-            .expression_attribute_values(":lower", AttributeValue::S(sort_key_time(&self.since)))
+            .expression_attribute_values(":pk", AttributeValue::S(gsi1pk.to_string()))
+            .expression_attribute_values(":lower", AttributeValue::S(lower.to_string()))
             .expression_attribute_values(
                 ":upper",
                 AttributeValue::S(format!("{}~", sort_key_time(&self.until))),
@@ -432,17 +433,39 @@ impl Store {
     }
 
     /// How many deliveries match `read`, counting for at most `pages` index
-    /// pages; `(count, whether the whole range was counted)`.
+    /// pages of each history shard; `(count, whether the whole range was counted)`.
     pub async fn count_recoverable(
         &self,
         read: &RecoveryRead<'_>,
+        pages: usize,
+    ) -> Result<(u64, bool)> {
+        let lower = sort_key_time(&read.since);
+        let counts = futures::future::join_all(
+            keys::partner_history(read.partner_id)
+                .into_iter()
+                .map(|shard| self.count_shard(read, shard, &lower, pages)),
+        )
+        .await;
+        let mut total = (0u64, true);
+        for c in counts {
+            let (n, whole) = c?;
+            total = (total.0 + n, total.1 && whole);
+        }
+        Ok(total)
+    }
+
+    async fn count_shard(
+        &self,
+        read: &RecoveryRead<'_>,
+        shard: String,
+        lower: &str,
         pages: usize,
     ) -> Result<(u64, bool)> {
         let mut count = 0u64;
         let mut start: Option<Attrs> = None;
         for _ in 0..pages {
             let out = read
-                .query(self)
+                .query(self, &shard, lower)
                 .select(Select::Count)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -457,8 +480,9 @@ impl Store {
         Ok((count, false))
     }
 
-    /// Up to `limit` deliveries matching `read`, oldest first, from
-    /// `cursor`, reading at most `pages` index pages.
+    /// Up to `limit` deliveries matching `read`, oldest first over every
+    /// shard of the history, from `cursor` (the last entry a step took),
+    /// reading at most `pages` index pages a shard.
     pub async fn recoverable(
         &self,
         read: &RecoveryRead<'_>,
@@ -466,45 +490,40 @@ impl Store {
         limit: usize,
         pages: usize,
     ) -> Result<RecoveryPage> {
-        let mut start: Option<Attrs> = match cursor {
+        // A cursor is the key of the last entry taken; one saved before the
+        // history was sharded is DynamoDB's own last key of one query, the
+        // same thing. Its sort key is where the next step goes on.
+        let after: Option<String> = match cursor {
             None => None,
             Some(raw) => {
                 let key: HashMap<String, String> = serde_json::from_str(raw).map_err(|e| {
                     Error::Internal(anyhow::Error::new(e).context("a recovery's cursor"))
                 })?;
-                Some(
-                    key.into_iter()
-                        .map(|(k, v)| (k, AttributeValue::S(v)))
-                        .collect(),
-                )
+                key.get("gsi1sk").cloned()
             }
         };
-        let mut items = Vec::new();
-        for _ in 0..pages {
-            let out = read
-                .query(self)
-                .limit((limit - items.len()).clamp(1, 1000) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable("reading deliveries to recover"))?;
-            let entries = out.items.unwrap_or_default();
-            items.extend(self.deliveries_of(&entries, true).await?);
-            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(k) if items.len() < limit => start = Some(k),
-                Some(k) => {
-                    start = Some(k);
-                    break;
-                }
-                None => return Ok(RecoveryPage { items, next: None }),
-            }
+        let lower = after.clone().unwrap_or_else(|| sort_key_time(&read.since));
+        let shards = keys::partner_history(read.partner_id).len();
+        let found = self
+            .history_entries(
+                read.partner_id,
+                false,
+                after.as_deref(),
+                limit,
+                Some(pages.max(1) * shards),
+                |gsi1pk| read.query(self, gsi1pk, &lower),
+            )
+            .await?;
+        let items = self.deliveries_of(&found.entries, true).await?;
+        if !found.more {
+            return Ok(RecoveryPage { items, next: None });
         }
-        let next: HashMap<String, String> = start
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(n, v)| v.as_s().ok().map(|s| (n, s.clone())))
-            .collect();
-        let next = serde_json::to_string(&next).map_err(|e| Error::Internal(e.into()))?;
+        let next = match found.entries.last() {
+            Some(e) => serde_json::to_string(&super::deliveries::entry_key(e))
+                .map_err(|e| Error::Internal(e.into()))?,
+            // Nothing taken within the step's reads: the same place again.
+            None => cursor.map(str::to_string).unwrap_or_else(|| "{}".into()),
+        };
         Ok(RecoveryPage {
             items,
             next: Some(next),
