@@ -424,11 +424,11 @@ impl Store {
             done: bool,
             chunk: i32,
         }
-        let shards_n = keys::partner_history(partner_id).len().max(1);
+        let keys = keys::partner_history(partner_id);
         // A shard's share of the page, and a little more: hashing spreads
         // deliveries evenly. A filtered chunk that finds nothing doubles.
-        let first_chunk = (limit / shards_n + 2).clamp(1, 1000) as i32;
-        let mut shards: Vec<Shard> = keys::partner_history(partner_id)
+        let first_chunk = (limit / keys.len().max(1) + 2).clamp(1, 1000) as i32;
+        let mut shards: Vec<Shard> = keys
             .into_iter()
             .map(|key| Shard {
                 key,
