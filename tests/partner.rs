@@ -817,6 +817,60 @@ async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
     assert_eq!(s, 400);
 }
 
+/// A delivery stored before deliveries carried their event's time (the
+/// history index filters on it) is still found by its event's time, and
+/// still left out of a range its event is not in.
+#[tokio::test]
+async fn a_delivery_stored_before_event_at_existed_is_found_by_its_events_time() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    let e = event(
+        &t,
+        &seed,
+        "PRE",
+        json!({"occurred_at": "2020-01-01T12:00:00Z"}),
+    )
+    .await;
+    let d = deliveries(&t, &e).await.remove(0);
+    t.app
+        .store
+        .client()
+        .update_item()
+        .table_name(t.app.store.table())
+        .key("pk", AttributeValue::S(format!("DELIVERY#{}", d.id)))
+        .key("sk", AttributeValue::S("DELIVERY".into()))
+        .update_expression("REMOVE event_at")
+        .send()
+        .await
+        .unwrap();
+    let item = t
+        .raw_item(&format!("DELIVERY#{}", d.id), "DELIVERY")
+        .await
+        .unwrap();
+    assert!(!item.contains_key("event_at"));
+    let base = format!("/partners/{}/deliveries?time=event", seed.partner_id);
+    let (s, inside) = t
+        .admin_get(&format!("{base}&from=2019-12-31&to=2020-01-02"))
+        .await;
+    assert_eq!(s, 200, "{inside}");
+    let ids: Vec<&str> = inside["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["delivery_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [d.id.as_str()]);
+    let (_, outside) = t.admin_get(&format!("{base}&from=2021-01-01")).await;
+    assert_eq!(outside["items"], json!([]), "{outside}");
+}
+
 #[tokio::test]
 async fn a_partner_key_is_added_and_revoked_without_a_gap_and_only_by_who_may() {
     let t = TestApp::start().await;

@@ -326,7 +326,9 @@ impl Store {
         };
         let mut filters = Vec::new();
         if q.by_event_time {
-            filters.push("event_at BETWEEN :efrom AND :eto");
+            // Deliveries stored before `event_at` existed have none: their
+            // event's time is checked once the event is read.
+            filters.push("(event_at BETWEEN :efrom AND :eto OR attribute_not_exists(event_at))");
         }
         if q.status.is_some() {
             filters.push("#status = :status");
@@ -393,10 +395,12 @@ impl Store {
             .more
             .then(|| read.entries.last().map(|e| HistoryCursor(entry_key(e))))
             .flatten();
-        Ok(DeliveryPage {
-            items: self.deliveries_of(&read.entries, false).await?,
-            next,
-        })
+        let mut items = self.deliveries_of(&read.entries, false).await?;
+        if q.by_event_time {
+            let at = |d: &Delivery| d.event.occurred_at;
+            items.retain(|d| q.from.is_none_or(|f| at(d) >= f) && q.to.is_none_or(|t| at(d) <= t));
+        }
+        Ok(DeliveryPage { items, next })
     }
 
     /// Up to `limit` entries of a partner's history (GSI1), merged over its
