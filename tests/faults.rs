@@ -269,3 +269,77 @@ async fn conversions_survive_store_queue_and_receiver_faults() {
         "nothing was sent while the queue drained"
     );
 }
+
+/// A message the reconciler queued carries no event: the worker reads the
+/// event before it claims, so an outage of that read leaves no claim behind.
+/// (A claim never followed by its record reads, at the next claim, as an
+/// attempt of unknown outcome, which this one would not have been.) Here
+/// DynamoDB refuses exactly the event read (`BatchGetItem`) and passes the
+/// rest; once it answers again the delivery is sent once, with one attempt.
+#[tokio::test]
+async fn a_failed_event_read_before_the_claim_leaves_no_claim_behind() {
+    let direct = TestApp::start().await;
+    let ddb = Proxy::start(host_port(
+        &std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap(),
+    ))
+    .await;
+    let options = Options {
+        endpoints: Some((
+            ddb.url.clone(),
+            std::env::var("AWS_ENDPOINT_URL_SQS").unwrap(),
+        )),
+        ..Default::default()
+    };
+    let t = TestApp::on_stack(direct.stack.clone(), options, None).await;
+    let receiver = integration_tests::receiver::Receiver::ok().await;
+    let seed = direct
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": receiver.url("/pb?tx={transaction_id}")})),
+        )
+        .await;
+    let click = direct.click(&seed, json!({})).await;
+    let (s, body) = direct
+        .postback(&[("click_id", &click), ("transaction_id", "R-1")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let event = direct
+        .app
+        .store
+        .get_event(&integration_tests::typed(
+            body["conversion_id"].as_str().unwrap(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let id = event.delivery_ids[0].clone();
+    // The reconciler's message: no event in it.
+    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some("r0".into());
+    m.body = Some(
+        json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id})
+            .to_string(),
+    );
+    batch.records.push(m);
+
+    ddb.set(Mode::DenyAction("BatchGetItem"));
+    let response = deliver::handle(&t.worker, batch.clone()).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "left on the queue");
+    let item = direct
+        .raw_item(&format!("DELIVERY#{id}"), "DELIVERY")
+        .await
+        .unwrap();
+    for claim in ["claim_ms", "lease_ms"] {
+        assert!(!item.contains_key(claim), "a claim was left: {item:?}");
+    }
+    assert_eq!(receiver.count(), 0);
+
+    ddb.set(Mode::Pass);
+    let response = deliver::handle(&t.worker, batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(receiver.count(), 1);
+    let d = direct.app.store.get_delivery(&id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts.len(), 1, "{:?}", d.attempts);
+}

@@ -151,14 +151,27 @@ impl Deliverer {
                 .map(|e| e.timeout_ms)
                 .unwrap_or(crate::domain::DEFAULT_TIMEOUT_MS),
         ));
+        // The event, before the claim: a message without it (the
+        // reconciler's) reads it now, so that no read can fail between the
+        // claim and the send (a claim never followed by its record reads as
+        // an attempt of unknown outcome).
+        let read_event;
+        let event = match &m.event {
+            Some(e) => Some(e),
+            None => {
+                read_event = match app.store.get_delivery(&m.delivery_id).await {
+                    Ok(d) => d.map(|d| d.event),
+                    Err(e) => {
+                        log_aws(&e, "could not read the delivery's event");
+                        return Outcome::RetryAfterOutage;
+                    }
+                };
+                read_event.as_ref()
+            }
+        };
         let mut delivery = match app
             .store
-            .claim_delivery(
-                &m.delivery_id,
-                now,
-                timeout + LEASE_MARGIN,
-                m.event.as_ref(),
-            )
+            .claim_delivery(&m.delivery_id, now, timeout + LEASE_MARGIN, event)
             .await
         {
             Ok(Claim::Claimed(d)) => *d,

@@ -28,6 +28,9 @@ pub enum Mode {
     /// allow: 400 `AccessDeniedException` (JSON protocol, as DynamoDB and
     /// SQS speak it), nothing forwarded.
     Deny,
+    /// Answer the requests of one action (`X-Amz-Target`, e.g.
+    /// `BatchGetItem`) as [`Mode::Deny`] does, and pass every other one.
+    DenyAction(&'static str),
 }
 
 /// The message of the injected AccessDenied, as IAM words it.
@@ -75,7 +78,10 @@ async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<
                 }
             }
             Mode::Pass => break,
-            Mode::Deny => return deny(client, mode).await,
+            Mode::Deny => return deny(client, None, mode).await,
+            Mode::DenyAction(action) => {
+                return deny(client, Some((action, target.as_str())), mode).await
+            }
         }
     }
     let Ok(mut upstream) = TcpStream::connect(&target).await else {
@@ -96,7 +102,7 @@ async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<
                     Mode::Pass => {}
                     // A live connection is cut (in Deny mode the next one is
                     // answered AccessDenied); in Hang mode it is held open, silent.
-                    Mode::Refuse | Mode::Deny => return,
+                    Mode::Refuse | Mode::Deny | Mode::DenyAction(_) => return,
                     Mode::Hang => {
                         while *mode.borrow() == Mode::Hang {
                             if mode.changed().await.is_err() { return; }
@@ -110,8 +116,14 @@ async fn serve(mut client: TcpStream, target: String, mut mode: watch::Receiver<
 }
 
 /// Reads each HTTP/1.1 request on the connection and answers it with an
-/// AccessDenied error.
-async fn deny(mut client: TcpStream, mode: watch::Receiver<Mode>) {
+/// AccessDenied error; with `only` (an action and the upstream), the
+/// requests of other actions are passed to the upstream, one connection
+/// each (`connection: close`), and this one closes after the answer.
+async fn deny(
+    mut client: TcpStream,
+    only: Option<(&'static str, &str)>,
+    mode: watch::Receiver<Mode>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8 * 1024];
     loop {
@@ -138,8 +150,12 @@ async fn deny(mut client: TcpStream, mode: watch::Receiver<Mode>) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        buf.drain(..head_end + length);
-        if *mode.borrow() != Mode::Deny {
+        let request: Vec<u8> = buf.drain(..head_end + length).collect();
+        let expected = match only {
+            None => Mode::Deny,
+            Some((action, _)) => Mode::DenyAction(action),
+        };
+        if *mode.borrow() != expected {
             // The grant is back: close, so the client reconnects through.
             return;
         }
@@ -151,6 +167,24 @@ async fn deny(mut client: TcpStream, mode: watch::Receiver<Mode>) {
             .and_then(|(_, t)| t.trim().rsplit('.').next())
             .unwrap_or("unknown")
             .to_string();
+        if let Some((_, upstream)) = only.filter(|(denied, _)| *denied != action) {
+            let Ok(mut up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let mut forwarded = raw_head[..head_end - 2].to_string();
+            forwarded.push_str("connection: close\r\n\r\n");
+            if up.write_all(forwarded.as_bytes()).await.is_err()
+                || up.write_all(&request[head_end..]).await.is_err()
+            {
+                return;
+            }
+            let mut answer = Vec::new();
+            if up.read_to_end(&mut answer).await.is_err() {
+                return;
+            }
+            let _ = client.write_all(&answer).await;
+            return;
+        }
         let service = if head.contains("amazonsqs") {
             "sqs"
         } else {
