@@ -34,17 +34,7 @@ async fn deliveries_of(t: &TestApp, event_id: &str) -> Vec<Delivery> {
 
 /// The delivery queue's messages for `ids` of the seed's endpoint, as one
 /// SQS batch handed to the deliver function.
-/// An SQS batch of the given message bodies, as the Lambda trigger hands it over.
-fn sqs_batch(bodies: impl IntoIterator<Item = String>) -> aws_lambda_events::event::sqs::SqsEvent {
-    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-    for (i, body) in bodies.into_iter().enumerate() {
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.body = Some(body);
-        event.records.push(m);
-    }
-    event
-}
+use integration_tests::sqs_batch;
 
 /// The messages the fan-out queues for these deliveries (each with its event).
 fn delivery_messages(deliveries: &[Delivery]) -> aws_lambda_events::event::sqs::SqsEvent {

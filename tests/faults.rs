@@ -314,14 +314,10 @@ async fn a_failed_event_read_before_the_claim_leaves_no_claim_behind() {
         .unwrap();
     let id = event.delivery_ids[0].clone();
     // The reconciler's message: no event in it.
-    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
-    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-    m.message_id = Some("r0".into());
-    m.body = Some(
-        json!({"delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id})
-            .to_string(),
-    );
-    batch.records.push(m);
+    let batch = integration_tests::sqs_batch([json!({
+        "delivery_id": id, "partner_id": seed.partner_id, "endpoint_id": seed.endpoint_id
+    })
+    .to_string()]);
 
     ddb.set(Mode::DenyAction("BatchGetItem"));
     let response = deliver::handle(&t.worker, batch.clone()).await;

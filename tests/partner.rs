@@ -217,6 +217,27 @@ async fn the_test_route_sends_now_shows_the_masked_request_and_records_no_delive
     assert_eq!(history["items"], json!([]));
 }
 
+/// The rows of a history read page by page (`limit` a page, following
+/// `next_cursor`, at most `max_pages` pages), each page answered 200.
+async fn history_pages(t: &TestApp, base: &str, limit: usize, max_pages: usize) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..max_pages {
+        let url = match &cursor {
+            Some(c) => format!("{base}?limit={limit}&cursor={c}"),
+            None => format!("{base}?limit={limit}"),
+        };
+        let (s, page) = t.admin_get(&url).await;
+        assert_eq!(s, 200, "{page}");
+        rows.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    rows
+}
+
 #[tokio::test]
 async fn the_history_is_newest_first_filtered_and_paged_with_an_opaque_cursor() {
     let t = TestApp::start().await;
@@ -301,27 +322,11 @@ async fn the_history_is_newest_first_filtered_and_paged_with_an_opaque_cursor() 
     assert_eq!(dated["items"].as_array().unwrap().len(), 8);
 
     // Pages of 3 cover everything once.
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..10 {
-        let url = match &cursor {
-            Some(c) => format!("{base}?limit=3&cursor={c}"),
-            None => format!("{base}?limit=3"),
-        };
-        let (s, page) = t.admin_get(&url).await;
-        assert_eq!(s, 200, "{page}");
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["delivery_id"].as_str().unwrap().to_string()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    let seen: Vec<String> = history_pages(&t, &base, 3, 10)
+        .await
+        .iter()
+        .map(|row| row["delivery_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(seen.len(), 8);
     assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 8);
 
@@ -405,24 +410,13 @@ async fn one_partners_history_spreads_over_its_shards_and_reads_back_as_one() {
 
     // Read back as one history: pages of 5, newest first throughout, each once.
     let base = format!("/partners/{}/deliveries", seed.partner_id);
-    let (mut seen, mut times) = (Vec::new(), Vec::new());
-    let mut cursor: Option<String> = None;
-    for _ in 0..N {
-        let url = match &cursor {
-            Some(c) => format!("{base}?limit=5&cursor={c}"),
-            None => format!("{base}?limit=5"),
-        };
-        let (s, page) = t.admin_get(&url).await;
-        assert_eq!(s, 200, "{page}");
-        for row in page["items"].as_array().unwrap() {
-            seen.push(row["delivery_id"].as_str().unwrap().to_string());
-            times.push(row["time"].as_str().unwrap().to_string());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    let rows = history_pages(&t, &base, 5, N).await;
+    let field = |name: &str| -> Vec<String> {
+        rows.iter()
+            .map(|row| row[name].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (seen, times) = (field("delivery_id"), field("time"));
     assert_eq!(seen.len(), N, "{seen:?}");
     assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), N);
     assert!(

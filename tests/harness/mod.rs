@@ -414,6 +414,20 @@ pub fn offer_body() -> Value {
 }
 
 /// AWS requests sent between two snapshots of `App::requests`, by operation.
+/// An SQS batch of the given message bodies, as the Lambda trigger hands it over.
+pub fn sqs_batch(
+    bodies: impl IntoIterator<Item = String>,
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.body = Some(body);
+        event.records.push(m);
+    }
+    event
+}
+
 pub fn request_diff(
     before: &BTreeMap<String, u64>,
     after: &BTreeMap<String, u64>,
