@@ -644,10 +644,23 @@ async fn a_conversion_whose_deliveries_could_not_be_queued_is_recorded_and_queue
         (200, Some("duplicate")),
         "{body}"
     );
+    // A delivery enters its partner's history with its first attempt (one
+    // index write instead of two); one nobody attempted enters it when the
+    // reconciler finds it overdue, so a stranded delivery is never hidden
+    // from the partner for longer than that.
+    let history = format!("/partners/{}/deliveries", seed.partner_id);
+    let (s, page) = t.admin_get(&history).await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["items"], json!([]), "not attempted yet: {page}");
     let done = shared::outbox::reconcile(&t.app, chrono::Utc::now() + chrono::Duration::minutes(1))
         .await
         .unwrap();
     assert_eq!(done.requeued, 1);
+    let (s, page) = t.admin_get(&history).await;
+    assert_eq!(s, 200, "{page}");
+    let rows = page["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "found overdue, so in the history: {page}");
+    assert_eq!(rows[0]["status"], "pending", "{page}");
     let messages = delivery_messages(&t).await;
     assert_eq!(messages.len(), 1);
     let event = t
@@ -660,6 +673,7 @@ async fn a_conversion_whose_deliveries_could_not_be_queued_is_recorded_and_queue
         .unwrap()
         .unwrap();
     assert_eq!(messages[0]["delivery_id"], event.delivery_ids[0]);
+    assert_eq!(rows[0]["delivery_id"], messages[0]["delivery_id"]);
 }
 
 #[tokio::test]

@@ -44,6 +44,23 @@ async fn deliveries(t: &TestApp, event_id: &str) -> Vec<shared::lifecycle::Deliv
     t.app.store.get_deliveries(&e.delivery_ids).await.unwrap()
 }
 
+/// Runs the worker until every delivery of these events is delivered: a
+/// delivery enters its partner's history with its first attempt.
+async fn deliver_all(t: &TestApp, event_ids: &[&str]) {
+    let done = t
+        .pump_until("DeliveryQueue", Duration::from_secs(30), || async move {
+            for e in event_ids {
+                let ds = deliveries(t, e).await;
+                if ds.is_empty() || ds.iter().any(|d| d.status != DeliveryStatus::Delivered) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+    assert!(done, "every delivery of {event_ids:?} delivered");
+}
+
 #[tokio::test]
 async fn every_endpoint_of_a_partner_fires_for_the_events_its_filters_match() {
     let t = TestApp::start().await;
@@ -483,15 +500,15 @@ async fn the_csv_export_streams_every_page_with_a_header_and_quoted_fields() {
     let t = TestApp::start().await;
     let mut offer = offer_body();
     offer["advertiser"] = json!("Acme, \"Best\" Loans");
+    let r = Receiver::ok().await;
     let seed = t
-        .seed(
-            offer,
-            Some(json!({"name": "e", "url": "https://partner.example/pb"})),
-        )
+        .seed(offer, Some(json!({"name": "e", "url": r.url("/pb")})))
         .await;
+    let mut events = Vec::new();
     for i in 0..7 {
-        event(&t, &seed, &format!("C{i}"), json!({})).await;
+        events.push(event(&t, &seed, &format!("C{i}"), json!({})).await);
     }
+    deliver_all(&t, &events.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let resp = t
         .http
         .get(t.url(&format!("/partners/{}/deliveries?limit=2", seed.partner_id)))
@@ -783,14 +800,15 @@ async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
             Some(json!({"name": "pb", "url": r.url("/pb")})),
         )
         .await;
-    event(
+    let old = event(
         &t,
         &seed,
         "OLD",
         json!({"occurred_at": "2020-01-01T12:00:00Z"}),
     )
     .await;
-    event(&t, &seed, "NEW", json!({})).await;
+    let new = event(&t, &seed, "NEW", json!({})).await;
+    deliver_all(&t, &[&old, &new]).await;
     let base = format!("/partners/{}/deliveries", seed.partner_id);
     let (s, by_event) = t
         .admin_get(&format!("{base}?time=event&from=2019-12-31&to=2020-01-02"))
@@ -832,6 +850,7 @@ async fn a_delivery_stored_before_event_at_existed_is_found_by_its_events_time()
         json!({"occurred_at": "2020-01-01T12:00:00Z"}),
     )
     .await;
+    deliver_all(&t, &[&e]).await;
     let d = deliveries(&t, &e).await.remove(0);
     t.app
         .store

@@ -653,6 +653,20 @@ impl Store {
     pub(super) fn delivery_item<'d>(&self, d: &'d Delivery) -> Item<&'d Delivery> {
         delivery_item(d, self.expiry(d.created_at))
     }
+
+    /// A delivery as its event's recording creates it: a delivery about to
+    /// be attempted enters the history index (its `gsi1pk`) with the write
+    /// that records its first attempt, not here, so a delivery delivered at
+    /// its first try writes its index entry once instead of twice. One
+    /// nobody attempts in time gets its entry from the reconciler
+    /// (`touch_open`); one created parked has it at once.
+    pub(super) fn new_delivery_item<'d>(&self, d: &'d Delivery) -> Item<&'d Delivery> {
+        let mut item = self.delivery_item(d);
+        if d.status == DeliveryStatus::Pending && !d.parked {
+            item.gsi1pk = None;
+        }
+        item
+    }
 }
 
 /// The condition of a write that must not touch a delivery a worker holds:

@@ -60,7 +60,7 @@ impl Store {
         items.push(self.conditional_put(&event, "attribute_not_exists(pk)", None)?);
         for d in r.deliveries {
             items.push(self.conditional_put(
-                &self.delivery_item(d),
+                &self.new_delivery_item(d),
                 "attribute_not_exists(pk)",
                 None,
             )?);

@@ -16,7 +16,11 @@
 //! GSI1 (the history, and the listings of offers, partners and endpoints)
 //! projects keys plus `status`, `endpoint_id`, `event_at`, `recovery_id` and
 //! `offers`, what its reads filter on: claiming a delivery does not write
-//! it, and its reads take the items from the table (`Store::items_of`).
+//! it, and its reads take the items from the table (`Store::items_of`). A
+//! delivery enters it with the write that records its first attempt (the
+//! recording of its event leaves `gsi1pk` out), so one delivered at its
+//! first try writes its entry once; one created parked enters at once, and
+//! one nobody attempts in time enters when the reconciler finds it overdue.
 //!
 //! GSI2 is the sparse index of open work the reconciler reads (never a scan):
 //! a pending delivery is under `DUE#<shard>` / `<check time>#<id>` (when
@@ -50,11 +54,12 @@ pub use recoveries::{RecoveryPage, RecoveryRead};
 
 /// How many GSI1 partition keys one partner's history is spread over. One
 /// index partition takes 1,000 write units a second and a delivery writes
-/// its entry twice, so one key caps a partner at about 500 deliveries a
-/// second, and past that its throttled index would hold back the table's
-/// writes for every partner; 8 keys take 4,000 a second
-/// (`docs/capacity.md`). Reads merge the shards. Never lowered: a delivery
-/// stays in the shard it was written to.
+/// its entry once if delivered at its first try, twice if not, so one key
+/// caps a partner at 500 to 1,000 deliveries a second, and past that its
+/// throttled index would hold back the table's writes for every partner;
+/// 8 keys take 4,000 to 8,000 a second (`docs/capacity.md`). Reads merge
+/// the shards. Never lowered: a delivery stays in the shard it was written
+/// to.
 pub const HISTORY_SHARDS: u32 = 8;
 
 /// Name of the partner-and-time index of deliveries (template.yaml `GSI1`).
@@ -185,21 +190,26 @@ pub mod keys {
     pub fn is_partner_history(partner_id: &PartnerId, gsi1pk: &str) -> bool {
         partner_history(partner_id).iter().any(|k| k == gsi1pk)
     }
-    /// GSI1 keys of a delivery: its partner's history shard (a hash of the
-    /// delivery's id, FNV-1a: fixed, so a rewrite keeps its key), then
-    /// creation time.
+    /// GSI1 keys of a delivery: its partner's history shard
+    /// ([`delivery_history`]), then creation time.
     pub fn delivery_gsi1(
         partner_id: &PartnerId,
         created_at: &chrono::DateTime<chrono::Utc>,
         id: &DeliveryId,
     ) -> (String, String) {
+        (
+            delivery_history(partner_id, id),
+            format!("{}#{id}", super::sort_key_time(created_at)),
+        )
+    }
+    /// The GSI1 partition key of a delivery: its partner's history shard
+    /// chosen by a hash of the delivery's id (FNV-1a: fixed, so a rewrite
+    /// keeps its key, and whoever knows the id can set it).
+    pub fn delivery_history(partner_id: &PartnerId, id: &DeliveryId) -> String {
         let hash = id.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         });
-        (
-            history_shard_key(partner_id, hash % super::HISTORY_SHARDS),
-            format!("{}#{id}", super::sort_key_time(created_at)),
-        )
+        history_shard_key(partner_id, hash % super::HISTORY_SHARDS)
     }
 }
 

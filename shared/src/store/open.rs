@@ -122,18 +122,22 @@ impl Store {
     }
 
     /// Moves the index entry of an open delivery to `check_at`, unless it moved
-    /// meanwhile (a worker claimed or recorded it): false then.
+    /// meanwhile (a worker claimed or recorded it): false then. A delivery
+    /// nobody has attempted yet enters its partner's history here (its
+    /// recording left it out until its first attempt).
     pub async fn touch_open(&self, open: &OpenRef, check_at: DateTime<Utc>) -> Result<bool> {
         let (pk, sk) = keys::delivery(&open.delivery_id);
         let (_, new_sk) = due_keys(&open.delivery_id, check_at);
+        let history = keys::delivery_history(&open.partner_id, &open.delivery_id);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
-            .update_expression("SET gsi2sk = :new")
+            .update_expression("SET gsi2sk = :new, gsi1pk = if_not_exists(gsi1pk, :history)")
             .condition_expression("gsi2sk = :old")
             .expression_attribute_values(":new", AttributeValue::S(new_sk))
+            .expression_attribute_values(":history", AttributeValue::S(history))
             .expression_attribute_values(":old", AttributeValue::S(open.check_key.clone()))
             .send()
             .await;
