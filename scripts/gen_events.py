@@ -113,7 +113,15 @@ http("deliveries-history-csv", "GET", "/partners/lambda-partner/deliveries", que
 http("events-deliveries", "GET", "/events/__EVENT_ID__/deliveries", auth=ADMIN)
 http("deliveries-retry", "POST", "/deliveries/__DELIVERY_ID__/retry", auth=PARTNER)
 sqs("events-queue", "postback-dev-EventsQueue", [{**payout, "transaction_id": "LN-6001"}])
+# The reconciler's form (ids only: the worker reads the event) and the fan-out's (it carries the event).
 sqs("delivery", "postback-dev-DeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "lambda-partner", "endpoint_id": "__ENDPOINT_ID__"}])
+sqs("delivery-fanout", "postback-dev-DeliveryQueue", [{
+    "delivery_id": "__DELIVERY_ID__", "partner_id": "lambda-partner", "endpoint_id": "__ENDPOINT_ID__",
+    "event": {"id": "__EVENT_ID__", "source": "postback", "event": "purchase", "status": "approved",
+              "transaction_id": "T-1001", "partner_id": "lambda-partner", "click_id": "__CLICK_ID__",
+              "payout": "49.99", "currency": "USD", "occurred_at": "2026-11-27T09:00:00Z",
+              "recorded_at": "2026-11-27T09:00:00Z", "attributes": "{\"measurement\":\"1\"}",
+              "delivery_ids": ["__DELIVERY_ID__"], "sequence": 1}}])
 sqs("delivery-malformed", "postback-dev-DeliveryQueue", ["{\"delivery\": oops"])
 sqs("slow-delivery", "postback-dev-SlowDeliveryQueue", [{"delivery_id": "__DELIVERY_ID__", "partner_id": "lambda-partner", "endpoint_id": "__ENDPOINT_ID__"}])
 http("offers-list", "GET", "/offers", query="limit=50", auth=ADMIN)

@@ -146,11 +146,13 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         .unwrap()
         .delivery_ids[0]
         .to_string();
+    ids.event_id = event_id.to_string();
     let delivery_queue = queue_name(&t.queue_url("DeliveryQueue"));
+    // The fan-out's message carries the event: the worker renders from it.
     let response = deliver::handle(
         &t.worker,
         sqs_event(
-            include_str!("../events/sqs-delivery.json"),
+            include_str!("../events/sqs-delivery-fanout.json"),
             &ids,
             &delivery_queue,
         ),
@@ -162,6 +164,19 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         response.batch_item_failures
     );
     assert_eq!(receiver.requests()[0].uri, "/pb?payout=49.99&tx=T-1001");
+    // The reconciler's message (no event) for the same delivery: it is
+    // delivered already, so it is acknowledged and nothing goes out again.
+    let response = deliver::handle(
+        &t.worker,
+        sqs_event(
+            include_str!("../events/sqs-delivery.json"),
+            &ids,
+            &delivery_queue,
+        ),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(receiver.count(), 1, "delivered once");
     // The same delivery handed to the slow lane's function (as a message the
     // fast lane moved there): acknowledged, never sent twice.
     let slow_queue = queue_name(&t.queue_url("SlowDeliveryQueue"));
@@ -179,7 +194,6 @@ async fn every_sample_event_runs_through_the_real_handlers() {
     assert_eq!(receiver.count(), 1, "delivered once");
 
     // The partner's side: test route, history (JSON and CSV), support view, manual retry.
-    ids.event_id = event_id.to_string();
     let (test, _) = http!("http-endpoints-test.json", 200);
     assert_eq!(test["success"], true);
     assert_eq!(receiver.count(), 2);
