@@ -2,7 +2,7 @@
 # Both install what is missing (cached in ~/.cache/postback-service) and start
 # the local stand-ins of DynamoDB and SQS on 127.0.0.1.
 
-.PHONY: dev test bench bench-cost fuzz deploy-check lint-template lambda-events screenshots stack-stop clean
+.PHONY: dev test bench bench-cost bench-prototype fuzz deploy-check lint-template lambda-events screenshots stack-stop clean
 
 dev:
 	scripts/dev.sh
@@ -16,6 +16,10 @@ bench:
 # The metered cost per conversion alone (part of make bench).
 bench-cost:
 	scripts/bench.sh --cost
+
+# The writes of a data model that is not built, metered (ARCHITECTURE.md).
+bench-prototype:
+	scripts/bench.sh --prototype-outbox
 
 fuzz:
 	scripts/fuzz.sh

@@ -10,8 +10,9 @@ trap 'scripts/stack.sh stop bench' EXIT
 source .local/bench/env
 cargo build --release -p api -p deliver -p postback-local -p postback-bench
 RUST_LOG=${RUST_LOG:-error} ./target/release/postback-bench "$@"
-# `make bench-cost` (--cost): the metered cost table alone, no probe.
-if [ "${1:-}" = "--cost" ]; then exit 0; fi
+# `make bench-cost` (--cost): the metered cost table alone, no probe;
+# `make bench-prototype` (--prototype-outbox): its own file, no probe.
+if [ -n "${1:-}" ]; then exit 0; fi
 # The stand-ins' own speed, appended to the table: the ceiling under the figures above.
 "$(scripts/stack.sh venv)/bin/python" bench/standin_probe.py "${BENCH_DDB_PORT:-18100}" "${BENCH_SQS_PORT:-18424}" > .local/bench/probe.md
 python3 - <<'PY'

@@ -7,6 +7,7 @@
 //! run the release binaries as separate processes.
 
 mod cost;
+mod prototype;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use integration_tests::receiver::{Receiver, Reply};
@@ -258,6 +259,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{what}: {value} ({how})");
         }
         return Ok(());
+    }
+    if std::env::args().any(|a| a == "--prototype-outbox") {
+        // `make bench-prototype`: a data model that is not built, metered.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+        return prototype::outbox(&dir).await;
     }
     if std::env::args().any(|a| a == "--cost") {
         // `make bench-cost`: the metered cost table alone.
