@@ -132,7 +132,7 @@ impl Usage {
 type Attrs = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 /// Every item of the table, as a raw Scan returns them.
-async fn scan_all(t: &TestApp) -> anyhow::Result<Vec<Attrs>> {
+pub(crate) async fn scan_all(t: &TestApp) -> anyhow::Result<Vec<Attrs>> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -155,7 +155,7 @@ async fn scan_all(t: &TestApp) -> anyhow::Result<Vec<Attrs>> {
 
 /// An item and its index entries as DynamoDB stores them, 100 bytes of
 /// overhead each.
-fn stored_size(item: &Attrs) -> usize {
+pub(crate) fn stored_size(item: &Attrs) -> usize {
     item_size(item)
         + 100
         + INDEXES
@@ -255,12 +255,26 @@ fn metered_diff(before: &Metered, after: &Metered) -> Metered {
     }
 }
 
-async fn metered_app() -> TestApp {
+pub(crate) async fn metered_app() -> TestApp {
     TestApp::start_with(integration_tests::Options {
         env: vec![("METER_CAPACITY", "true".into())],
         ..Default::default()
     })
     .await
+}
+
+/// A partner with one endpoint (a receiver that answers 200) and a click:
+/// the set-up of the one-endpoint scenarios.
+pub(crate) async fn one_endpoint(t: &TestApp) -> (Receiver, String) {
+    let ok = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "one", "url": ok.url("/pb?tx={transaction_id}&p={payout}")})),
+        )
+        .await;
+    let click = t.click(&seed, json!({"sub1": "a"})).await;
+    (ok, click)
 }
 
 /// Delivers what is queued, up to `batch` messages per invocation (the SQS
@@ -368,14 +382,7 @@ pub async fn scenarios(
         ),
     ] {
         let t = metered_app().await;
-        let ok = Receiver::ok().await;
-        let seed = t
-            .seed(
-                offer_body(),
-                Some(json!({"name": "one", "url": ok.url("/pb?tx={transaction_id}&p={payout}")})),
-            )
-            .await;
-        let click = t.click(&seed, json!({"sub1": "a"})).await;
+        let (ok, click) = one_endpoint(&t).await;
         // Warm functions: the offer and the endpoints are read once per
         // process (cached), and so is not this scenario's cost.
         convert(&t, &click, "W", 1).await;

@@ -24,11 +24,10 @@
 //! the model (the click, the transaction, the endpoint) and are not measured
 //! here. Nothing here is asserted: it is a measurement.
 
+use crate::cost::stored_size;
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::receiver::Receiver;
-use integration_tests::{offer_body, TestApp};
-use serde_json::json;
-use shared::metrics::{index_entry_size, item_size, Metered, INDEXES};
+use integration_tests::TestApp;
+use shared::metrics::{item_size, Metered};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -48,16 +47,6 @@ fn text(item: &Attrs, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Stored bytes of an item and its index entries, 100 B of overhead each.
-fn stored(item: &Attrs) -> usize {
-    item_size(item)
-        + 100
-        + INDEXES
-            .iter()
-            .filter_map(|x| index_entry_size(item, x).map(|n| n + 100))
-            .sum::<usize>()
-}
-
 /// Write units by `table`/index between two readings of the meter.
 fn written(before: &Metered, after: &Metered) -> Vec<(String, f64)> {
     after
@@ -75,15 +64,7 @@ fn written(before: &Metered, after: &Metered) -> Vec<(String, f64)> {
 
 /// The real items of one conversion: its event, transaction and delivery.
 async fn real_items(t: &TestApp) -> anyhow::Result<(Attrs, Attrs, Attrs)> {
-    let out = t
-        .app
-        .store
-        .client()
-        .scan()
-        .table_name(t.app.store.table())
-        .send()
-        .await?;
-    let items = out.items.unwrap_or_default();
+    let items = crate::cost::scan_all(t).await?;
     let find = |sk: &str| {
         items
             .iter()
@@ -95,19 +76,8 @@ async fn real_items(t: &TestApp) -> anyhow::Result<(Attrs, Attrs, Attrs)> {
 }
 
 pub async fn outbox(out_dir: &std::path::Path) -> anyhow::Result<()> {
-    let t = TestApp::start_with(integration_tests::Options {
-        env: vec![("METER_CAPACITY", "true".into())],
-        ..Default::default()
-    })
-    .await;
-    let ok = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "one", "url": ok.url("/pb?tx={transaction_id}&p={payout}")})),
-        )
-        .await;
-    let click = t.click(&seed, json!({"sub1": "a"})).await;
+    let t = crate::cost::metered_app().await;
+    let (ok, click) = crate::cost::one_endpoint(&t).await;
     let (status, _) = t
         .postback(&[
             ("click_id", click.as_str()),
@@ -295,8 +265,8 @@ async fn measure(
         after_txn.remove("gsi2pk");
         after_txn.remove("gsi2sk");
         sizes.0 += item_size(&owned);
-        sizes.1 += stored(&after_txn);
-        sizes.2 += stored(&record);
+        sizes.1 += stored_size(&after_txn);
+        sizes.2 += stored_size(&record);
     }
 
     // The section.
