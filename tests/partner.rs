@@ -2,6 +2,7 @@
 //! history with its filters, cursor and CSV, support views, manual retry, and
 //! who may see what.
 
+use aws_sdk_dynamodb::types::ProjectionType;
 use integration_tests::receiver::{Receiver, Reply};
 use integration_tests::{offer_body, Seed, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
@@ -258,6 +259,48 @@ async fn history_pages(t: &TestApp, base: &str, limit: usize, max_pages: usize) 
 #[tokio::test]
 async fn the_history_is_newest_first_filtered_and_paged_with_an_opaque_cursor() {
     let t = TestApp::start().await;
+    assert_eq!(gsi1_projection(&t).await, ProjectionType::Include);
+    history_is_newest_first_filtered_and_paged(t).await;
+}
+
+/// What the live table's history index projects.
+async fn gsi1_projection(t: &TestApp) -> ProjectionType {
+    let table = t
+        .app
+        .store
+        .client()
+        .describe_table()
+        .table_name(t.app.store.table())
+        .send()
+        .await
+        .unwrap();
+    table
+        .table()
+        .unwrap()
+        .global_secondary_indexes()
+        .iter()
+        .find(|g| g.index_name() == Some(shared::store::GSI1))
+        .and_then(|g| g.projection())
+        .and_then(|p| p.projection_type())
+        .unwrap()
+        .clone()
+}
+
+/// A stack created before the history index's narrow projection keeps its
+/// index as it was (`HistoryIndexProjection=all`, one deploy): the same
+/// history reads the same from it.
+#[tokio::test]
+async fn a_history_index_that_projects_everything_reads_the_same_history() {
+    let t = TestApp::start_with(integration_tests::Options {
+        template_parameters: vec![("HistoryIndexProjection", "all")],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(gsi1_projection(&t).await, ProjectionType::All);
+    history_is_newest_first_filtered_and_paged(t).await;
+}
+
+async fn history_is_newest_first_filtered_and_paged(t: TestApp) {
     let ok = Receiver::ok().await;
     let down = Receiver::start(vec![Reply::Status(500)]).await;
     let seed = t.seed(offer_body(), None).await;

@@ -52,6 +52,105 @@ fn tag_name(v: &Value) -> Option<(String, &Value)> {
     }
 }
 
+/// A template parameter's value locally: its `Default`.
+fn parameter(template: &Value, name: &str) -> anyhow::Result<Value> {
+    template
+        .get("Parameters")
+        .and_then(|p| p.get(name))
+        .and_then(|p| p.get("Default"))
+        .cloned()
+        .ok_or_else(|| anyhow!("parameter {name} has no Default to provision with"))
+}
+
+/// Whether the template's condition `name` holds with the parameters'
+/// defaults (`!Equals`, `!Not`, `!And`, `!Or` over `!Ref` of parameters).
+fn condition(template: &Value, name: &str) -> anyhow::Result<bool> {
+    let c = template
+        .get("Conditions")
+        .and_then(|c| c.get(name))
+        .ok_or_else(|| anyhow!("condition {name} is not in the template"))?;
+    truth(template, c)
+}
+
+fn truth(template: &Value, v: &Value) -> anyhow::Result<bool> {
+    let Some((tag, inner)) = tag_name(v) else {
+        bail!("a condition must be an intrinsic function: {v:?}");
+    };
+    let args = || {
+        inner
+            .as_sequence()
+            .ok_or_else(|| anyhow!("!{tag} takes a list"))
+    };
+    Ok(match tag.as_str() {
+        "Equals" => {
+            let a = args()?;
+            anyhow::ensure!(a.len() == 2, "!Equals takes two values");
+            let value = |v: &Value| -> anyhow::Result<Value> {
+                match tag_name(v) {
+                    Some((t, name)) if t == "Ref" => parameter(template, str_of(name, "!Ref")?),
+                    Some((t, _)) => bail!("!{t} is not supported in a condition locally"),
+                    None => Ok(v.clone()),
+                }
+            };
+            value(&a[0])? == value(&a[1])?
+        }
+        "Not" => !truth(template, args()?.first().unwrap_or(&Value::Null))?,
+        "And" => args()?.iter().try_fold(true, |all, c| {
+            Ok::<_, anyhow::Error>(all && truth(template, c)?)
+        })?,
+        "Or" => args()?.iter().try_fold(false, |any, c| {
+            Ok::<_, anyhow::Error>(any || truth(template, c)?)
+        })?,
+        "Condition" => condition(template, str_of(inner, "Condition")?)?,
+        other => bail!("!{other} is not supported in a condition locally"),
+    })
+}
+
+/// `v` with every `!If [condition, a, b]` decided by the parameters'
+/// defaults, and `!Ref AWS::NoValue` removed: what CloudFormation would
+/// create from a resource's properties. `None`: no value.
+fn decide(template: &Value, v: &Value) -> anyhow::Result<Option<Value>> {
+    if let Some((tag, inner)) = tag_name(v) {
+        match tag.as_str() {
+            "If" => {
+                let a = inner
+                    .as_sequence()
+                    .filter(|a| a.len() == 3)
+                    .ok_or_else(|| anyhow!("!If takes a condition and two values"))?;
+                let pick = if condition(template, str_of(&a[0], "!If's condition")?)? {
+                    &a[1]
+                } else {
+                    &a[2]
+                };
+                return decide(template, pick);
+            }
+            "Ref" if inner.as_str() == Some("AWS::NoValue") => return Ok(None),
+            _ => return Ok(Some(v.clone())),
+        }
+    }
+    Ok(Some(match v {
+        Value::Mapping(m) => {
+            let mut out = serde_yaml::Mapping::new();
+            for (k, inner) in m {
+                if let Some(x) = decide(template, inner)? {
+                    out.insert(k.clone(), x);
+                }
+            }
+            Value::Mapping(out)
+        }
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .iter()
+                .map(|i| decide(template, i))
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+        ),
+        other => other.clone(),
+    }))
+}
+
 fn str_of<'a>(v: &'a Value, what: &str) -> anyhow::Result<&'a str> {
     v.as_str().ok_or_else(|| anyhow!("{what} must be a string"))
 }
@@ -103,6 +202,20 @@ impl Provisioned {
     }
 }
 
+/// Sets template parameters as `sam deploy --parameter-overrides` would:
+/// locally, a parameter's value is its `Default`.
+fn set_parameters(template: &mut Value, parameters: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (name, value) in parameters {
+        let p = template
+            .get_mut("Parameters")
+            .and_then(|p| p.get_mut(*name))
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| anyhow!("template.yaml has no parameter {name}"))?;
+        p.insert("Default".into(), Value::String(value.to_string()));
+    }
+    Ok(())
+}
+
 /// Creates (if missing) every `AWS::DynamoDB::Table` and `AWS::SQS::Queue` of
 /// the template, named `<prefix>-<LogicalId>`.
 pub async fn provision(
@@ -112,7 +225,22 @@ pub async fn provision(
     sqs: &aws_sdk_sqs::Client,
     kms: &aws_sdk_kms::Client,
 ) -> anyhow::Result<Provisioned> {
-    let template: Value = serde_yaml::from_str(template_yaml).context("parsing template.yaml")?;
+    provision_with(template_yaml, &[], prefix, dynamo, sqs, kms).await
+}
+
+/// [`provision`], with template parameters set (`name`, `value`) instead
+/// of their defaults.
+pub async fn provision_with(
+    template_yaml: &str,
+    parameters: &[(&str, &str)],
+    prefix: &str,
+    dynamo: &aws_sdk_dynamodb::Client,
+    sqs: &aws_sdk_sqs::Client,
+    kms: &aws_sdk_kms::Client,
+) -> anyhow::Result<Provisioned> {
+    let mut template: Value =
+        serde_yaml::from_str(template_yaml).context("parsing template.yaml")?;
+    set_parameters(&mut template, parameters)?;
     let resources = template
         .get("Resources")
         .and_then(Value::as_mapping)
@@ -126,6 +254,7 @@ pub async fn provision(
         match res.get("Type").and_then(Value::as_str) {
             Some("AWS::DynamoDB::Table") => {
                 let name = format!("{prefix}-{id}");
+                let props = decide(&template, &props)?.unwrap_or(Value::Null);
                 create_table(dynamo, &name, &props)
                     .await
                     .with_context(|| format!("creating table {id}"))?;
@@ -367,9 +496,10 @@ mod tests {
     fn the_meters_index_shapes_are_the_templates() {
         let text = include_str!("../../template.yaml");
         let doc: Value = serde_yaml::from_str(text).unwrap();
-        let gsis = doc["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]
-            .as_sequence()
+        let table = decide(&doc, &doc["Resources"]["Table"]["Properties"])
+            .unwrap()
             .unwrap();
+        let gsis = table["GlobalSecondaryIndexes"].as_sequence().unwrap();
         assert_eq!(gsis.len(), shared::metrics::INDEXES.len());
         for shape in shared::metrics::INDEXES {
             let g = gsis
@@ -398,5 +528,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The template's conditions decide what is provisioned locally, with
+    /// each parameter's default: the history index projects keys and its
+    /// filtered attributes unless `HistoryIndexProjection` says `all`.
+    #[test]
+    fn a_projection_chosen_by_a_parameter_follows_its_value() {
+        let text = include_str!("../../template.yaml");
+        let projection = |text: &str| {
+            let doc: Value = serde_yaml::from_str(text).unwrap();
+            let table = decide(&doc, &doc["Resources"]["Table"]["Properties"])
+                .unwrap()
+                .unwrap();
+            let gsi1 = table["GlobalSecondaryIndexes"][0].clone();
+            assert_eq!(gsi1["IndexName"].as_str(), Some("GSI1"));
+            gsi1["Projection"].clone()
+        };
+        let narrow = projection(text);
+        assert_eq!(narrow["ProjectionType"].as_str(), Some("INCLUDE"));
+        assert!(narrow["NonKeyAttributes"].as_sequence().is_some());
+        let mut doc: Value = serde_yaml::from_str(text).unwrap();
+        set_parameters(&mut doc, &[("HistoryIndexProjection", "all")]).unwrap();
+        let all = projection(&serde_yaml::to_string(&doc).unwrap());
+        assert_eq!(all["ProjectionType"].as_str(), Some("ALL"));
+        assert!(all.get("NonKeyAttributes").is_none(), "{all:?}");
     }
 }

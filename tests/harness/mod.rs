@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use deliver::Worker;
-use postback_local::provision::{provision, Provisioned};
+use postback_local::provision::{provision_with, Provisioned};
 use serde_json::{json, Value};
 use shared::config::Config;
 use shared::App;
@@ -45,6 +45,9 @@ pub struct Options {
     pub endpoints: Option<(String, String)>,
     /// Further environment of the service (`RETENTION_DAYS`, ...).
     pub env: Vec<(&'static str, String)>,
+    /// Template parameters the stack is provisioned with, instead of their
+    /// defaults (`sam deploy --parameter-overrides`).
+    pub template_parameters: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             aws_timeouts_ms: None,
             endpoints: None,
             env: Vec::new(),
+            template_parameters: Vec::new(),
         }
     }
 }
@@ -87,8 +91,9 @@ impl TestApp {
             .with_env_filter("info")
             .try_init();
         let sdk = aws_config::load_from_env().await;
-        let stack = provision(
+        let stack = provision_with(
             TEMPLATE,
+            &options.template_parameters,
             &unique_prefix(),
             &aws_sdk_dynamodb::Client::new(&sdk),
             &aws_sdk_sqs::Client::new(&sdk),
