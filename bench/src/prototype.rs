@@ -6,9 +6,10 @@
 //! One real conversion goes through the service as it is (one endpoint,
 //! delivered first try), and its stored items are the content. Then, for
 //! `N` conversions under fresh keys, in two layouts (the event kept whole
-//! inside the transaction's item, and stripped of the attributes the
-//! transaction already holds), the same client (metering on) writes what
-//! that model would write, in its order:
+//! inside the transaction's item, and without what the transaction keeps
+//! for good or remembers of each change, so that it can still be rebuilt),
+//! the same client (metering on) writes what that model would write, in
+//! its order:
 //!
 //! 1. the ingest: one conditional `PutItem` of the transaction's item, which
 //!    now also holds its event and the delivery it owes, and carries the
