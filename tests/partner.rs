@@ -833,9 +833,9 @@ async fn patch_changes_only_what_it_names_and_write_only_credentials_are_never_s
     assert_eq!(test["request"]["headers"]["X-Api-Key"], "***");
 }
 
-#[tokio::test]
-async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
-    let t = TestApp::start().await;
+/// A partner with one endpoint that answers 200, and a conversion `tx`
+/// whose event happened on 2020-01-01 (delivered today), delivered.
+async fn an_old_event_delivered_today(t: &TestApp, tx: &str) -> (Receiver, Seed, String) {
     let r = Receiver::ok().await;
     let seed = t
         .seed(
@@ -843,15 +843,17 @@ async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
             Some(json!({"name": "pb", "url": r.url("/pb")})),
         )
         .await;
-    let old = event(
-        &t,
-        &seed,
-        "OLD",
-        json!({"occurred_at": "2020-01-01T12:00:00Z"}),
-    )
-    .await;
+    let e = event(t, &seed, tx, json!({"occurred_at": "2020-01-01T12:00:00Z"})).await;
+    deliver_all(t, &[&e]).await;
+    (r, seed, e)
+}
+
+#[tokio::test]
+async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
+    let t = TestApp::start().await;
+    let (_r, seed, _) = an_old_event_delivered_today(&t, "OLD").await;
     let new = event(&t, &seed, "NEW", json!({})).await;
-    deliver_all(&t, &[&old, &new]).await;
+    deliver_all(&t, &[&new]).await;
     let base = format!("/partners/{}/deliveries", seed.partner_id);
     let (s, by_event) = t
         .admin_get(&format!("{base}?time=event&from=2019-12-31&to=2020-01-02"))
@@ -879,21 +881,7 @@ async fn the_history_filters_by_the_events_own_time_as_well_as_the_deliverys() {
 async fn a_delivery_stored_before_event_at_existed_is_found_by_its_events_time() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
-    let e = event(
-        &t,
-        &seed,
-        "PRE",
-        json!({"occurred_at": "2020-01-01T12:00:00Z"}),
-    )
-    .await;
-    deliver_all(&t, &[&e]).await;
+    let (_r, seed, e) = an_old_event_delivered_today(&t, "PRE").await;
     let d = deliveries(&t, &e).await.remove(0);
     t.app
         .store
