@@ -17,21 +17,6 @@ async fn setup(t: &TestApp, endpoint: Value) -> (Seed, String) {
     (seed, click)
 }
 
-async fn deliveries_of(t: &TestApp, event_id: &str) -> Vec<Delivery> {
-    let event = t
-        .app
-        .store
-        .get_event(&integration_tests::typed(event_id))
-        .await
-        .unwrap()
-        .expect("event");
-    t.app
-        .store
-        .get_deliveries(&event.delivery_ids)
-        .await
-        .unwrap()
-}
-
 /// The delivery queue's messages for `ids` of the seed's endpoint, as one
 /// SQS batch handed to the deliver function.
 use integration_tests::sqs_batch;
@@ -90,7 +75,7 @@ async fn a_get_postback_renders_seed_001s_macro_url_with_every_value_encoded() {
     let event_id = convert(&t, &click, &[("transaction_id", "T#1 &x")]).await;
     let d = wait_finished(
         &t,
-        &deliveries_of(&t, &event_id).await[0].id,
+        &t.deliveries_of(&event_id).await[0].id,
         Duration::from_secs(10),
     )
     .await;
@@ -137,7 +122,7 @@ async fn post_form_and_post_json_render_the_partners_own_body_with_basic_auth() 
         )
         .await;
     let event_id = convert(&t, &click, &[("transaction_id", "TX-9")]).await;
-    for d in deliveries_of(&t, &event_id).await {
+    for d in t.deliveries_of(&event_id).await {
         assert_eq!(
             wait_finished(&t, &d.id, Duration::from_secs(10))
                 .await
@@ -216,7 +201,7 @@ async fn invalidations_render_in_each_of_seed_000s_three_styles() {
         .admin_post("/events", json!({"transaction_id": "LN-7", "event": "invalidation", "occurred_at": "2026-11-05T08:00:00Z"}))
         .await;
     assert_eq!(s, 200);
-    for d in deliveries_of(&t, inv["event_id"].as_str().unwrap()).await {
+    for d in t.deliveries_of(inv["event_id"].as_str().unwrap()).await {
         wait_finished(&t, &d.id, Duration::from_secs(10)).await;
     }
     t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
@@ -270,7 +255,7 @@ async fn signed_postbacks_carry_standard_webhooks_headers_that_verify() {
     let event_id = convert(&t, &click, &[]).await;
     let d = wait_finished(
         &t,
-        &deliveries_of(&t, &event_id).await[0].id,
+        &t.deliveries_of(&event_id).await[0].id,
         Duration::from_secs(10),
     )
     .await;
@@ -310,7 +295,7 @@ async fn a_failing_receiver_is_retried_on_schedule_until_it_succeeds() {
     let event_id = convert(&t, &click, &[]).await;
     let d = wait_finished(
         &t,
-        &deliveries_of(&t, &event_id).await[0].id,
+        &t.deliveries_of(&event_id).await[0].id,
         Duration::from_secs(20),
     )
     .await;
@@ -347,7 +332,7 @@ async fn a_receiver_that_always_fails_gets_exactly_its_attempts_then_the_deliver
     let event_id = convert(&t, &click, &[]).await;
     let d = wait_finished(
         &t,
-        &deliveries_of(&t, &event_id).await[0].id,
+        &t.deliveries_of(&event_id).await[0].id,
         Duration::from_secs(20),
     )
     .await;
@@ -375,7 +360,7 @@ async fn a_delivered_message_that_sqs_hands_back_is_not_sent_again() {
     let event_id = convert(&t, &click, &[]).await;
     let d = wait_finished(
         &t,
-        &deliveries_of(&t, &event_id).await[0].id,
+        &t.deliveries_of(&event_id).await[0].id,
         Duration::from_secs(10),
     )
     .await;
@@ -421,7 +406,7 @@ async fn a_malformed_delivery_message_lands_in_the_dlq_with_its_reason() {
 async fn first_attempt(t: &TestApp, endpoint: Value) -> (Delivery, shared::lifecycle::Attempt) {
     let (_, click) = setup(t, endpoint).await;
     let event_id = convert(t, &click, &[]).await;
-    let id = deliveries_of(t, &event_id).await[0].id.clone();
+    let id = t.deliveries_of(&event_id).await[0].id.clone();
     let store = t.app.store.clone();
     let found = t
         .pump_until("DeliveryQueue", Duration::from_secs(15), || {
@@ -562,7 +547,7 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynam
     let mut deliveries = Vec::new();
     for i in 0..10 {
         let event_id = convert(&t, &click, &[("transaction_id", &format!("B{i}"))]).await;
-        deliveries.extend(deliveries_of(&t, &event_id).await);
+        deliveries.extend(t.deliveries_of(&event_id).await);
     }
     let event = delivery_messages(&deliveries);
     let before = t.app.requests.snapshot();
@@ -631,7 +616,7 @@ async fn a_conversion_and_its_delivery_write_the_history_once_and_read_two_units
     let m0 = t.app.requests.metered();
     let event_id = convert(&t, &click, &[("transaction_id", "M1")]).await;
     let m1 = t.app.requests.metered();
-    let event = delivery_messages(&deliveries_of(&t, &event_id).await);
+    let event = delivery_messages(&t.deliveries_of(&event_id).await);
     let m2 = t.app.requests.metered();
     let response = deliver::handle(&t.worker, event).await;
     let m3 = t.app.requests.metered();
@@ -680,7 +665,7 @@ async fn a_delivery_stores_its_events_id_and_renders_the_event_however_it_was_qu
 
     // Stored: the event's id beside the delivery, no copy of the event.
     let event_id = convert(&t, &click, &[("transaction_id", "S1")]).await;
-    let d = deliveries_of(&t, &event_id).await.remove(0);
+    let d = t.deliveries_of(&event_id).await.remove(0);
     let (pk, sk) = (format!("DELIVERY#{}", d.id), "DELIVERY");
     let item = t.raw_item(&pk, sk).await.expect("the delivery's item");
     assert!(
@@ -712,7 +697,7 @@ async fn a_delivery_stores_its_events_id_and_renders_the_event_however_it_was_qu
     // A delivery stored before this layout, with its own copy of the event
     // (here the only one left: the event's item is gone).
     let event_id = convert(&t, &click, &[("transaction_id", "S2")]).await;
-    let d = deliveries_of(&t, &event_id).await.remove(0);
+    let d = t.deliveries_of(&event_id).await.remove(0);
     let (pk, sk) = (format!("DELIVERY#{}", d.id), "DELIVERY");
     let mut item = t.raw_item(&pk, sk).await.expect("the delivery's item");
     let copy: AttributeValue = serde_dynamo::to_attribute_value(&d.event).unwrap();

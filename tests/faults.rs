@@ -303,15 +303,7 @@ async fn a_failed_event_read_before_the_claim_leaves_no_claim_behind() {
         .postback(&[("click_id", &click), ("transaction_id", "R-1")])
         .await;
     assert_eq!(s, 200, "{body}");
-    let event = direct
-        .app
-        .store
-        .get_event(&integration_tests::typed(
-            body["conversion_id"].as_str().unwrap(),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
+    let event = direct.event(body["conversion_id"].as_str().unwrap()).await;
     let id = event.delivery_ids[0].clone();
     // The reconciler's message: no event in it.
     let batch = integration_tests::sqs_batch([json!({

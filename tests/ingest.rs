@@ -663,15 +663,7 @@ async fn a_conversion_whose_deliveries_could_not_be_queued_is_recorded_and_queue
     assert_eq!(rows[0]["status"], "pending", "{page}");
     let messages = delivery_messages(&t).await;
     assert_eq!(messages.len(), 1);
-    let event = t
-        .app
-        .store
-        .get_event(&integration_tests::typed(
-            body["conversion_id"].as_str().unwrap(),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
+    let event = t.event(body["conversion_id"].as_str().unwrap()).await;
     assert_eq!(messages[0]["delivery_id"], event.delivery_ids[0]);
     assert_eq!(rows[0]["delivery_id"], messages[0]["delivery_id"]);
 }

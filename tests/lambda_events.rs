@@ -137,15 +137,7 @@ async fn every_sample_event_runs_through_the_real_handlers() {
         .await;
     assert_eq!(s, 200);
     let event_id = recorded["conversion_id"].as_str().unwrap();
-    ids.delivery_id = t
-        .app
-        .store
-        .get_event(&integration_tests::typed(event_id))
-        .await
-        .unwrap()
-        .unwrap()
-        .delivery_ids[0]
-        .to_string();
+    ids.delivery_id = t.event(event_id).await.delivery_ids[0].to_string();
     ids.event_id = event_id.to_string();
     let delivery_queue = queue_name(&t.queue_url("DeliveryQueue"));
     // The fan-out's message carries the event: the worker renders from it.

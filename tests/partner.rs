@@ -34,24 +34,13 @@ async fn event(t: &TestApp, seed: &Seed, tx: &str, extra: Value) -> String {
     b["event_id"].as_str().unwrap().to_string()
 }
 
-async fn deliveries(t: &TestApp, event_id: &str) -> Vec<shared::lifecycle::Delivery> {
-    let e = t
-        .app
-        .store
-        .get_event(&integration_tests::typed(event_id))
-        .await
-        .unwrap()
-        .unwrap();
-    t.app.store.get_deliveries(&e.delivery_ids).await.unwrap()
-}
-
 /// Runs the worker until every delivery of these events is delivered: a
 /// delivery enters its partner's history with its first attempt.
 async fn deliver_all(t: &TestApp, event_ids: &[&str]) {
     let done = t
         .pump_until("DeliveryQueue", Duration::from_secs(30), || async move {
             for e in event_ids {
-                let ds = deliveries(t, e).await;
+                let ds = t.deliveries_of(e).await;
                 if ds.is_empty() || ds.iter().any(|d| d.status != DeliveryStatus::Delivered) {
                     return false;
                 }
@@ -134,7 +123,7 @@ async fn a_paused_endpoint_keeps_what_it_would_have_received_and_gets_it_when_re
     t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
     assert_eq!(r.count(), 0, "nothing is sent while paused");
     for id in [&e1, &e2] {
-        assert_eq!(deliveries(&t, id).await[0].status, DeliveryStatus::Pending);
+        assert_eq!(t.deliveries_of(id).await[0].status, DeliveryStatus::Pending);
     }
 
     let (s, shown) = put(
@@ -180,7 +169,7 @@ async fn an_endpoint_that_answers_410_gone_is_paused_and_says_why() {
     t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
     assert_eq!(r.count(), 1, "a paused endpoint is not called again");
     assert_eq!(
-        deliveries(&t, &later).await[0].status,
+        t.deliveries_of(&later).await[0].status,
         DeliveryStatus::Pending
     );
 }
@@ -435,7 +424,7 @@ async fn one_partners_history_spreads_over_its_shards_and_reads_back_as_one() {
     let mut ids = Vec::new();
     for i in 0..N {
         let e = event(&t, &seed, &format!("S{i}"), json!({})).await;
-        ids.extend(deliveries(&t, &e).await.into_iter().map(|d| d.id));
+        ids.extend(t.deliveries_of(&e).await.into_iter().map(|d| d.id));
     }
     t.pump_until("DeliveryQueue", Duration::from_secs(20), || async {
         down.count() >= N
@@ -603,7 +592,7 @@ async fn support_sees_every_delivery_of_an_event_and_can_retry_a_failed_one_by_h
         )
         .await;
     let event_id = event(&t, &seed, "M1", json!({})).await;
-    let id = deliveries(&t, &event_id).await[0].id.clone();
+    let id = t.deliveries_of(&event_id).await[0].id.clone();
     t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
         r.count() >= 1
     })
@@ -678,7 +667,7 @@ async fn every_partner_route_answers_401_without_a_key_and_404_for_another_partn
         )
         .await;
     let b_event = event(&t, &b, "B1", json!({})).await;
-    let b_delivery = deliveries(&t, &b_event).await[0].id.clone();
+    let b_delivery = t.deliveries_of(&b_event).await[0].id.clone();
     let (bp, be) = (b.partner_id.clone(), b.endpoint_id.clone().unwrap());
     let endpoint_body = json!({"name": "x", "url": "https://x.example/"});
     let routes: Vec<(&str, String, Option<Value>)> = vec![
@@ -882,7 +871,7 @@ async fn a_delivery_stored_before_event_at_existed_is_found_by_its_events_time()
     use aws_sdk_dynamodb::types::AttributeValue;
     let t = TestApp::start().await;
     let (_r, seed, e) = an_old_event_delivered_today(&t, "PRE").await;
-    let d = deliveries(&t, &e).await.remove(0);
+    let d = t.deliveries_of(&e).await.remove(0);
     t.app
         .store
         .client()

@@ -279,6 +279,26 @@ impl TestApp {
         .expect("the endpoint's item")
     }
 
+    /// A recorded event, by the id a response gave (`conversion_id`, `event_id`).
+    pub async fn event(&self, id: &str) -> shared::domain::Event {
+        self.app
+            .store
+            .get_event(&typed(id))
+            .await
+            .expect("reading an event")
+            .expect("the event is stored")
+    }
+
+    /// The deliveries an event fanned out to, in its order.
+    pub async fn deliveries_of(&self, event_id: &str) -> Vec<shared::lifecycle::Delivery> {
+        let event = self.event(event_id).await;
+        self.app
+            .store
+            .get_deliveries(&event.delivery_ids)
+            .await
+            .expect("reading deliveries")
+    }
+
     /// An item exactly as the table holds it, if there is one.
     pub async fn raw_item(
         &self,

@@ -442,12 +442,11 @@ impl Store {
                 chunk: first_chunk,
             })
             .collect();
-        let sort_key = |e: &Attrs| {
+        fn sort_key(e: &Attrs) -> &str {
             e.get("gsi1sk")
                 .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default()
-        };
+                .map_or("", String::as_str)
+        }
         let mut entries = Vec::new();
         let mut queries = 0usize;
         while entries.len() < limit {
@@ -478,7 +477,7 @@ impl Store {
                         .items
                         .unwrap_or_default()
                         .into_iter()
-                        .filter(|e| Some(sort_key(e).as_str()) != after)
+                        .filter(|e| Some(sort_key(e)) != after)
                         .collect();
                     if found.is_empty() {
                         shard.chunk = (shard.chunk * 2).min(1000);
@@ -496,11 +495,12 @@ impl Store {
                 .enumerate()
                 .filter_map(|(i, s)| s.entries.front().map(|e| (i, sort_key(e))));
             let next = if newest_first {
-                heads.max_by(|a, b| a.1.cmp(&b.1))
+                heads.max_by(|a, b| a.1.cmp(b.1))
             } else {
-                heads.min_by(|a, b| a.1.cmp(&b.1))
-            };
-            let Some(entry) = next.and_then(|(i, _)| shards[i].entries.pop_front()) else {
+                heads.min_by(|a, b| a.1.cmp(b.1))
+            }
+            .map(|(i, _)| i);
+            let Some(entry) = next.and_then(|i| shards[i].entries.pop_front()) else {
                 return Ok(HistoryEntries {
                     entries,
                     more: false,
