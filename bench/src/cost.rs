@@ -279,7 +279,11 @@ pub(crate) async fn one_endpoint(t: &TestApp) -> (Receiver, String) {
 
 /// Delivers what is queued, up to `batch` messages per invocation (the SQS
 /// trigger's batch size), timing each invocation.
-async fn deliver_until(t: &TestApp, batch: usize, done: impl Fn() -> bool) -> (f64, f64) {
+pub(crate) async fn deliver_until(
+    t: &TestApp,
+    batch: usize,
+    done: impl Fn() -> bool,
+) -> (f64, f64) {
     let url = t.queue_url("DeliveryQueue");
     let arn = postback_local::queue_arn(&t.app, &url)
         .await
@@ -341,7 +345,7 @@ async fn usage(
 }
 
 /// Conversions through `GET /postback`, timed; returns (calls, ms).
-async fn convert(t: &TestApp, click: &str, prefix: &str, n: usize) -> (f64, f64) {
+pub(crate) async fn convert(t: &TestApp, click: &str, prefix: &str, n: usize) -> (f64, f64) {
     let mut ms = 0.0;
     for i in 0..n {
         let t0 = Instant::now();

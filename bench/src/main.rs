@@ -6,6 +6,7 @@
 //! deliver handler, receivers on 127.0.0.1); ingest load, memory and init time
 //! run the release binaries as separate processes.
 
+mod calls;
 mod cost;
 mod prototype;
 
@@ -255,6 +256,14 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--cpu") {
         // The service's CPU figure alone (to profile it: `perf record -g`).
         service_cpu(&mut report).await?;
+        for (what, value, how) in &report.rows {
+            println!("{what}: {value} ({how})");
+        }
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--cpu-per-call") {
+        // What one AWS call costs in CPU, through the SDK and without it.
+        calls::cpu_per_call(&mut report).await?;
         for (what, value, how) in &report.rows {
             println!("{what}: {value} ({how})");
         }
@@ -780,6 +789,8 @@ async fn init_time(bin: &str, t: &TestApp) -> Option<f64> {
 /// conversion (a raw Scan) into bench/results/layout-latest.txt.
 async fn cost_rows(report: &mut Report) -> anyhow::Result<()> {
     let cpu = service_cpu(report).await?;
+    // What that CPU is made of: the calls per conversion, and one call's CPU.
+    calls::cpu_per_call(report).await?;
     let (rows, layout) = cost::scenarios(cpu).await?;
     for (what, value, how) in rows {
         report.add(&what, value, &how);
