@@ -101,34 +101,24 @@ pub async fn cpu_per_call(report: &mut Report) -> anyhow::Result<()> {
         &format!("{CALLS} sequential sends of a 10-byte body (Queue::send)"),
     );
 
-    // The same GetItem without the SDK: a bare reqwest POST of the JSON
-    // protocol. DynamoDB Local checks that a signature is present, not that
-    // it is right.
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")?;
+    // The same two requests without the SDK: bare reqwest POSTs of the JSON
+    // protocol. The stand-ins check that a signature is present, not that it
+    // is right.
     let http = reqwest::Client::new();
+    let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")?;
     let raw = per_call(|_| {
-        let (http, endpoint, table) = (http.clone(), endpoint.clone(), table.clone());
-        async move {
-            let body = serde_json::json!({
-                "TableName": table,
-                "Key": {"pk": {"S": format!("EVENT#{}", EventId::random("evt"))}, "sk": {"S": "EVENT"}},
-                "ConsistentRead": true,
-            });
-            let r = http
-                .post(&endpoint)
-                .header("content-type", "application/x-amz-json-1.0")
-                .header("x-amz-target", "DynamoDB_20120810.GetItem")
-                .header(
-                    "authorization",
-                    "AWS4-HMAC-SHA256 Credential=local/20261127/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-                )
-                .body(body.to_string())
-                .send()
-                .await?;
-            anyhow::ensure!(r.status().is_success(), "GetItem: {}", r.status());
-            r.bytes().await?;
-            Ok(())
-        }
+        let body = serde_json::json!({
+            "TableName": table,
+            "Key": {"pk": {"S": format!("EVENT#{}", EventId::random("evt"))}, "sk": {"S": "EVENT"}},
+            "ConsistentRead": true,
+        });
+        bare(
+            &http,
+            &dynamodb,
+            "dynamodb",
+            "DynamoDB_20120810.GetItem",
+            body,
+        )
     })
     .await?;
     report.add(
@@ -136,29 +126,11 @@ pub async fn cpu_per_call(report: &mut Report) -> anyhow::Result<()> {
         format!("{raw:.0} µs"),
         &format!("{CALLS} sequential POSTs of the same request by reqwest, no SDK, no signing"),
     );
-
-    // The same SendMessage without the SDK (moto closes every connection
-    // after its answer, so each call here opens one, as the SDK's do).
     let sqs = std::env::var("AWS_ENDPOINT_URL_SQS")?;
     let raw_send = per_call(|i| {
-        let (http, sqs, queue_url) = (http.clone(), sqs.clone(), queue_url.clone());
-        async move {
-            let body = serde_json::json!({"QueueUrl": queue_url, "MessageBody": format!("{{\"n\":{i}}}")});
-            let r = http
-                .post(&sqs)
-                .header("content-type", "application/x-amz-json-1.0")
-                .header("x-amz-target", "AmazonSQS.SendMessage")
-                .header(
-                    "authorization",
-                    "AWS4-HMAC-SHA256 Credential=local/20261127/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
-                )
-                .body(body.to_string())
-                .send()
-                .await?;
-            anyhow::ensure!(r.status().is_success(), "SendMessage: {}", r.status());
-            r.bytes().await?;
-            Ok(())
-        }
+        let body =
+            serde_json::json!({"QueueUrl": queue_url, "MessageBody": format!("{{\"n\":{i}}}")});
+        bare(&http, &sqs, "sqs", "AmazonSQS.SendMessage", body)
     })
     .await?;
     report.add(
@@ -166,5 +138,30 @@ pub async fn cpu_per_call(report: &mut Report) -> anyhow::Result<()> {
         format!("{raw_send:.0} µs"),
         &format!("{CALLS} sequential POSTs of the same request by reqwest, no SDK, no signing"),
     );
+    Ok(())
+}
+
+/// One JSON-protocol request to a stand-in by a bare HTTP client, with a
+/// well-formed but unchecked signature header.
+async fn bare(
+    http: &reqwest::Client,
+    endpoint: &str,
+    service: &str,
+    target: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<()> {
+    let r = http
+        .post(endpoint)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", target)
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=local/20261127/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .body(body.to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "{target}: {}", r.status());
+    r.bytes().await?;
     Ok(())
 }
