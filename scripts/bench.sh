@@ -8,8 +8,11 @@ scripts/stack.sh start bench "${BENCH_DDB_PORT:-18100}" "${BENCH_SQS_PORT:-18424
 trap 'scripts/stack.sh stop bench' EXIT
 # shellcheck disable=SC1091
 source .local/bench/env
-cargo build --release -p api -p deliver -p postback-local -p postback-bench
-RUST_LOG=${RUST_LOG:-error} ./target/release/postback-bench "$@"
+# BENCH_PROFILE=profiling: the same code with symbols, for `perf record`.
+PROFILE=${BENCH_PROFILE:-release}
+export BENCH_PROFILE=$PROFILE
+cargo build --profile "$PROFILE" -p api -p deliver -p postback-local -p postback-bench
+RUST_LOG=${RUST_LOG:-error} "./target/$PROFILE/postback-bench" "$@"
 # `make bench-cost` (--cost): the metered cost table alone, no probe;
 # `make bench-prototype` (--prototype-outbox): its own file, no probe.
 if [ -n "${1:-}" ]; then exit 0; fi

@@ -52,9 +52,13 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
+/// A binary of the build the bench runs: `release`, or the profile named by
+/// `BENCH_PROFILE` (`profiling`: the same code with symbols, for `perf`).
 fn release(bin: &str) -> PathBuf {
+    let profile = std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into());
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/release")
+        .join("../target")
+        .join(profile)
         .join(bin)
 }
 
@@ -241,7 +245,8 @@ async fn service_cpu(report: &mut Report) -> anyhow::Result<f64> {
         "Service CPU per 1,000 conversions plus their deliveries",
         format!("{per_1000:.0} ms"),
         &format!(
-            "release local runner (API and delivery workers in one process, JSON logs at INFO), {sent} conversions recorded and {delivered} delivered, {cpu:.0} ms of the process's CPU (/proc, user + system) from the first postback to the last delivery"
+            "{} local runner (API and delivery workers in one process, JSON logs at INFO), {sent} conversions recorded and {delivered} delivered, {cpu:.0} ms of the process's CPU (/proc, user + system) from the first postback to the last delivery",
+            std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into())
         ),
     );
     drop(runner);
@@ -808,10 +813,11 @@ fn write_report(report: &Report, stem: &str) -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(0);
     let mut md = format!(
-        "# Benchmark results\n\n{} UTC, {} CPUs, local stand-ins (DynamoDB Local, moto SQS) on 127.0.0.1, release build. \
+        "# Benchmark results\n\n{} UTC, {} CPUs, local stand-ins (DynamoDB Local, moto SQS) on 127.0.0.1, {} build. \
          Produced by `make bench` (the metered cost rows alone: `make bench-cost`).\n\n| measure | value | how |\n| --- | --- | --- |\n",
         now.format("%Y-%m-%d %H:%M"),
-        cpus
+        cpus,
+        std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into())
     );
     for (what, value, how) in &report.rows {
         md.push_str(&format!("| {what} | {value} | {how} |\n"));
