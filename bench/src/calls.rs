@@ -1,6 +1,7 @@
-//! `postback-bench --cpu-per-call`: what one AWS call costs this process in
-//! CPU, through the service's own clients, against the local stand-ins; and
-//! the same request to DynamoDB Local sent by a bare HTTP client (no SDK, no
+//! `postback-bench --cpu-per-call`: how many AWS calls a conversion with its
+//! delivery makes, and what one call costs this process in CPU: a DynamoDB
+//! `GetItem` and an SQS `SendMessage` through the service's own clients,
+//! then the same two requests sent by a bare HTTP client (no SDK, no
 //! signature), to split the SDK's share from HTTP and the kernel's. Calls
 //! are sequential, `CALLS` of each, on a warm client; the stand-ins are
 //! other processes, so only the caller's CPU is counted.
