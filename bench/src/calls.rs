@@ -35,15 +35,14 @@ where
 /// counted by its own clients' interceptor; the local runner's SQS pollers
 /// stand in for the Lambda event-source mapping (`ReceiveMessage`,
 /// `DeleteMessageBatch`), which in AWS are not the function's calls.
-pub async fn calls_per_conversion(report: &mut Report) -> anyhow::Result<()> {
+async fn calls_per_conversion(t: &TestApp, report: &mut Report) -> anyhow::Result<()> {
     const N: usize = 50;
-    let t = TestApp::start().await;
-    let (ok, click) = cost::one_endpoint(&t).await;
-    cost::convert(&t, &click, "W", 1).await;
-    cost::deliver_until(&t, 1, || ok.count() >= 1).await;
+    let (ok, click) = cost::one_endpoint(t).await;
+    cost::convert(t, &click, "W", 1).await;
+    cost::deliver_until(t, 1, || ok.count() >= 1).await;
     let before = t.app.requests.snapshot();
-    cost::convert(&t, &click, "C", N).await;
-    cost::deliver_until(&t, 1, || ok.count() > N).await;
+    cost::convert(t, &click, "C", N).await;
+    cost::deliver_until(t, 1, || ok.count() > N).await;
     let after = t.app.requests.snapshot();
     let mut total = 0.0;
     let mut by_op = Vec::new();
@@ -66,8 +65,9 @@ pub async fn calls_per_conversion(report: &mut Report) -> anyhow::Result<()> {
 }
 
 pub async fn cpu_per_call(report: &mut Report) -> anyhow::Result<()> {
-    calls_per_conversion(report).await?;
+    // One stack for both: the calls per conversion, then the calls alone.
     let t = TestApp::start().await;
+    calls_per_conversion(&t, report).await?;
     let app = t.app.clone();
     let queue_url = app.config.delivery_queue_url.clone();
     let table = app.config.table_name.clone();

@@ -52,13 +52,17 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-/// A binary of the build the bench runs: `release`, or the profile named by
+/// The build the bench runs: `release`, or the profile named by
 /// `BENCH_PROFILE` (`profiling`: the same code with symbols, for `perf`).
+fn build_profile() -> String {
+    std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into())
+}
+
+/// A binary of that build.
 fn release(bin: &str) -> PathBuf {
-    let profile = std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into());
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target")
-        .join(profile)
+        .join(build_profile())
         .join(bin)
 }
 
@@ -207,7 +211,7 @@ async fn service_cpu(report: &mut Report) -> anyhow::Result<f64> {
         &format!(
             "median of {CPU_RUNS} runs ({} ms), each a fresh {} local runner (API and delivery workers in one process, JSON logs at INFO) taking {CPU_CONVERSIONS} conversions and their deliveries ({sent} recorded and {delivered} delivered in all); the process's CPU (/proc, user + system) from the first postback to the last delivery",
             each.join(", "),
-            std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into())
+            build_profile()
         ),
     );
     Ok(median)
@@ -838,7 +842,7 @@ fn write_report(report: &Report, stem: &str) -> anyhow::Result<()> {
          Produced by `make bench` (the metered cost rows alone: `make bench-cost`).\n\n| measure | value | how |\n| --- | --- | --- |\n",
         now.format("%Y-%m-%d %H:%M"),
         cpus,
-        std::env::var("BENCH_PROFILE").unwrap_or_else(|_| "release".into())
+        build_profile()
     );
     for (what, value, how) in &report.rows {
         md.push_str(&format!("| {what} | {value} | {how} |\n"));
