@@ -101,8 +101,11 @@ async fn the_whole_flow_from_offer_and_partner_to_click_to_postback_queues_a_del
     assert_eq!(delivery.status, DeliveryStatus::Pending);
     assert_eq!(delivery.endpoint_id, seed.endpoint_id.clone().unwrap());
 
+    // Only the reconciler's: under the offer's retry window a retry's event
+    // id is new each time, so its messages are not sent ahead of its write
+    // (they would name a delivery never written).
     let messages = delivery_messages(&t).await;
-    assert_eq!(messages.len(), 1);
+    assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["delivery_id"], delivery.id);
     assert_eq!(messages[0]["endpoint_id"], delivery.endpoint_id);
 }
@@ -661,8 +664,11 @@ async fn a_conversion_whose_deliveries_could_not_be_queued_is_recorded_and_queue
     let rows = page["items"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "found overdue, so in the history: {page}");
     assert_eq!(rows[0]["status"], "pending", "{page}");
+    // Only the reconciler's: under the offer's retry window a retry's event
+    // id is new each time, so its messages are not sent ahead of its write
+    // (they would name a delivery never written).
     let messages = delivery_messages(&t).await;
-    assert_eq!(messages.len(), 1);
+    assert_eq!(messages.len(), 1, "{messages:?}");
     let event = t.event(body["conversion_id"].as_str().unwrap()).await;
     assert_eq!(messages[0]["delivery_id"], event.delivery_ids[0]);
     assert_eq!(rows[0]["delivery_id"], messages[0]["delivery_id"]);

@@ -167,6 +167,206 @@ async fn conversions_stored_while_sqs_refuses_are_answered_200_and_delivered_tho
     assert_eq!(r.count(), 10, "each sent exactly once");
 }
 
+/// A 5.00 payout event of the seed's partner, recorded at `at`, before its
+/// fan-out: what `record` writes, for tests that write it step by step.
+fn payout_event(
+    id: &str,
+    tx: &str,
+    seed: &Seed,
+    at: chrono::DateTime<Utc>,
+) -> shared::domain::Event {
+    shared::domain::Event {
+        id: id.parse().unwrap(),
+        source: shared::domain::Source::Internal,
+        event: "payout".into(),
+        status: shared::domain::Status::Approved,
+        transaction_id: Some(tx.parse().unwrap()),
+        partner_id: seed.partner_id.parse().unwrap(),
+        click_id: None,
+        lead_id: None,
+        offer_id: None,
+        advertiser: None,
+        goal: None,
+        payout: rust_decimal::Decimal::new(500, 2),
+        currency: "USD".into(),
+        occurred_at: at,
+        recorded_at: at,
+        deleted_at: None,
+        attributes: Default::default(),
+        delivery_ids: vec![],
+        sequence: 1,
+        superseded: false,
+    }
+}
+
+/// The event and its deliveries as `record` plans them (ids derived).
+async fn planned(
+    t: &TestApp,
+    id: &str,
+    seed: &Seed,
+    at: chrono::DateTime<Utc>,
+) -> (shared::domain::Event, Vec<Delivery>) {
+    let endpoints = t
+        .app
+        .store
+        .list_endpoints(&integration_tests::typed(&seed.partner_id))
+        .await
+        .unwrap();
+    let mut event = payout_event(id, &format!("T-{id}"), seed, at);
+    let deliveries = shared::fanout::plan(&event, &endpoints, true, &Default::default(), at);
+    event.delivery_ids = deliveries.iter().map(|d| d.id.clone()).collect();
+    (event, deliveries)
+}
+
+async fn write(t: &TestApp, event: &shared::domain::Event, deliveries: &[Delivery], queued: bool) {
+    let recorded = t
+        .app
+        .store
+        .record_event(&shared::store::Recording {
+            event,
+            deliveries,
+            transaction: None,
+            window: None,
+            queued,
+        })
+        .await
+        .unwrap();
+    assert_eq!(recorded, shared::store::Recorded::New);
+}
+
+/// The queue first: a new event's messages are sent just before the write
+/// that stores its deliveries, which then have no open-work entry. A worker
+/// that meets a message ahead of that write (the write slow, or the message
+/// early) must keep it until the write lands: had it dropped it, as it drops
+/// a message naming no delivery, the delivery would be stored with neither a
+/// message nor an entry for the reconciler, and never sent.
+#[tokio::test]
+async fn a_message_ahead_of_its_deliverys_write_waits_for_it_and_sends_once() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    let (event, deliveries) = planned(&t, "evt_ahead", &seed, Utc::now()).await;
+    assert!(outbox::enqueue_ahead(&t.app, &deliveries).await);
+    // The worker meets the message (after its delay) before the write.
+    t.pump_for("DeliveryQueue", Duration::from_secs(3)).await;
+    assert_eq!(r.count(), 0);
+    assert_eq!(t.queue_depth("DeliveryQueue").await, 1, "kept, not dropped");
+    // The write lands late; nothing else queues the delivery.
+    write(&t, &event, &deliveries, true).await;
+    let reconciled = outbox::reconcile(&t.app, Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(reconciled.requeued, 0, "no open-work entry: {reconciled:?}");
+    t.pump_until("DeliveryQueue", Duration::from_secs(20), || async {
+        r.count() >= 1
+    })
+    .await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
+    let ds = deliveries_of(&t, &[event.id.as_str()]).await;
+    tally("message ahead of its write", 1, 1, &ds, &r);
+    assert_eq!(ds[0].status, DeliveryStatus::Delivered);
+    assert_eq!(r.count(), 1);
+}
+
+/// A message sent ahead of a write that never happened is dropped, and
+/// nothing is sent: at once when its event is stored without its delivery
+/// (the request lost a race and decided again), and once it is older than
+/// `AHEAD_OF_WRITE` when its event was never stored (the request failed, or
+/// its process died between the send and the write, and the caller never
+/// retried). Neither leaves anything stored.
+#[tokio::test]
+async fn a_message_whose_write_never_happened_is_dropped_and_sends_nothing() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    // Lost a race: the event is stored as decided again (superseded by
+    // then, say), with none of these deliveries.
+    let (mut event, deliveries) = planned(&t, "evt_raced", &seed, Utc::now()).await;
+    assert!(outbox::enqueue_ahead(&t.app, &deliveries).await);
+    event.delivery_ids.clear();
+    write(&t, &event, &[], true).await;
+    // Died between the send and the write, long enough ago.
+    let old = Utc::now() - outbox::AHEAD_OF_WRITE - chrono::Duration::seconds(1);
+    let (lost, lost_deliveries) = planned(&t, "evt_lost", &seed, old).await;
+    assert!(outbox::enqueue_ahead(&t.app, &lost_deliveries).await);
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        t.queue_depth("DeliveryQueue").await == 0
+    })
+    .await;
+    assert_eq!(t.queue_depth("DeliveryQueue").await, 0, "both dropped");
+    assert_eq!(r.count(), 0);
+    for d in deliveries.iter().chain(&lost_deliveries) {
+        assert!(t.app.store.get_delivery(&d.id).await.unwrap().is_none());
+    }
+    assert!(t.app.store.get_event(&lost.id).await.unwrap().is_none());
+}
+
+/// The reconciler sends back to the delivery queue what SQS dead-lettered
+/// on its receive limit when the delivery is still pending (queued first, it
+/// has no open-work entry), and leaves the operator what is not: a dead
+/// letter with the worker's reason, and one whose delivery went out since.
+#[tokio::test]
+async fn the_reconciler_requeues_only_dead_letters_of_pending_deliveries_without_a_reason() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    let (pending, pending_ds) = planned(&t, "evt_dlq_pending", &seed, Utc::now()).await;
+    write(&t, &pending, &pending_ds, true).await;
+    let delivered = vec![payout(&t, &seed, "DLQ-D").await];
+    t.pump_until("DeliveryQueue", Duration::from_secs(15), || async {
+        r.count() >= 1
+    })
+    .await;
+    let delivered_d = deliveries_of(&t, &delivered).await.remove(0);
+    assert_eq!(delivered_d.status, DeliveryStatus::Delivered);
+    let dlq = t.queue_url("DeliveryDLQ");
+    let sqs = t.app.queue.client();
+    for d in [&pending_ds[0], &delivered_d] {
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(shared::fanout::message(d))
+            .send()
+            .await
+            .unwrap();
+    }
+    t.app
+        .queue
+        .send_dead_letter(&dlq, &shared::fanout::message(&pending_ds[0]), "a reason")
+        .await
+        .unwrap();
+
+    let done = outbox::reconcile(&t.app, Utc::now()).await.unwrap();
+    assert_eq!(done.dead_letters_requeued, 1, "{done:?}");
+    assert_eq!(
+        t.queue_depth("DeliveryDLQ").await,
+        2,
+        "left for the operator"
+    );
+    t.pump_until("DeliveryQueue", Duration::from_secs(15), || async {
+        r.count() >= 2
+    })
+    .await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
+    let ds = deliveries_of(&t, &[pending.id.as_str()]).await;
+    assert_eq!(ds[0].status, DeliveryStatus::Delivered);
+    assert_eq!(r.count(), 2, "each delivery sent once");
+}
+
 #[tokio::test]
 async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by_the_reconciler() {
     let t = TestApp::start().await;
@@ -189,28 +389,7 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
     let now = Utc::now();
     let mut events = Vec::new();
     for i in 0..10 {
-        let mut event = shared::domain::Event {
-            id: format!("evt_killed_{i}").parse().unwrap(),
-            source: shared::domain::Source::Internal,
-            event: "payout".into(),
-            status: shared::domain::Status::Approved,
-            transaction_id: Some(format!("K{i}").parse().unwrap()),
-            partner_id: seed.partner_id.parse().unwrap(),
-            click_id: None,
-            lead_id: None,
-            offer_id: None,
-            advertiser: None,
-            goal: None,
-            payout: rust_decimal::Decimal::new(500, 2),
-            currency: "USD".into(),
-            occurred_at: now,
-            recorded_at: now,
-            deleted_at: None,
-            attributes: Default::default(),
-            delivery_ids: vec![],
-            sequence: 1,
-            superseded: false,
-        };
+        let mut event = payout_event(&format!("evt_killed_{i}"), &format!("K{i}"), &seed, now);
         let planned = shared::fanout::plan(&event, &endpoints, true, &Default::default(), now);
         event.delivery_ids = planned.iter().map(|d| d.id.clone()).collect();
         t.app
@@ -220,6 +399,7 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
                 deliveries: &planned,
                 transaction: None,
                 window: None,
+                queued: false,
             })
             .await
             .unwrap();
@@ -332,12 +512,15 @@ async fn a_delivery_whose_message_went_to_the_dlq_in_a_store_outage_is_sent_afte
         .await;
     let ev = vec![payout(&t, &seed, "D1").await];
     // What a long DynamoDB outage leaves: every receive failed to claim, SQS
-    // moved the message to the DLQ; the delivery is pending in the table.
+    // moved the message to the DLQ; the delivery is pending in the table,
+    // and (queued first) has no open-work entry: the reconciler finds the
+    // dead letter itself.
     let sqs = t.app.queue.client();
     let got = sqs
         .receive_message()
         .queue_url(t.queue_url("DeliveryQueue"))
-        .wait_time_seconds(1)
+        // The fan-out's message waits out its one-second delay first.
+        .wait_time_seconds(5)
         .send()
         .await
         .unwrap();

@@ -38,6 +38,7 @@ use crate::fanout::DeliveryMessage;
 use crate::ids::DeliveryId;
 use crate::lifecycle::{outage_backoff_seconds, visibility_until, AttemptError, Sent, Step};
 use crate::lifecycle::{Delivery, DeliveryStatus, RetrySchedule};
+use crate::outbox::AHEAD_OF_WRITE;
 use crate::queue::Outcome;
 use crate::render::prepare;
 use crate::store::Claim;
@@ -183,10 +184,7 @@ impl Deliverer {
                 tracing::info!("parked on a paused endpoint; re-activation queues it again");
                 return Outcome::Ack;
             }
-            Ok(Claim::Missing) => {
-                tracing::warn!("no such delivery; acknowledged");
-                return Outcome::Ack;
-            }
+            Ok(Claim::Missing) => return self.missing(m, now).await,
             Ok(Claim::NotDue(at)) | Ok(Claim::Leased(at)) => {
                 return Outcome::RetryIn(visibility_until(at, now));
             }
@@ -232,6 +230,41 @@ impl Deliverer {
         };
         let step = self.attempt(&endpoint, &mut delivery, now).await;
         self.finish_attempt(delivery, step).await
+    }
+
+    /// A message whose delivery is not stored. A new event's messages are
+    /// sent just before the write that stores its deliveries (the queue
+    /// first, `outbox.rs`), so a young one may be ahead of that write: it
+    /// comes back later. It is dropped once its event is stored without it
+    /// (the request lost a race and decided again) or once it is older than
+    /// [`AHEAD_OF_WRITE`] (the write never happened: the request failed, or
+    /// its process died). Any other message naming no delivery is dropped.
+    async fn missing(&self, m: &DeliveryMessage, now: DateTime<Utc>) -> Outcome {
+        let Some((event_id, age)) = m
+            .event
+            .as_ref()
+            .map(|e| (&e.id, now - e.recorded_at))
+            .filter(|(_, age)| *age < AHEAD_OF_WRITE)
+        else {
+            tracing::warn!("no such delivery; acknowledged");
+            return Outcome::Ack;
+        };
+        match self.app.store.get_event(event_id).await {
+            // Written since the claim looked: claim it now.
+            Ok(Some(e)) if e.delivery_ids.contains(&m.delivery_id) => Outcome::RetryIn(1),
+            Ok(Some(_)) => {
+                tracing::info!(event_id = %event_id, "the event was stored without this delivery; acknowledged");
+                Outcome::Ack
+            }
+            Ok(None) => {
+                tracing::info!(event_id = %event_id, "ahead of its event's write; looked at again later");
+                Outcome::RetryIn(age.num_seconds().clamp(2, 30) as i32)
+            }
+            Err(e) => {
+                log_aws(&e, "could not read the event of a delivery not found");
+                Outcome::RetryAfterOutage
+            }
+        }
     }
 
     /// Moves the message to the slow lane (no claim, no HTTP) and says why

@@ -2,17 +2,32 @@
 //! new event, a manual retry, the release of what waited on a paused
 //! endpoint, and the reconciler that finds what nobody is looking after.
 //!
-//! Why a reconciler: a delivery is written to DynamoDB, then its message is
-//! sent to SQS. Those are two systems; no request can make both happen or
-//! neither. The queue may refuse, the process may die between the two, a
-//! message may go to the dead-letter queue after a long store outage, or a
-//! worker may die holding a claim. So every pending delivery also stands in a
-//! sparse index by the time someone should have attempted it (its due time or
-//! the end of a worker's lease, plus a grace period), and the reconciler, run
-//! every minute by an EventBridge schedule (a timer in the local runner),
-//! queues again whatever is past that time. It reads only that index, never
-//! the table, and it cannot cause a second send: the worker's claim refuses a
-//! delivery that is finished, leased or not yet due.
+//! The queue first: a new event's deliveries are queued *before* the write
+//! that stores them (delayed by [`AHEAD_OF_WRITE_DELAY_SECONDS`], so that
+//! the write lands before a worker looks), and a delivery whose message the
+//! queue took is stored without an entry in the open-work index: its
+//! message is what nobody may lose, and SQS keeps it until a worker
+//! acknowledges it. A message ahead of a write that never happened (a
+//! request that failed, lost a race or crashed) finds no delivery and is
+//! dropped once its event is seen without it or it is
+//! [`AHEAD_OF_WRITE`] old (`delivery.rs`). That saves the two index writes
+//! (in, then out) of every delivery delivered as queued.
+//!
+//! Why a reconciler: when the queue refuses the fan-out, the deliveries are
+//! stored with their open-work entry instead, and so is every delivery that
+//! stays open after an attempt (a retry, a hold, a parked one) or is queued
+//! again (a manual retry, a release, a recovery): a message may be lost
+//! between a write and its send, a message may go to the dead-letter queue
+//! after a long store outage, or a worker may die holding a claim. Such a
+//! pending delivery stands in a sparse index by the time someone should have
+//! attempted it (its due time or the end of a worker's lease, plus a grace
+//! period), and the reconciler, run every minute by an EventBridge schedule
+//! (a timer in the local runner), queues again whatever is past that time.
+//! It reads only that index, never the table, and it cannot cause a second
+//! send: the worker's claim refuses a delivery that is finished, leased or
+//! not yet due. It also sends back to the delivery queue the messages of
+//! pending deliveries that SQS dead-lettered on its receive limit (a store
+//! outage outlasting their receives), since those may have no index entry.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -32,6 +47,48 @@ const PAGE: i32 = 100;
 /// Pages per shard (and parked pages per endpoint) in one run, so that a run
 /// stays well inside the function's timeout; the next run continues.
 const MAX_PAGES: usize = 20;
+
+/// How long a new event's messages wait in the queue before a worker may
+/// receive them: the write that stores their deliveries follows the send and
+/// takes milliseconds, so a worker nearly never finds a message ahead of it.
+pub const AHEAD_OF_WRITE_DELAY_SECONDS: i32 = 1;
+/// How long a message may be ahead of the write of its delivery: past this,
+/// a message whose delivery is not stored is dropped (its write never
+/// happened). A request's write follows its send by its own few races and
+/// retries, seconds at most.
+pub const AHEAD_OF_WRITE: Duration = Duration::minutes(5);
+/// Dead letters looked at per reconciler run.
+const DEAD_LETTER_PEEKS: usize = 5;
+
+/// Queues a new event's deliveries before they are stored (the queue
+/// first): true if the queue took every message, so that they can be stored
+/// without their open-work entries; false (logged) if not, and the write
+/// gives them their entries.
+pub async fn enqueue_ahead(app: &App, deliveries: &[Delivery]) -> bool {
+    if deliveries.is_empty() {
+        return false;
+    }
+    let bodies: Vec<(String, i32)> = deliveries
+        .iter()
+        .map(|d| (message(d), AHEAD_OF_WRITE_DELAY_SECONDS))
+        .collect();
+    match app
+        .queue
+        .send_all_delayed(&app.config.delivery_queue_url, &bodies)
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                event_id = %deliveries[0].event.id,
+                error = %e.detail(),
+                aws_code = e.aws_code().unwrap_or_default(),
+                "deliveries not queued; stored with their open-work entries for the reconciler"
+            );
+            false
+        }
+    }
+}
 
 /// Puts the deliveries on the delivery queue.
 pub async fn enqueue(app: &App, deliveries: &[Delivery]) -> Result<()> {
@@ -73,6 +130,9 @@ pub struct Reconciled {
     pub endpoints_done: usize,
     /// Recoveries whose next step never came, queued again.
     pub recoveries_resumed: usize,
+    /// Messages of pending deliveries that SQS dead-lettered on its receive
+    /// limit, sent back to the delivery queue.
+    pub dead_letters_requeued: usize,
 }
 
 /// One reconciler run at `now`: queue every overdue pending delivery, and
@@ -106,8 +166,10 @@ pub async fn reconcile(app: &App, now: DateTime<Utc>) -> Result<Reconciled> {
         }
     }
     done.recoveries_resumed = crate::recovery::resume_overdue(app, now).await?;
+    done.dead_letters_requeued = requeue_dead_letters(app).await?;
     if done != Reconciled::default() {
         tracing::info!(
+            dead_letters_requeued = done.dead_letters_requeued,
             requeued = done.requeued,
             released = done.released,
             endpoints_done = done.endpoints_done,
@@ -116,6 +178,56 @@ pub async fn reconcile(app: &App, now: DateTime<Utc>) -> Result<Reconciled> {
         );
     }
     Ok(done)
+}
+
+/// Sends back to the delivery queue the dead letters SQS moved there on its
+/// receive limit (no `reason`: the worker never gave up on them, a store
+/// outage outlasted their receives) whose delivery is still pending and not
+/// parked: the queue first stores such a delivery without an open-work
+/// entry, so its message is all there is. Each is sent before it is deleted
+/// (a failure in between leaves two messages, which the claim makes
+/// harmless). Dead letters with a reason (the worker's), those of finished
+/// deliveries and those that are not delivery messages stay for the
+/// operator (`GET /admin/dead-letters`).
+async fn requeue_dead_letters(app: &App) -> Result<usize> {
+    let Some(dlq) = app.config.delivery_dlq_url.as_deref() else {
+        return Ok(0);
+    };
+    let mut requeued = 0;
+    for _ in 0..DEAD_LETTER_PEEKS {
+        let seen = app.queue.peek(dlq, 10).await?;
+        if seen.is_empty() {
+            break;
+        }
+        let mut moved = 0;
+        for m in seen {
+            if m.message_attributes()
+                .is_some_and(|a| a.contains_key("reason"))
+            {
+                continue;
+            }
+            let (Some(body), Some(receipt)) = (m.body(), m.receipt_handle()) else {
+                continue;
+            };
+            let Ok(message) = serde_json::from_str::<DeliveryMessage>(body) else {
+                continue;
+            };
+            if !app.store.is_pending_unparked(&message.delivery_id).await? {
+                continue;
+            }
+            app.queue
+                .send(&app.config.delivery_queue_url, body, 0)
+                .await?;
+            app.queue.delete_all(dlq, &[receipt.to_string()]).await?;
+            tracing::info!(delivery_id = %message.delivery_id, "dead-lettered message of a pending delivery queued again");
+            moved += 1;
+        }
+        requeued += moved;
+        if moved == 0 {
+            break;
+        }
+    }
+    Ok(requeued)
 }
 
 /// Releases up to `pages` pages of an endpoint's parked deliveries into the

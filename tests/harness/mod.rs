@@ -228,10 +228,24 @@ impl TestApp {
         c["click_id"].as_str().unwrap().to_string()
     }
 
-    /// Every message now visible on a queue, without consuming it (each is
-    /// received, then made visible again).
+    /// Every message now visible on a queue, or in its delay, without
+    /// consuming it (each is received, then made visible again).
     pub async fn peek(&self, logical_id: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let url = self.queue_url(logical_id);
+        // A new event's messages are delayed a second (the queue first):
+        // wait for those in their delay, so that a look sees them.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while counted(
+            &self.app,
+            &url,
+            &[QueueAttributeName::ApproximateNumberOfMessagesDelayed],
+        )
+        .await
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let sqs = self.app.queue.client();
         let mut all = Vec::new();
         for _ in 0..5 {

@@ -1,12 +1,15 @@
 //! Conversions in: the advertiser's S2S postback ([`postback`]) and our
 //! pipelines' internal events ([`events`]). Parsing is pure and names the
 //! field at fault ([`fields`]); recording writes the event and its deliveries
-//! in one transaction, then hands them to the [`crate::outbox`].
+//! in one transaction, their queue messages sent just before it
+//! ([`crate::outbox`], "the queue first").
 //!
 //! Idempotency: an event's id is derived from its idempotency key, so a retry
-//! lands on the same item and answers `duplicate`. Once the transaction has
-//! committed the caller is told `recorded`, whatever happens to the queue
-//! afterwards: the outbox's reconciler sends what the queue did not take.
+//! lands on the same item and answers `duplicate` (its messages, sent ahead,
+//! name the same derived deliveries: the worker's claim finds them taken).
+//! Once the transaction has committed the caller is told `recorded`; if the
+//! queue refused the messages, the deliveries were stored with their
+//! open-work entries, and the reconciler sends them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -87,9 +90,12 @@ pub(crate) struct With {
     pub window: Option<(String, DateTime<Utc>)>,
 }
 
-/// Fans `event` out and writes it with its deliveries (and `with`) in one
-/// transaction, then queues them. A queue failure after the commit is logged,
-/// not returned: the event is durable and the reconciler owns its deliveries.
+/// Fans `event` out, queues its deliveries' messages (delayed a second), and
+/// writes it with its deliveries (and `with`) in one transaction. A queue
+/// failure is logged, not returned: the deliveries are then written with
+/// their open-work entries, queued after the write if the queue takes them,
+/// and the reconciler owns them. Under a retry window the messages follow
+/// the write, as they did before the queue first.
 pub(crate) async fn record(
     app: &App,
     mut event: Event,
@@ -135,6 +141,12 @@ pub(crate) async fn record(
         }
     }
     event.delivery_ids = deliveries.iter().map(|d| d.id.clone()).collect();
+    // The queue first: the messages go out before the write, so a delivery
+    // the queue took needs no open-work entry (`outbox.rs`). Not under a
+    // retry window: there a retry's event id is new each time (the window,
+    // not the id, tells it is a duplicate), so its messages would name
+    // deliveries that are never written.
+    let queued = with.window.is_none() && outbox::enqueue_ahead(app, &deliveries).await;
     let recorded = app
         .store
         .record_event(&Recording {
@@ -142,9 +154,12 @@ pub(crate) async fn record(
             deliveries: &deliveries,
             transaction: with.transaction.as_ref().map(|(t, v)| (t, *v)),
             window: with.window.as_ref().map(|(f, at)| (f.as_str(), *at)),
+            queued,
         })
         .await?;
-    if recorded == Recorded::New {
+    if recorded == Recorded::New && !queued {
+        // Stored with their open-work entries: queued now if the queue
+        // takes them, else by the reconciler.
         if let Err(e) = outbox::enqueue(app, &deliveries).await {
             tracing::warn!(event_id = %event.id, error = %e.detail(), aws_code = e.aws_code().unwrap_or_default(), "deliveries stored but not queued; the reconciler will send them");
         }

@@ -25,6 +25,17 @@ impl Store {
         Ok(self.with_events(vec![attrs], None).await?.pop())
     }
 
+    /// Whether a delivery is stored, pending and not parked (read
+    /// consistently, without its event): one whose message must not be lost.
+    pub async fn is_pending_unparked(&self, id: &DeliveryId) -> Result<bool> {
+        let (pk, sk) = keys::delivery(id);
+        let Some(attrs) = self.get_raw(pk, sk, true).await? else {
+            return Ok(false);
+        };
+        let status: StatusOnly = from_attrs(attrs)?;
+        Ok(status.status == DeliveryStatus::Pending && !status.parked)
+    }
+
     /// One delivery if it is still pending (read consistently; its event is
     /// read only then): what the ordering check needs of an earlier change.
     pub async fn get_pending_delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>> {
@@ -660,10 +671,23 @@ impl Store {
     /// its first try writes its index entry once instead of twice. One
     /// nobody attempts in time gets its entry from the reconciler
     /// (`touch_open`); one created parked has it at once.
-    pub(super) fn new_delivery_item<'d>(&self, d: &'d Delivery) -> Item<&'d Delivery> {
+    ///
+    /// `queued`: its message was sent before this write (the queue first,
+    /// `outbox.rs`), so a pending delivery is stored without its open-work
+    /// (GSI2) entry: the message, which SQS keeps until a worker
+    /// acknowledges it, is what nobody may lose.
+    pub(super) fn new_delivery_item<'d>(
+        &self,
+        d: &'d Delivery,
+        queued: bool,
+    ) -> Item<&'d Delivery> {
         let mut item = self.delivery_item(d);
         if d.status == DeliveryStatus::Pending && !d.parked {
             item.gsi1pk = None;
+            if queued {
+                item.gsi2pk = None;
+                item.gsi2sk = None;
+            }
         }
         item
     }

@@ -60,7 +60,7 @@ impl Store {
         items.push(self.conditional_put(&event, "attribute_not_exists(pk)", None)?);
         for d in r.deliveries {
             items.push(self.conditional_put(
-                &self.new_delivery_item(d),
+                &self.new_delivery_item(d, r.queued),
                 "attribute_not_exists(pk)",
                 None,
             )?);
@@ -256,4 +256,7 @@ pub struct Recording<'a> {
     pub transaction: Option<(&'a Transaction, Option<u64>)>,
     /// An identical-postback window: its fingerprint and when it closes.
     pub window: Option<(&'a str, DateTime<Utc>)>,
+    /// The deliveries' messages were sent before this write (the queue
+    /// first): they are stored without their open-work entries.
+    pub queued: bool,
 }
