@@ -148,6 +148,9 @@ def operability(cfn):
     for q in ("EventsQueue", "EventsDLQ"):
         if res[q].get("DeletionPolicy") != "Retain":
             out.append(f"{q} holds unrecorded events: retain it")
+    for q in ("DeliveryQueue", "SlowDeliveryQueue", "DeliveryDLQ"):
+        if res[q].get("DeletionPolicy") != "Retain" or res[q].get("UpdateReplacePolicy") != "Retain":
+            out.append(f"{q} is the only record of deliveries queued before their write: retain it")
     # Gradual deploys rolled back by alarms.
     groups = of_type("AWS::CodeDeploy::DeploymentGroup")
     for fn in ("ApiFunction", "DeliverFunction", "DeliverSlowFunction", "EventsFunction"):

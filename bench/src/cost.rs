@@ -290,6 +290,15 @@ pub(crate) async fn deliver_until(
         .unwrap_or_default();
     let (mut invocations, mut ms) = (0.0, 0.0);
     let deadline = Instant::now() + Duration::from_secs(120);
+    if batch > 1 {
+        // Batched is a busy queue, or one read with a batching window: new
+        // events' messages wait out their one-second delay (the queue
+        // first) before a batch is taken, as the event-source mapping's
+        // window would, so that the batches are full.
+        while integration_tests::delayed_on(&t.app, &url).await > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     while !done() && Instant::now() < deadline {
         let t0 = Instant::now();
         let got = postback_local::poll_up_to(

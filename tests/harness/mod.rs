@@ -235,15 +235,7 @@ impl TestApp {
         // A new event's messages are delayed a second (the queue first):
         // wait for those in their delay, so that a look sees them.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while counted(
-            &self.app,
-            &url,
-            &[QueueAttributeName::ApproximateNumberOfMessagesDelayed],
-        )
-        .await
-            > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        while delayed_on(&self.app, &url).await > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let sqs = self.app.queue.client();
@@ -401,6 +393,17 @@ pub async fn depth_of(app: &App, url: &str) -> i64 {
             QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
             QueueAttributeName::ApproximateNumberOfMessagesDelayed,
         ],
+    )
+    .await
+}
+
+/// Messages on the queue at `url` still in their delay (a new event's, for
+/// a second: the queue first).
+pub async fn delayed_on(app: &App, url: &str) -> i64 {
+    counted(
+        app,
+        url,
+        &[QueueAttributeName::ApproximateNumberOfMessagesDelayed],
     )
     .await
 }
