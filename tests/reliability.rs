@@ -519,7 +519,7 @@ async fn a_delivery_whose_message_went_to_the_dlq_in_a_store_outage_is_sent_afte
     let got = sqs
         .receive_message()
         .queue_url(t.queue_url("DeliveryQueue"))
-        // The fan-out's message waits out its one-second delay first.
+        // Long enough for the fan-out's message, sent ahead of its write.
         .wait_time_seconds(5)
         .send()
         .await

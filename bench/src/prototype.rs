@@ -15,11 +15,12 @@
 //!   owes, with the open-work (GSI2) key; the claim creates the delivery's
 //!   item; the record writes it as it ends, into the history (GSI1); the
 //!   clearing drops what the transaction owes, and its open-work key;
-//! * **the model as built**, its ingest written three ways: one transaction
-//!   (the service's own writes, which must read as the `cost-` file does: a
-//!   check of this meter), three conditional `PutItem`s in a safe order, and
-//!   one transaction without the open-work key (the queue message sent
-//!   first is then what nobody may lose);
+//! * **the model as built**, its ingest written four ways: one transaction
+//!   with the open-work key (the service's writes before the queue first,
+//!   which read as that round's `cost-` file: a check of this meter), three
+//!   conditional `PutItem`s in a safe order, one transaction without the
+//!   open-work key (the queue message sent first is then what nobody may
+//!   lose: the service as built now), and both levers together;
 //! * **the outbox with its queue message first**: no open-work key; the
 //!   claim is a lease on what the transaction's item owes.
 //!
@@ -123,15 +124,16 @@ pub async fn outbox(out_dir: &std::path::Path) -> anyhow::Result<()> {
     report.push_str(&outbox_model(&t, WHOLE, false, false, &real).await?);
     report.push_str(&outbox_model(&t, COMPACT, true, false, &real).await?);
     report.push_str(
-        "\n# The model as built, and its ingest written three ways\n\n\
+        "\n# The model as built, and its ingest written four ways\n\n\
          The same content under the keys of the model as built (event, delivery, transaction: \
          three items), with the claim and the record the service makes. The first section is \
-         the service's own writes and must read as the `cost-` file's one-endpoint row: it \
-         checks the meter of this file against the service's.\n",
+         the service's writes before the queue first (11 units in the `cost-` files before \
+         it), the third the service's since (9): they check the meter of this file against \
+         the service's.\n",
     );
     for (title, ingest) in [
         (
-            "as built: one transaction, the delivery in the open-work index",
+            "before the queue first: one transaction, the delivery in the open-work index",
             Ingest::Transaction,
         ),
         (
@@ -140,8 +142,14 @@ pub async fn outbox(out_dir: &std::path::Path) -> anyhow::Result<()> {
             Ingest::SafeOrder,
         ),
         (
-            "the queue message first: one transaction, the delivery not in the open-work index",
+            "the queue message first: one transaction, the delivery not in the open-work index \
+             (as built since the queue first)",
             Ingest::QueueFirst,
+        ),
+        (
+            "both: the queue message first, then three conditional `PutItem`s (delivery, event, \
+             transaction), the delivery not in the open-work index",
+            Ingest::SafeOrderQueueFirst,
         ),
     ] {
         report.push_str(&as_built(&t, title, ingest, &real).await?);
@@ -345,8 +353,12 @@ enum Ingest {
     /// transaction: the lever "conditional puts in a safe order".
     SafeOrder,
     /// One `TransactWriteItems`, the delivery not in the open-work index:
-    /// its queue message, sent first, is what nobody may lose.
+    /// its queue message, sent first, is what nobody may lose (as built
+    /// since the queue first).
     QueueFirst,
+    /// Both levers: three conditional `PutItem`s, the delivery not in the
+    /// open-work index.
+    SafeOrderQueueFirst,
 }
 
 /// Writes `N` conversions the way the model as built does, with its ingest
@@ -361,16 +373,17 @@ async fn as_built(t: &TestApp, title: &str, ingest: Ingest, real: &Real) -> anyh
             Ingest::Transaction => "t",
             Ingest::SafeOrder => "s",
             Ingest::QueueFirst => "q",
+            Ingest::SafeOrderQueueFirst => "sq",
         };
         let delivery_id = format!("dlv_built{tag}{n:020}");
         let mut event = real.event.clone();
         event.insert("pk".into(), s(&format!("EVENT#evt_built{tag}{n}")));
         let mut txn = real.txn.clone();
         txn.insert("pk".into(), s(&format!("TXN#BUILT#{tag}#{n}")));
-        let open_work = (ingest != Ingest::QueueFirst).then_some(n);
+        let open_work = matches!(ingest, Ingest::Transaction | Ingest::SafeOrder).then_some(n);
         let delivery = pending(&real.delivered, &delivery_id, open_work);
         match ingest {
-            Ingest::SafeOrder => {
+            Ingest::SafeOrder | Ingest::SafeOrderQueueFirst => {
                 for item in [&delivery, &event, &txn] {
                     put(t, item, Some("attribute_not_exists(pk)")).await?;
                 }

@@ -258,7 +258,7 @@ impl Deliverer {
             }
             Ok(None) => {
                 tracing::info!(event_id = %event_id, "ahead of its event's write; looked at again later");
-                Outcome::RetryIn(age.num_seconds().clamp(2, 30) as i32)
+                Outcome::RetryIn(age.num_seconds().clamp(1, 30) as i32)
             }
             Err(e) => {
                 log_aws(&e, "could not read the event of a delivery not found");

@@ -232,8 +232,9 @@ impl TestApp {
     /// consuming it (each is received, then made visible again).
     pub async fn peek(&self, logical_id: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let url = self.queue_url(logical_id);
-        // A new event's messages are delayed a second (the queue first):
-        // wait for those in their delay, so that a look sees them.
+        // Messages sent with a delay (a retry, a new event's if
+        // `AHEAD_OF_WRITE_DELAY_SECONDS` is set): wait for those in their
+        // delay, so that a look sees them.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while delayed_on(&self.app, &url).await > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -90,7 +90,7 @@ pub(crate) struct With {
     pub window: Option<(String, DateTime<Utc>)>,
 }
 
-/// Fans `event` out, queues its deliveries' messages (delayed a second), and
+/// Fans `event` out, queues its deliveries' messages, and
 /// writes it with its deliveries (and `with`) in one transaction. A queue
 /// failure is logged, not returned: the deliveries are then written with
 /// their open-work entries, queued after the write if the queue takes them,
