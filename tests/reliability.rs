@@ -167,6 +167,19 @@ async fn conversions_stored_while_sqs_refuses_are_answered_200_and_delivered_tho
     assert_eq!(r.count(), 10, "each sent exactly once");
 }
 
+/// A stack with one partner whose endpoint posts to a healthy receiver.
+async fn one_endpoint() -> (TestApp, Receiver, Seed) {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let seed = t
+        .seed(
+            offer_body(),
+            Some(json!({"name": "pb", "url": r.url("/pb")})),
+        )
+        .await;
+    (t, r, seed)
+}
+
 /// A 5.00 payout event of the seed's partner, recorded at `at`, before its
 /// fan-out: what `record` writes, for tests that write it step by step.
 fn payout_event(
@@ -242,14 +255,7 @@ async fn write(t: &TestApp, event: &shared::domain::Event, deliveries: &[Deliver
 /// message nor an entry for the reconciler, and never sent.
 #[tokio::test]
 async fn a_message_ahead_of_its_deliverys_write_waits_for_it_and_sends_once() {
-    let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
+    let (t, r, seed) = one_endpoint().await;
     let (event, deliveries) = planned(&t, "evt_ahead", &seed, Utc::now()).await;
     assert!(outbox::enqueue_ahead(&t.app, &deliveries).await);
     // The worker meets the message (after its delay) before the write.
@@ -281,14 +287,7 @@ async fn a_message_ahead_of_its_deliverys_write_waits_for_it_and_sends_once() {
 /// retried). Neither leaves anything stored.
 #[tokio::test]
 async fn a_message_whose_write_never_happened_is_dropped_and_sends_nothing() {
-    let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
+    let (t, r, seed) = one_endpoint().await;
     // Lost a race: the event is stored as decided again (superseded by
     // then, say), with none of these deliveries.
     let (mut event, deliveries) = planned(&t, "evt_raced", &seed, Utc::now()).await;
@@ -317,14 +316,7 @@ async fn a_message_whose_write_never_happened_is_dropped_and_sends_nothing() {
 /// letter with the worker's reason, and one whose delivery went out since.
 #[tokio::test]
 async fn the_reconciler_requeues_only_dead_letters_of_pending_deliveries_without_a_reason() {
-    let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
+    let (t, r, seed) = one_endpoint().await;
     let (pending, pending_ds) = planned(&t, "evt_dlq_pending", &seed, Utc::now()).await;
     write(&t, &pending, &pending_ds, true).await;
     let delivered = vec![payout(&t, &seed, "DLQ-D").await];
@@ -369,14 +361,7 @@ async fn the_reconciler_requeues_only_dead_letters_of_pending_deliveries_without
 
 #[tokio::test]
 async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by_the_reconciler() {
-    let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
+    let (t, r, seed) = one_endpoint().await;
     // The state a kill between the write and the send leaves: the event and
     // its deliveries committed, no message. Written through the store exactly
     // as `record` writes it, and the process "dies" before `enqueue`.
@@ -421,14 +406,7 @@ async fn a_conversion_stored_by_a_process_killed_before_queueing_is_delivered_by
 
 #[tokio::test]
 async fn the_reconciler_never_resends_what_is_delivered_nor_what_a_worker_holds() {
-    let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
+    let (t, r, seed) = one_endpoint().await;
     let (s, b) = t
         .admin_post("/events", json!({"transaction_id": "R1", "event": "payout", "partner_id": seed.partner_id, "payout": "1.00"}))
         .await;
@@ -502,14 +480,7 @@ async fn a_manual_retry_during_an_sqs_outage_is_accepted_and_sent_after_it() {
 
 #[tokio::test]
 async fn a_delivery_whose_message_went_to_the_dlq_in_a_store_outage_is_sent_after_recovery() {
-    let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
+    let (t, r, seed) = one_endpoint().await;
     let ev = vec![payout(&t, &seed, "D1").await];
     // What a long DynamoDB outage leaves: every receive failed to claim, SQS
     // moved the message to the DLQ; the delivery is pending in the table,
@@ -918,14 +889,7 @@ async fn permanent_problems_are_4xx_naming_the_field_on_every_route_never_503() 
 
 #[tokio::test]
 async fn the_operator_reads_dead_letters_with_their_reason_and_a_redrive_never_sends_twice() {
-    let t = TestApp::start().await;
-    let r = Receiver::ok().await;
-    let seed = t
-        .seed(
-            offer_body(),
-            Some(json!({"name": "pb", "url": r.url("/pb")})),
-        )
-        .await;
+    let (t, r, seed) = one_endpoint().await;
     let ev = vec![payout(&t, &seed, "L1").await];
     t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
         r.count() >= 1

@@ -258,6 +258,7 @@ impl Deliverer {
             }
             Ok(None) => {
                 tracing::info!(event_id = %event_id, "ahead of its event's write; looked at again later");
+                crate::telemetry::delivery("ahead_of_write");
                 Outcome::RetryIn(age.num_seconds().clamp(1, 30) as i32)
             }
             Err(e) => {

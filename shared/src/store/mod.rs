@@ -24,7 +24,9 @@
 //!
 //! GSI2 is the sparse index of open work the reconciler reads (never a scan):
 //! a pending delivery is under `DUE#<shard>` / `<check time>#<id>` (when
-//! nobody has attempted it by then, it is queued again), a parked one under
+//! nobody has attempted it by then, it is queued again), unless its message
+//! was queued before it was written (the queue first, `outbox.rs`) and no
+//! attempt has left it open yet; a parked one under
 //! `PARKED#<endpoint id>` / `<created_at>#<id>`, and an endpoint re-activated
 //! or deleted leaves a mark under `UNPARK` until its parked deliveries are
 //! released. Delivered, failed and cancelled deliveries are not in it.

@@ -13,8 +13,10 @@ use crate::lifecycle::Open;
 
 /// Partitions of the due index. Writes spread over them so that no single
 /// index partition takes every delivery; the reconciler reads them all.
-/// Each delivery writes its entry twice (in, then out): at 10,000
-/// deliveries a second that is 20,000 write units, and one partition key
+/// A delivery in it writes its entry at least twice (in, then out); one
+/// queued first and delivered at its first try never enters it. Should
+/// every delivery enter it (a partner or SQS outage), 10,000 deliveries a
+/// second are 20,000 write units, and one partition key
 /// takes at most 1,000 a second, so 20 is the floor and 32 leaves room
 /// (docs/capacity.md). Raising it is safe: the reconciler reads every
 /// shard up to it, old entries included.
