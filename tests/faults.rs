@@ -137,16 +137,26 @@ async fn conversions_survive_store_queue_and_receiver_faults() {
     let app = direct.app.clone();
     let queue_url = direct.queue_url("DeliveryQueue");
     let last_run = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
-    let finished = direct
+    // Both lanes are consumed, as in AWS (and the local runner): a delivery
+    // queued first has no open-work entry, so once its message moves to the
+    // slow lane (the hanging partner is marked slow), the slow lane's
+    // consumer, not the reconciler, sends it.
+    let all_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow_lane = direct.pump_until("SlowDeliveryQueue", Duration::from_secs(240), || {
+        let all_done = all_done.clone();
+        async move { all_done.load(std::sync::atomic::Ordering::Relaxed) }
+    });
+    let fast_lane = direct
         // Long enough for the circuit breaker to hold the hanging partner
         // twice (30 s, then 60 s); a passing run ends as soon as all finish.
         .pump_until("DeliveryQueue", Duration::from_secs(240), || {
-            let (store, ids, app, queue_url, last_run) = (
+            let (store, ids, app, queue_url, last_run, all_done) = (
                 store.clone(),
                 ids.clone(),
                 app.clone(),
                 queue_url.clone(),
                 last_run.clone(),
+                all_done.clone(),
             );
             async move {
                 let due = last_run.lock().unwrap().elapsed() >= Duration::from_secs(15);
@@ -156,10 +166,13 @@ async fn conversions_survive_store_queue_and_receiver_faults() {
                     let _ = shared::outbox::reconcile(&app, ahead).await;
                 }
                 let all = store.get_deliveries(&ids).await.unwrap();
-                all.len() == ids.len() && all.iter().all(|d| d.status != DeliveryStatus::Pending)
+                let done = all.len() == ids.len()
+                    && all.iter().all(|d| d.status != DeliveryStatus::Pending);
+                all_done.store(done, std::sync::atomic::Ordering::Relaxed);
+                done
             }
-        })
-        .await;
+        });
+    let (finished, _) = tokio::join!(fast_lane, slow_lane);
     if !finished {
         let stuck: Vec<_> = direct
             .app
