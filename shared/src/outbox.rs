@@ -201,7 +201,7 @@ async fn requeue_dead_letters(app: &App) -> Result<usize> {
         if seen.is_empty() {
             break;
         }
-        let mut moved = 0;
+        let (mut bodies, mut receipts) = (Vec::new(), Vec::new());
         for m in seen {
             if m.message_attributes()
                 .is_some_and(|a| a.contains_key("reason"))
@@ -217,13 +217,16 @@ async fn requeue_dead_letters(app: &App) -> Result<usize> {
             if !app.store.is_pending_unparked(&message.delivery_id).await? {
                 continue;
             }
-            app.queue
-                .send(&app.config.delivery_queue_url, body, 0)
-                .await?;
-            app.queue.delete_all(dlq, &[receipt.to_string()]).await?;
             tracing::info!(delivery_id = %message.delivery_id, "dead-lettered message of a pending delivery queued again");
-            moved += 1;
+            bodies.push(body.to_string());
+            receipts.push(receipt.to_string());
         }
+        // One batch each way, sent before deleted (as `Queue::redrive`).
+        app.queue
+            .send_all(&app.config.delivery_queue_url, &bodies)
+            .await?;
+        app.queue.delete_all(dlq, &receipts).await?;
+        let moved = bodies.len();
         requeued += moved;
         if moved == 0 {
             break;
