@@ -34,7 +34,16 @@ P=$(grep -o '"partner_id":"[^"]*"' "$STATE/out.txt" | head -1 | cut -d'"' -f4)
 "$(scripts/stack.sh venv)/bin/python" scripts/send_event.py \
   '{"transaction_id": "Q-'"$$"'", "event": "payout", "partner_id": "'"$P"'", "payout": "100.00"}' \
   "$STATE/lambda.env" >/dev/null
-sleep 3   # the last deliveries on their way
+# The last deliveries on their way: a transaction's changes go out in order,
+# each after the one before, and a message that meets its delivery before
+# the write looks again a second later. Wait for the last ones, up to 30 s.
+for _ in $(seq 1 60); do
+  if grep -q 'GET /pb?event=invalidation&payout=-120.00' "$STATE/receiver.log" \
+    && grep -q "payout=100.00&tx=Q-$$" "$STATE/receiver.log" \
+    && [ "$(grep -c 'POST /hook' "$STATE/receiver.log")" -ge 3 ]; then break; fi
+  sleep 0.5
+done
+sleep 1
 
 fail() { echo "[walkthrough] $*" >&2; echo "--- output" >&2; cat "$STATE/out.txt" >&2; echo "--- receiver" >&2; cat "$STATE/receiver.log" >&2; exit 1; }
 out=$(cat "$STATE/out.txt"); got=$(cat "$STATE/receiver.log")
