@@ -22,10 +22,6 @@ async fn setup(t: &TestApp, endpoint: Value) -> (Seed, String) {
 use integration_tests::sqs_batch;
 
 /// The messages the fan-out queues for these deliveries (each with its event).
-fn delivery_messages(deliveries: &[Delivery]) -> aws_lambda_events::event::sqs::SqsEvent {
-    sqs_batch(deliveries.iter().map(shared::fanout::message))
-}
-
 async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Delivery {
     let store = t.app.store.clone();
     let id = delivery_id.to_string();
@@ -544,12 +540,12 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynam
     let t = TestApp::start().await;
     let r = Receiver::start(vec![Reply::Delay(Duration::from_millis(800))]).await;
     let (_, click) = setup(&t, json!({"name": "slow", "url": r.url("/pb")})).await;
-    let mut deliveries = Vec::new();
+    let mut messages = Vec::new();
     for i in 0..10 {
         let event_id = convert(&t, &click, &[("transaction_id", &format!("B{i}"))]).await;
-        deliveries.extend(t.deliveries_of(&event_id).await);
+        messages.extend(t.messages_of(&event_id).await);
     }
-    let event = delivery_messages(&deliveries);
+    let event = sqs_batch(messages);
     let before = t.app.requests.snapshot();
     let response = deliver::handle(&t.worker, event).await;
     let after = t.app.requests.snapshot();
@@ -617,7 +613,7 @@ async fn a_conversion_and_its_delivery_write_the_history_once_and_read_two_units
     let m0 = t.app.requests.metered();
     let event_id = convert(&t, &click, &[("transaction_id", "M1")]).await;
     let m1 = t.app.requests.metered();
-    let event = delivery_messages(&t.deliveries_of(&event_id).await);
+    let event = sqs_batch(t.messages_of(&event_id).await);
     let m2 = t.app.requests.metered();
     let response = deliver::handle(&t.worker, event).await;
     let m3 = t.app.requests.metered();
@@ -640,8 +636,11 @@ async fn a_conversion_and_its_delivery_write_the_history_once_and_read_two_units
         gsi2, 0.0,
         "GSI2: a delivery queued first has no open-work entry"
     );
-    // The ingest transaction (3 items under 1 KB, 2 units each), the claim, the record.
-    assert_eq!(table, 8.0);
+    // The ingest transaction (the event and the transaction, under 1 KB:
+    // 2 units each; the delivery is owed by the event, not stored with it),
+    // the first claim (a lease on the event, which creates nothing), the
+    // record (which creates the delivery).
+    assert_eq!(table, 6.0);
     // The click and the transaction (eventually consistent: half a unit
     // each), and the endpoint as stored (consistent) by the worker.
     assert_eq!(reads, 2.0);
@@ -667,8 +666,12 @@ async fn a_delivery_stores_its_events_id_and_renders_the_event_however_it_was_qu
             .to_string()
     };
 
+    // An event over one write unit stores its deliveries with it (owed, each
+    // claim would cost more than the transaction saves).
+    let large = "x".repeat(900);
+    let event_id = convert(&t, &click, &[("transaction_id", "S1"), ("sub9", &large)]).await;
+    assert!(t.event(&event_id).await.owed.is_empty(), "stored, not owed");
     // Stored: the event's id beside the delivery, no copy of the event.
-    let event_id = convert(&t, &click, &[("transaction_id", "S1")]).await;
     let d = t.deliveries_of(&event_id).await.remove(0);
     let (pk, sk) = (format!("DELIVERY#{}", d.id), "DELIVERY");
     let item = t.raw_item(&pk, sk).await.expect("the delivery's item");
@@ -700,7 +703,7 @@ async fn a_delivery_stores_its_events_id_and_renders_the_event_however_it_was_qu
 
     // A delivery stored before this layout, with its own copy of the event
     // (here the only one left: the event's item is gone).
-    let event_id = convert(&t, &click, &[("transaction_id", "S2")]).await;
+    let event_id = convert(&t, &click, &[("transaction_id", "S2"), ("sub9", &large)]).await;
     let d = t.deliveries_of(&event_id).await.remove(0);
     let (pk, sk) = (format!("DELIVERY#{}", d.id), "DELIVERY");
     let mut item = t.raw_item(&pk, sk).await.expect("the delivery's item");
@@ -817,4 +820,59 @@ async fn status_filters_route_each_status_to_its_own_endpoint() {
             "/pending?s=pending"
         ]
     );
+}
+
+/// Created by its claim: a conversion's event owes its delivery instead of
+/// storing it; the first claim (a lease on the event) lets one worker send,
+/// and the record of that attempt stores the delivery, in the history. The
+/// same message again (SQS is at-least-once; a retried postback sends it
+/// too) finds the delivery stored and finished, and sends nothing.
+#[tokio::test]
+async fn a_delivery_its_event_owes_is_stored_by_its_first_attempt_and_sent_once() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let (_, click) = setup(&t, json!({"name": "o", "url": r.url("/pb")})).await;
+    let event_id = convert(&t, &click, &[("transaction_id", "O1")]).await;
+    let event = t.event(&event_id).await;
+    let id = event.delivery_ids[0].clone();
+    assert!(event.owed.contains_key(&id), "owed: {event:?}");
+    let pk = format!("DELIVERY#{id}");
+    assert!(
+        t.raw_item(&pk, "DELIVERY").await.is_none(),
+        "not stored yet"
+    );
+    let listed = t.deliveries_of(&event_id).await;
+    assert_eq!(listed.len(), 1, "listed as pending all the same");
+    assert_eq!(listed[0].status, DeliveryStatus::Pending);
+
+    let messages = t.messages_of(&event_id).await;
+    let response = deliver::handle(&t.worker, sqs_batch(messages.clone())).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(r.count(), 1);
+    let item = t
+        .raw_item(&pk, "DELIVERY")
+        .await
+        .expect("stored by its record");
+    assert!(item.contains_key("gsi1pk"), "in the history: {item:?}");
+    assert!(!item.contains_key("lease_ms"), "no lease left: {item:?}");
+    let d = t.app.store.get_delivery(&id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts.len(), 1);
+
+    for _ in 0..2 {
+        let response = deliver::handle(&t.worker, sqs_batch(messages.clone())).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let (s, _) = t
+        .postback(&[
+            ("click_id", &click),
+            ("event", "purchase"),
+            ("payout", "49.99"),
+            ("measurement", "1"),
+            ("transaction_id", "O1"),
+        ])
+        .await;
+    assert_eq!(s, 200);
+    t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
+    assert_eq!(r.count(), 1, "sent once");
 }

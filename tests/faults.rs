@@ -312,8 +312,15 @@ async fn a_failed_event_read_before_the_claim_leaves_no_claim_behind() {
         )
         .await;
     let click = direct.click(&seed, json!({})).await;
+    // Over one write unit: its delivery is stored with it, as the reconciler
+    // finds one (a delivery its event owes has no reconciler's message).
+    let large = "x".repeat(900);
     let (s, body) = direct
-        .postback(&[("click_id", &click), ("transaction_id", "R-1")])
+        .postback(&[
+            ("click_id", &click),
+            ("transaction_id", "R-1"),
+            ("sub9", &large),
+        ])
         .await;
     assert_eq!(s, 200, "{body}");
     let event = direct.event(body["conversion_id"].as_str().unwrap()).await;

@@ -140,12 +140,7 @@ async fn with_kms_refusing_from_a_cold_start_conversions_are_recorded_and_only_t
         .await
         .unwrap()
         .unwrap();
-    let deliveries = cold
-        .app
-        .store
-        .get_deliveries(&event.delivery_ids)
-        .await
-        .unwrap();
+    let deliveries = cold.app.store.deliveries_of_event(&event).await.unwrap();
     let waiting = deliveries
         .iter()
         .find(|d| d.endpoint_id == seed.endpoint_id.clone().unwrap())

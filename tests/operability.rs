@@ -373,6 +373,15 @@ async fn events_transactions_and_deliveries_expire_after_the_retention_and_the_h
         .await;
     assert_eq!(s, 200, "{answer}");
     let event_id = answer["conversion_id"].as_str().unwrap().to_string();
+    // Its delivery is stored by the record of its attempt (created by its claim).
+    t.pump_until(
+        "DeliveryQueue",
+        std::time::Duration::from_secs(20),
+        || async { receiver.count() >= 1 },
+    )
+    .await;
+    t.pump_for("DeliveryQueue", std::time::Duration::from_millis(300))
+        .await;
 
     // Every item of the conversion carries its expiry, 60 days on.
     let items = t

@@ -22,7 +22,7 @@ async fn endpoint(t: &TestApp, seed: &Seed, body: Value) -> String {
 }
 
 async fn deliveries_of(t: &TestApp, event_ids: &[impl AsRef<str>]) -> Vec<Delivery> {
-    let mut ids = Vec::new();
+    let mut all = Vec::new();
     for id in event_ids {
         let e = t
             .app
@@ -31,9 +31,9 @@ async fn deliveries_of(t: &TestApp, event_ids: &[impl AsRef<str>]) -> Vec<Delive
             .await
             .unwrap()
             .expect("stored");
-        ids.extend(e.delivery_ids);
+        all.extend(t.app.store.deliveries_of_event(&e).await.unwrap());
     }
-    t.app.store.get_deliveries(&ids).await.unwrap()
+    all
 }
 
 /// Runs the reconciler as the schedule would, `ahead` past now (as if that
@@ -53,16 +53,15 @@ async fn reconcile_and_pump(
     t.pump_until("DeliveryQueue", limit, || {
         let (store, ids, app) = (store.clone(), ids.clone(), app.clone());
         async move {
-            let mut all = Vec::new();
+            let mut ds = Vec::new();
             for id in &ids {
                 let e = store
                     .get_event(&integration_tests::typed(id))
                     .await
                     .unwrap()
                     .unwrap();
-                all.extend(e.delivery_ids);
+                ds.extend(app.store.deliveries_of_event(&e).await.unwrap());
             }
-            let ds = app.store.get_deliveries(&all).await.unwrap();
             ds.iter().all(|d| d.status != DeliveryStatus::Pending)
         }
     })
@@ -207,6 +206,7 @@ fn payout_event(
         deleted_at: None,
         attributes: Default::default(),
         delivery_ids: vec![],
+        owed: Default::default(),
         sequence: 1,
         superseded: false,
     }
@@ -231,13 +231,32 @@ async fn planned(
     (event, deliveries)
 }
 
+/// Writes `event` as `record` does: with its deliveries, or (`owed`) owing
+/// them (created by their claims).
 async fn write(t: &TestApp, event: &shared::domain::Event, deliveries: &[Delivery], queued: bool) {
+    write_as(t, event, deliveries, queued, false).await
+}
+
+async fn write_as(
+    t: &TestApp,
+    event: &shared::domain::Event,
+    deliveries: &[Delivery],
+    queued: bool,
+    owed: bool,
+) {
+    let mut event = event.clone();
+    if owed {
+        event.owed = deliveries
+            .iter()
+            .map(|d| (d.id.clone(), d.owed()))
+            .collect();
+    }
     let recorded = t
         .app
         .store
         .record_event(&shared::store::Recording {
-            event,
-            deliveries,
+            event: &event,
+            deliveries: if owed { &[] } else { deliveries },
             transaction: None,
             window: None,
             queued,
@@ -255,15 +274,26 @@ async fn write(t: &TestApp, event: &shared::domain::Event, deliveries: &[Deliver
 /// message nor an entry for the reconciler, and never sent.
 #[tokio::test]
 async fn a_message_ahead_of_its_deliverys_write_waits_for_it_and_sends_once() {
+    ahead_of_write(false).await
+}
+
+/// As above, for a delivery its event owes (created by its claim): its
+/// first claim, a lease on the event, finds no event and comes back.
+#[tokio::test]
+async fn a_message_ahead_of_the_write_of_the_event_that_owes_it_waits_for_it_and_sends_once() {
+    ahead_of_write(true).await
+}
+
+async fn ahead_of_write(owed: bool) {
     let (t, r, seed) = one_endpoint().await;
     let (event, deliveries) = planned(&t, "evt_ahead", &seed, Utc::now()).await;
-    assert!(outbox::enqueue_ahead(&t.app, &deliveries).await);
+    assert!(outbox::enqueue_ahead(&t.app, &deliveries, owed).await);
     // The worker meets the message (after its delay) before the write.
     t.pump_for("DeliveryQueue", Duration::from_secs(3)).await;
     assert_eq!(r.count(), 0);
     assert_eq!(t.queue_depth("DeliveryQueue").await, 1, "kept, not dropped");
     // The write lands late; nothing else queues the delivery.
-    write(&t, &event, &deliveries, true).await;
+    write_as(&t, &event, &deliveries, true, owed).await;
     let reconciled = outbox::reconcile(&t.app, Utc::now() + chrono::Duration::hours(1))
         .await
         .unwrap();
@@ -287,17 +317,28 @@ async fn a_message_ahead_of_its_deliverys_write_waits_for_it_and_sends_once() {
 /// retried). Neither leaves anything stored.
 #[tokio::test]
 async fn a_message_whose_write_never_happened_is_dropped_and_sends_nothing() {
+    write_never_happened(false).await
+}
+
+/// As above, for messages that say their event owes their delivery: no
+/// event, or an event that owes nothing, is no claim.
+#[tokio::test]
+async fn an_owed_message_whose_write_never_happened_is_dropped_and_sends_nothing() {
+    write_never_happened(true).await
+}
+
+async fn write_never_happened(owed: bool) {
     let (t, r, seed) = one_endpoint().await;
     // Lost a race: the event is stored as decided again (superseded by
     // then, say), with none of these deliveries.
     let (mut event, deliveries) = planned(&t, "evt_raced", &seed, Utc::now()).await;
-    assert!(outbox::enqueue_ahead(&t.app, &deliveries).await);
+    assert!(outbox::enqueue_ahead(&t.app, &deliveries, owed).await);
     event.delivery_ids.clear();
     write(&t, &event, &[], true).await;
     // Died between the send and the write, long enough ago.
     let old = Utc::now() - outbox::AHEAD_OF_WRITE - chrono::Duration::seconds(1);
     let (lost, lost_deliveries) = planned(&t, "evt_lost", &seed, old).await;
-    assert!(outbox::enqueue_ahead(&t.app, &lost_deliveries).await);
+    assert!(outbox::enqueue_ahead(&t.app, &lost_deliveries, owed).await);
     t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
         t.queue_depth("DeliveryQueue").await == 0
     })

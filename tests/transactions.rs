@@ -233,10 +233,22 @@ async fn amounts_are_money_on_every_route() {
     assert_eq!(event.payout.to_string(), "12");
 }
 
+/// A delivery its event owes (created by its claim): the dead worker's
+/// claim is the lease on the event, and nothing of the delivery is stored.
 #[tokio::test]
 async fn a_send_whose_worker_died_before_recording_is_on_record() {
-    use shared::lifecycle::{AttemptError, DeliveryStatus};
-    use shared::store::Claim;
+    died_before_recording(false).await;
+}
+
+/// A delivery stored with its event (an event over one write unit).
+#[tokio::test]
+async fn a_send_whose_worker_died_before_recording_a_stored_delivery_is_on_record() {
+    died_before_recording(true).await;
+}
+
+async fn died_before_recording(large: bool) {
+    use shared::lifecycle::{AttemptError, Delivery, DeliveryStatus};
+    use shared::store::{Claim, OwedClaim};
     let t = TestApp::start().await;
     let r = Receiver::ok().await;
     let seed = t
@@ -246,9 +258,12 @@ async fn a_send_whose_worker_died_before_recording_is_on_record() {
         )
         .await;
     let click = t.click(&seed, json!({})).await;
-    let (s, b) = t
-        .postback(&[("click_id", click.as_str()), ("transaction_id", "L-1")])
-        .await;
+    let big = "x".repeat(900);
+    let mut pairs = vec![("click_id", click.as_str()), ("transaction_id", "L-1")];
+    if large {
+        pairs.push(("sub9", big.as_str()));
+    }
+    let (s, b) = t.postback(&pairs).await;
     assert_eq!(s, 200, "{b}");
     let event = t
         .app
@@ -260,16 +275,32 @@ async fn a_send_whose_worker_died_before_recording_is_on_record() {
         .unwrap()
         .unwrap();
     let id = event.delivery_ids[0].clone();
+    assert_eq!(event.owed.contains_key(&id), !large, "owed unless large");
     // A worker claims it, sends it, and dies before recording (its lease is
     // short here only so that the test need not wait out a real one).
-    let Claim::Claimed(d) = t
-        .app
-        .store
-        .claim_delivery(&id, chrono::Utc::now(), Duration::from_millis(400), None)
-        .await
-        .unwrap()
-    else {
-        panic!("the first claim succeeds")
+    let (now, lease) = (chrono::Utc::now(), Duration::from_millis(400));
+    let d = if large {
+        let Claim::Claimed(d) = t
+            .app
+            .store
+            .claim_delivery(&id, now, lease, None)
+            .await
+            .unwrap()
+        else {
+            panic!("the first claim succeeds")
+        };
+        *d
+    } else {
+        let OwedClaim::Claimed(e, owed) = t
+            .app
+            .store
+            .claim_owed(&event.id, &id, now, lease)
+            .await
+            .unwrap()
+        else {
+            panic!("the first claim succeeds")
+        };
+        Delivery::from_owed(id.clone(), &owed, *e)
     };
     let endpoint = t
         .app
@@ -578,7 +609,10 @@ async fn shuffled_changes_over_the_events_queue_end_on_the_latest_state() {
                         return false;
                     };
                     for id in t.last_delivery.values() {
-                        let d = store.get_delivery(id).await.unwrap().unwrap();
+                        // Not stored yet: owed by its event, not attempted.
+                        let Some(d) = store.get_delivery(id).await.unwrap() else {
+                            return false;
+                        };
                         if d.status == shared::lifecycle::DeliveryStatus::Pending {
                             return false;
                         }
@@ -774,4 +808,72 @@ async fn an_invalidation_its_payout_refuses_never_holds_the_transaction() {
     );
     let tx = t.app.store.get_transaction("EI-2").await.unwrap().unwrap();
     assert!(tx.waiting_invalidation.is_none(), "{tx:?}");
+}
+
+/// A transaction's later change waits for the delivery of its earlier
+/// change to the same endpoint even while that one is not stored (owed by
+/// its event, not claimed yet): a worker that meets the later change's
+/// message first must not send it, or the partner would end on the earlier
+/// state. Here the later message is handled first, on purpose.
+#[tokio::test]
+async fn a_later_change_waits_for_an_earlier_delivery_its_event_still_owes() {
+    let t = TestApp::start().await;
+    let (seed, r) = seed_with_receiver(&t).await;
+    let mut ids = Vec::new();
+    for status in ["pending", "approved"] {
+        let (s, b) = t
+            .admin_post("/events", json!({"transaction_id": "O-1", "event": "payout", "status": status, "partner_id": seed.partner_id, "payout": "5.00"}))
+            .await;
+        assert_eq!((s, b["status"].as_str()), (200, Some("recorded")), "{b}");
+        ids.push(b["event_id"].as_str().unwrap().to_string());
+    }
+    let (first, second) = (t.event(&ids[0]).await, t.event(&ids[1]).await);
+    let owed = second
+        .owed
+        .values()
+        .next()
+        .expect("the later change owes its delivery");
+    assert_eq!(owed.after.as_ref(), first.delivery_ids.first());
+    assert_eq!(owed.after_event.as_ref(), Some(&first.id));
+    assert!(
+        first.owed.contains_key(&first.delivery_ids[0]),
+        "not stored"
+    );
+
+    let later = integration_tests::sqs_batch(t.messages_of(&ids[1]).await);
+    let earlier = integration_tests::sqs_batch(t.messages_of(&ids[0]).await);
+    deliver::handle(&t.worker, later.clone()).await;
+    assert_eq!(r.count(), 0, "the later change waits for the earlier one");
+    let held = t.deliveries_of(&ids[1]).await.remove(0);
+    let reason = held.reason.clone().unwrap_or_default();
+    assert!(reason.contains("has not been attempted yet"), "{reason}");
+
+    deliver::handle(&t.worker, earlier).await;
+    assert_eq!(r.count(), 1);
+    // After the hold (a few seconds), the later change goes.
+    let mut sent = 1;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        deliver::handle(&t.worker, later.clone()).await;
+        sent = r.count();
+        if sent == 2 {
+            break;
+        }
+    }
+    assert_eq!(sent, 2);
+    let statuses: Vec<String> = r
+        .requests()
+        .iter()
+        .map(|c| {
+            c.uri
+                .split("status=")
+                .nth(1)
+                .unwrap_or_default()
+                .split('&')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(statuses, vec!["pending", "approved"]);
 }

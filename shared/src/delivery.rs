@@ -41,7 +41,7 @@ use crate::lifecycle::{Delivery, DeliveryStatus, RetrySchedule};
 use crate::outbox::AHEAD_OF_WRITE;
 use crate::queue::Outcome;
 use crate::render::prepare;
-use crate::store::Claim;
+use crate::store::{Claim, Earlier, OwedClaim};
 use crate::{App, Error};
 
 /// Extra lease beyond the endpoint's timeout, to record the attempt.
@@ -170,11 +170,14 @@ impl Deliverer {
                 read_event.as_ref()
             }
         };
-        let mut delivery = match app
-            .store
-            .claim_delivery(&m.delivery_id, now, timeout + LEASE_MARGIN, event)
-            .await
-        {
+        let claim = if m.owed {
+            self.claim_owed(m, now, timeout + LEASE_MARGIN).await
+        } else {
+            app.store
+                .claim_delivery(&m.delivery_id, now, timeout + LEASE_MARGIN, event)
+                .await
+        };
+        let mut delivery = match claim {
             Ok(Claim::Claimed(d)) => *d,
             Ok(Claim::Finished(status)) => {
                 tracing::info!(status = ?status, "already finished; acknowledged without sending");
@@ -193,6 +196,16 @@ impl Deliverer {
                 return Outcome::RetryAfterOutage;
             }
         };
+        if let Some(due) = delivery
+            .next_attempt_at
+            .filter(|t| m.owed && delivery.attempts.is_empty() && *t > now)
+        {
+            // Created by this claim before its first wait ended: stored, and
+            // attempted when due.
+            return self
+                .finish(delivery, Step::RetryIn(visibility_until(due, now) as u32))
+                .await;
+        }
         let Some(endpoint) = stored else {
             delivery.cancel("endpoint deleted", now);
             return self.finish_attempt(delivery, Step::Finished).await;
@@ -230,6 +243,65 @@ impl Deliverer {
         };
         let step = self.attempt(&endpoint, &mut delivery, now).await;
         self.finish_attempt(delivery, step).await
+    }
+
+    /// The claim of a delivery its event owes (created by its claim): the
+    /// first is a lease on the event (`Store::claim_owed`), which also
+    /// proves the event's write happened; once a worker has made it, the
+    /// delivery is claimed as any stored one. A first claimer whose lease
+    /// ended without storing the delivery stopped mid-attempt: the next
+    /// worker takes its claim over and records an attempt of unknown
+    /// outcome, as for a stored delivery.
+    async fn claim_owed(
+        &self,
+        m: &DeliveryMessage,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> crate::Result<Claim> {
+        let store = &self.app.store;
+        let Some(event) = &m.event else {
+            return store.claim_delivery(&m.delivery_id, now, lease, None).await;
+        };
+        match store
+            .claim_owed(&event.id, &m.delivery_id, now, lease)
+            .await?
+        {
+            OwedClaim::Claimed(event, owed) => Ok(Claim::Claimed(Box::new(Delivery::from_owed(
+                m.delivery_id.clone(),
+                &owed,
+                *event,
+            )))),
+            OwedClaim::NoEvent => Ok(Claim::Missing),
+            OwedClaim::NotOwed => {
+                store
+                    .claim_delivery(&m.delivery_id, now, lease, Some(event))
+                    .await
+            }
+            OwedClaim::Taken {
+                claimed_at,
+                lease_until,
+            } => match store
+                .claim_delivery(&m.delivery_id, now, lease, Some(event))
+                .await?
+            {
+                Claim::Missing if lease_until >= now => Ok(Claim::Leased(lease_until)),
+                Claim::Missing => {
+                    match store
+                        .take_over_owed(&event.id, &m.delivery_id, lease_until, now, lease)
+                        .await?
+                    {
+                        Some((event, owed)) => {
+                            let mut d = Delivery::from_owed(m.delivery_id.clone(), &owed, event);
+                            d.lost_attempt(claimed_at, now);
+                            Ok(Claim::Claimed(Box::new(d)))
+                        }
+                        // Taken over (or stored) by another worker meanwhile.
+                        None => Ok(Claim::Leased(now + chrono::Duration::seconds(1))),
+                    }
+                }
+                other => Ok(other),
+            },
+        }
     }
 
     /// A message whose delivery is not stored. A new event's messages are
@@ -335,9 +407,10 @@ impl Deliverer {
         now: DateTime<Utc>,
     ) -> Order {
         let earlier = match self.app.store.get_pending_delivery(previous).await {
-            Ok(Some(p)) => p,
-            // Ended (delivered, failed, cancelled), or never made.
-            Ok(_) => return Order::Go,
+            Ok(Earlier::Pending(p)) => *p,
+            // Ended (delivered, failed, cancelled).
+            Ok(Earlier::Ended) => return Order::Go,
+            Ok(Earlier::NotStored) => return self.not_stored_yet(delivery, previous, now).await,
             Err(e) => {
                 log_aws(&e, "could not read the earlier change's delivery");
                 return Order::Wait(
@@ -372,6 +445,39 @@ impl Deliverer {
             ),
             until,
         )
+    }
+
+    /// The earlier change's delivery is not stored: if its event owes it,
+    /// it is not claimed yet (created by its claim) and this one waits for
+    /// it; else it expired, or was never made.
+    async fn not_stored_yet(
+        &self,
+        delivery: &Delivery,
+        previous: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Order {
+        let Some(event_id) = &delivery.after_event else {
+            return Order::Go;
+        };
+        match self.app.store.event_owes(event_id, previous).await {
+            Ok(false) => Order::Go,
+            Ok(true) => {
+                let tx = delivery.event.transaction_id.as_deref().unwrap_or("");
+                Order::Wait(
+                    format!(
+                        "waiting: the earlier change of transaction {tx} to this endpoint (delivery {previous}) has not been attempted yet; this one goes after it"
+                    ),
+                    now + ORDER_SLACK,
+                )
+            }
+            Err(e) => {
+                log_aws(&e, "could not read the earlier change's event");
+                Order::Wait(
+                    "waiting: the earlier change's delivery could not be read".into(),
+                    now + chrono::Duration::seconds(10),
+                )
+            }
+        }
     }
 
     /// The endpoint is paused: hold the delivery, without attempts, until it

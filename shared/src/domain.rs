@@ -195,6 +195,12 @@ pub struct Event {
     /// The deliveries this event fanned out to, one per matching endpoint.
     #[serde(default)]
     pub delivery_ids: Vec<DeliveryId>,
+    /// The deliveries this event owes and its write did not store, as
+    /// planned: their queue messages went out first, and each is
+    /// created by its first claim, a lease on this item (`delivery.rs`,
+    /// "created by its claim"). Never shown: the event's deliveries are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub owed: BTreeMap<DeliveryId, Owed>,
     /// Its place among its transaction's changes: 1 for the first event, 2
     /// for the first change, ... (1 for a conversion without a transaction).
     /// Partners see it as `{sequence}`, to check order themselves. 0: an
@@ -205,6 +211,24 @@ pub struct Event {
     /// history, but it fired nothing and moved nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superseded: bool,
+}
+
+/// A delivery an event owes: what its first claim creates it from, besides
+/// the event. What the request that wrote the event decided, so a message
+/// of a decision it lost (a race decided again) cannot plan it otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Owed {
+    pub endpoint_id: EndpointId,
+    /// When its first attempt is due, if later than the event's recording
+    /// (an endpoint whose schedule starts with a wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<DateTime<Utc>>,
+    /// The delivery of the transaction's earlier change to the same
+    /// endpoint, and that change's event, as `Delivery::after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<DeliveryId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_event: Option<EventId>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {

@@ -747,6 +747,7 @@ pub fn sample_event(partner_id: &PartnerId, now: DateTime<Utc>) -> Event {
         deleted_at: None,
         attributes: Default::default(),
         delivery_ids: Vec::new(),
+        owed: Default::default(),
         sequence: 1,
         superseded: false,
     }

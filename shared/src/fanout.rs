@@ -24,6 +24,10 @@ pub struct DeliveryMessage {
     /// reads the event then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<Event>,
+    /// Its event's write did not store the delivery: its event owes it
+    /// (`Event::owed`), and its first claim creates it (`delivery.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owed: bool,
 }
 
 /// The id of the delivery of `event_id` to `endpoint_id`: derived, so that a
@@ -77,6 +81,7 @@ pub fn plan(
             // stored endpoint may park a delivery.
             parked: false,
             after: previous.get(&endpoint.id).cloned(),
+            after_event: None,
             reason: None,
             recovery_id: None,
             created_at: now,
@@ -99,6 +104,20 @@ pub fn message(d: &Delivery) -> String {
         partner_id: d.partner_id.clone(),
         endpoint_id: d.endpoint_id.clone(),
         event: Some(d.event.clone()),
+        owed: false,
+    }
+    .body()
+}
+
+/// The queue message of a delivery its event's write does not store: its
+/// event owes it, and its first claim creates it.
+pub fn owed_message(d: &Delivery) -> String {
+    DeliveryMessage {
+        delivery_id: d.id.clone(),
+        partner_id: d.partner_id.clone(),
+        endpoint_id: d.endpoint_id.clone(),
+        event: Some(d.event.clone()),
+        owed: true,
     }
     .body()
 }
@@ -131,6 +150,7 @@ mod tests {
             deleted_at: None,
             attributes: BTreeMap::new(),
             delivery_ids: vec![],
+            owed: Default::default(),
             sequence: 1,
             superseded: false,
         }

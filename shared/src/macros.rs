@@ -163,6 +163,7 @@ mod tests {
             deleted_at: Some(now),
             attributes: Default::default(),
             delivery_ids: vec![],
+            owed: Default::default(),
             sequence: 1,
             superseded: false,
         };

@@ -31,7 +31,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::Result;
-use crate::fanout::{message, DeliveryMessage};
+use crate::fanout::{message, owed_message, DeliveryMessage};
 use crate::ids::EndpointId;
 use crate::lifecycle::Delivery;
 use crate::lifecycle::RECONCILE_GRACE;
@@ -66,13 +66,19 @@ const DEAD_LETTER_PEEKS: usize = 5;
 /// first): true if the queue took every message, so that they can be stored
 /// without their open-work entries; false (logged) if not, and the write
 /// gives them their entries.
-pub async fn enqueue_ahead(app: &App, deliveries: &[Delivery]) -> bool {
+///
+/// `owed`: the write will not store them, their event will owe them
+/// (`Event::owed`): each message says so, and its first claim creates it.
+pub async fn enqueue_ahead(app: &App, deliveries: &[Delivery], owed: bool) -> bool {
     if deliveries.is_empty() {
         return false;
     }
     let bodies: Vec<(String, i32)> = deliveries
         .iter()
-        .map(|d| (message(d), AHEAD_OF_WRITE_DELAY_SECONDS))
+        .map(|d| {
+            let body = if owed { owed_message(d) } else { message(d) };
+            (body, AHEAD_OF_WRITE_DELAY_SECONDS)
+        })
         .collect();
     match app
         .queue
@@ -112,6 +118,7 @@ async fn enqueue_refs(app: &App, refs: &[OpenRef]) -> Result<()> {
                 partner_id: r.partner_id.clone(),
                 endpoint_id: r.endpoint_id.clone(),
                 event: None,
+                owed: false,
             }
             .body()
         })
@@ -214,7 +221,15 @@ async fn requeue_dead_letters(app: &App) -> Result<usize> {
             let Ok(message) = serde_json::from_str::<DeliveryMessage>(body) else {
                 continue;
             };
-            if !app.store.is_pending_unparked(&message.delivery_id).await? {
+            let pending = match app.store.is_pending_unparked(&message.delivery_id).await? {
+                Some(pending) => pending,
+                // Not stored: pending if its event owes it (created by its claim).
+                None => match (&message.event, message.owed) {
+                    (Some(e), true) => app.store.event_owes(&e.id, &message.delivery_id).await?,
+                    _ => false,
+                },
+            };
+            if !pending {
                 continue;
             }
             tracing::info!(delivery_id = %message.delivery_id, "dead-lettered message of a pending delivery queued again");

@@ -438,10 +438,23 @@ pub async fn later_change(app: &App, d: &Delivery) -> Result<Option<Delivery>> {
     let Some(latest) = t.last_delivery.get(&d.endpoint_id).filter(|l| **l != d.id) else {
         return Ok(None);
     };
-    Ok(app
-        .store
-        .get_delivery(latest)
-        .await?
+    let later = match app.store.get_delivery(latest).await? {
+        Some(l) => Some(l),
+        // Not stored yet: owed by its event, which the transaction remembers.
+        None => match t
+            .seen
+            .iter()
+            .rev()
+            .find(|s| crate::fanout::delivery_id(&s.event_id, &d.endpoint_id) == *latest)
+        {
+            Some(s) => app.store.get_event(&s.event_id).await?.and_then(|e| {
+                let owed = e.owed.get(latest)?.clone();
+                Some(Delivery::from_owed(latest.clone(), &owed, e))
+            }),
+            None => None,
+        },
+    };
+    Ok(later
         .filter(|l| l.status != DeliveryStatus::Cancelled && l.event.sequence > d.event.sequence))
 }
 

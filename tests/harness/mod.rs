@@ -301,9 +301,26 @@ impl TestApp {
         let event = self.event(event_id).await;
         self.app
             .store
-            .get_deliveries(&event.delivery_ids)
+            .deliveries_of_event(&event)
             .await
             .expect("reading deliveries")
+    }
+
+    /// The queue messages of an event's deliveries, as its recording sent
+    /// them: a delivery its event owes (created by its claim) says so.
+    pub async fn messages_of(&self, event_id: &str) -> Vec<String> {
+        let event = self.event(event_id).await;
+        self.deliveries_of(event_id)
+            .await
+            .iter()
+            .map(|d| {
+                if event.owed.contains_key(&d.id) {
+                    shared::fanout::owed_message(d)
+                } else {
+                    shared::fanout::message(d)
+                }
+            })
+            .collect()
     }
 
     /// An item exactly as the table holds it, if there is one.

@@ -386,6 +386,7 @@ async fn record_internal_once(
         deleted_at: is_invalidation.then_some(occurred_at),
         attributes,
         delivery_ids: Vec::new(),
+        owed: Default::default(),
         sequence: change + 1,
         superseded: false,
     };
@@ -605,6 +606,7 @@ async fn record_late(
         deleted_at: is_invalidation.then_some(occurred_at),
         attributes,
         delivery_ids: Vec::new(),
+        owed: Default::default(),
         sequence: 0,
         superseded: true,
     };

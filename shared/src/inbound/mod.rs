@@ -134,24 +134,54 @@ pub(crate) async fn record(
             .unwrap_or_default();
         fanout::plan(&event, &endpoints, goals_apply, &previous, now)
     };
-    // Each endpoint's next change of this transaction goes after these.
+    let mut deliveries = deliveries;
     if let Some((t, _)) = with.transaction.as_mut() {
-        for d in &deliveries {
+        for d in deliveries.iter_mut() {
+            // The earlier change's event: found by the delivery id it derives.
+            d.after_event = d.after.as_ref().and_then(|after| {
+                t.seen
+                    .iter()
+                    .map(|s| &s.event_id)
+                    .find(|e| fanout::delivery_id(e, &d.endpoint_id) == *after)
+                    .cloned()
+            });
+            // Each endpoint's next change of this transaction goes after these.
             t.last_delivery.insert(d.endpoint_id.clone(), d.id.clone());
         }
     }
     event.delivery_ids = deliveries.iter().map(|d| d.id.clone()).collect();
+    // Created by their claims: the event owes its deliveries instead of
+    // storing them, which takes an item out of the write's transaction (two
+    // write units each). Only when the queue took their messages (else the
+    // write stores them, with their open-work entries), and only for an
+    // event that stays within one write unit with its claims (else each
+    // claim would cost more than the transaction saves).
+    let owing = with.window.is_none() && !deliveries.is_empty() && {
+        let mut probe = event.clone();
+        probe.owed = deliveries
+            .iter()
+            .map(|d| (d.id.clone(), d.owed()))
+            .collect();
+        app.store.owes_in_one_unit(&probe)?
+    };
     // The queue first: the messages go out before the write, so a delivery
     // the queue took needs no open-work entry (`outbox.rs`). Not under a
     // retry window: there a retry's event id is new each time (the window,
     // not the id, tells it is a duplicate), so its messages would name
     // deliveries that are never written.
-    let queued = with.window.is_none() && outbox::enqueue_ahead(app, &deliveries).await;
+    let queued = with.window.is_none() && outbox::enqueue_ahead(app, &deliveries, owing).await;
+    let owed = queued && owing;
+    if owed {
+        event.owed = deliveries
+            .iter()
+            .map(|d| (d.id.clone(), d.owed()))
+            .collect();
+    }
     let recorded = app
         .store
         .record_event(&Recording {
             event: &event,
-            deliveries: &deliveries,
+            deliveries: if owed { &[] } else { &deliveries },
             transaction: with.transaction.as_ref().map(|(t, v)| (t, *v)),
             window: with.window.as_ref().map(|(f, at)| (f.as_str(), *at)),
             queued,

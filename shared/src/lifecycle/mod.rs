@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::domain::Event;
+use crate::domain::{Event, Owed};
 use crate::ids::{DeliveryId, EndpointId, EventId, PartnerId, RecoveryId};
 pub use crate::schedule::{RetrySchedule, MAX_VISIBILITY_SECONDS};
 
@@ -120,6 +120,10 @@ pub struct Delivery {
     /// `latest_only`, supersedes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<DeliveryId>,
+    /// The event of `after`, when known: an earlier delivery not stored yet
+    /// (created by its claim) is found owed by that event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_event: Option<EventId>,
     /// Why it waits or ended when the attempts do not say (paused, deleted endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -252,6 +256,46 @@ pub enum Open {
 pub struct AlreadyPending(pub DeliveryId);
 
 impl Delivery {
+    /// What its event owes of this delivery when the event's write does not
+    /// store it (created by its claim).
+    pub fn owed(&self) -> Owed {
+        Owed {
+            endpoint_id: self.endpoint_id.clone(),
+            due: self.next_attempt_at.filter(|t| *t > self.created_at),
+            after: self.after.clone(),
+            after_event: self.after_event.clone(),
+        }
+    }
+
+    /// The delivery `id` its event owes, as its first claim creates it:
+    /// pending, no attempt yet, created when the event was recorded.
+    pub fn from_owed(id: DeliveryId, owed: &Owed, event: Event) -> Delivery {
+        let at = event.recorded_at;
+        let event = Event {
+            delivery_ids: Vec::new(),
+            owed: Default::default(),
+            ..event
+        };
+        Delivery {
+            id,
+            event_id: event.id.clone(),
+            endpoint_id: owed.endpoint_id.clone(),
+            partner_id: event.partner_id.clone(),
+            status: DeliveryStatus::Pending,
+            event,
+            attempts: Vec::new(),
+            round_start: 0,
+            next_attempt_at: Some(owed.due.unwrap_or(at)),
+            parked: false,
+            after: owed.after.clone(),
+            after_event: owed.after_event.clone(),
+            reason: None,
+            recovery_id: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
     /// Attempts made in the current round.
     pub fn made_in_round(&self) -> usize {
         self.attempts.len().saturating_sub(self.round_start)

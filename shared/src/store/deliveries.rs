@@ -25,29 +25,35 @@ impl Store {
         Ok(self.with_events(vec![attrs], None).await?.pop())
     }
 
-    /// Whether a delivery is stored, pending and not parked (read
-    /// consistently, without its event): one whose message must not be lost.
-    pub async fn is_pending_unparked(&self, id: &DeliveryId) -> Result<bool> {
-        let (pk, sk) = keys::delivery(id);
-        let Some(attrs) = self.get_raw(pk, sk, true).await? else {
-            return Ok(false);
-        };
-        let status: StatusOnly = from_attrs(attrs)?;
-        Ok(status.status == DeliveryStatus::Pending && !status.parked)
-    }
-
-    /// One delivery if it is still pending (read consistently; its event is
-    /// read only then): what the ordering check needs of an earlier change.
-    pub async fn get_pending_delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>> {
+    /// Whether a delivery is stored pending and not parked (read
+    /// consistently, without its event): one whose message must not be
+    /// lost. `None`: not stored (yet, if its event owes it).
+    pub async fn is_pending_unparked(&self, id: &DeliveryId) -> Result<Option<bool>> {
         let (pk, sk) = keys::delivery(id);
         let Some(attrs) = self.get_raw(pk, sk, true).await? else {
             return Ok(None);
+        };
+        let status: StatusOnly = from_attrs(attrs)?;
+        Ok(Some(
+            status.status == DeliveryStatus::Pending && !status.parked,
+        ))
+    }
+
+    /// Where a delivery stands, read consistently, with its event only if it
+    /// is pending: what the ordering check needs of an earlier change.
+    pub async fn get_pending_delivery(&self, id: &DeliveryId) -> Result<Earlier> {
+        let (pk, sk) = keys::delivery(id);
+        let Some(attrs) = self.get_raw(pk, sk, true).await? else {
+            return Ok(Earlier::NotStored);
         };
         let status: StatusOnly = from_attrs(attrs.clone())?;
         if status.status != DeliveryStatus::Pending {
-            return Ok(None);
+            return Ok(Earlier::Ended);
         }
-        Ok(self.with_events(vec![attrs], None).await?.pop())
+        Ok(match self.with_events(vec![attrs], None).await?.pop() {
+            Some(d) => Earlier::Pending(Box::new(d)),
+            None => Earlier::Ended,
+        })
     }
 
     /// Several deliveries by id (BatchGetItem, consistent), in the order
@@ -61,6 +67,25 @@ impl Store {
             })
             .collect();
         self.deliveries_of(&keys, true).await
+    }
+
+    /// Every delivery of `event`, in its order: those stored, and those it
+    /// owes that no worker has claimed yet (created by their claims), as
+    /// pending without attempts.
+    pub async fn deliveries_of_event(&self, event: &Event) -> Result<Vec<Delivery>> {
+        let stored = self.get_deliveries(&event.delivery_ids).await?;
+        let mut by_id: HashMap<DeliveryId, Delivery> =
+            stored.into_iter().map(|d| (d.id.clone(), d)).collect();
+        Ok(event
+            .delivery_ids
+            .iter()
+            .filter_map(|id| {
+                by_id.remove(id).or_else(|| {
+                    let owed = event.owed.get(id)?;
+                    Some(Delivery::from_owed(id.clone(), owed, event.clone()))
+                })
+            })
+            .collect())
     }
 
     /// The deliveries behind index `entries`, in their order, with their events.
@@ -747,6 +772,16 @@ struct StatusOnly {
 fn event_value(event: &Event) -> Result<AttributeValue> {
     serde_dynamo::to_attribute_value(event)
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("an event as an attribute")))
+}
+
+/// Where a transaction's earlier change to an endpoint stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Earlier {
+    Pending(Box<Delivery>),
+    /// Delivered, failed or cancelled (or its event expired).
+    Ended,
+    /// Not stored: owed by its event and not claimed yet, or expired.
+    NotStored,
 }
 
 /// What a worker's claim on a delivery found.

@@ -2,18 +2,19 @@
 
 use serde::Serialize;
 
-use super::{applied, is_condition_failure, keys, to_attrs, Item, PutCondition, Store};
+use super::{applied, from_attrs, is_condition_failure, keys, to_attrs, Item, PutCondition, Store};
 use crate::error::{unavailable, Error, Result};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::{Recorded, MAX_TRANSACTION_ITEMS};
-use crate::domain::{Click, Event, Transaction};
-use crate::ids::{ClickId, EventId};
+use crate::domain::{Click, Event, Owed, Transaction};
+use crate::ids::{ClickId, DeliveryId, EventId};
 use crate::lifecycle::Delivery;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 impl Store {
     // ---- clicks
@@ -235,6 +236,191 @@ impl Store {
             .await;
         applied(result, "dropping a waiting invalidation")
     }
+}
+
+/// What a first claim of a delivery its event owes found (`claim_owed`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwedClaim {
+    /// Claimed until the lease ends: the event as stored (what the request
+    /// that won decided), and the delivery it owes.
+    Claimed(Box<Event>, Box<Owed>),
+    /// A worker claimed it first, at `claimed_at`, until `lease_until`: it
+    /// may have stored the delivery since, or be sending it, or have died.
+    Taken {
+        claimed_at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    },
+    /// The event is stored and does not owe it (its write stored the
+    /// delivery, or stored the event without it).
+    NotOwed,
+    /// No such event (yet).
+    NoEvent,
+}
+
+/// The attribute of an event that holds the first claim of a delivery it owes.
+fn claim_attribute(delivery_id: &DeliveryId) -> String {
+    format!("claim_{delivery_id}")
+}
+
+impl Store {
+    /// Whether `event`, owing `owed` deliveries, stays within one write unit
+    /// (1 KB) with a claim of each: a delivery created by its claim then
+    /// costs one unit to claim, as a stored one does. Larger events store
+    /// their deliveries with them.
+    pub fn owes_in_one_unit(&self, event: &Event) -> Result<bool> {
+        /// A claim: its name and a map of two epoch-ms numbers.
+        const CLAIM_BYTES: usize = 64;
+        let (pk, sk) = keys::event(&event.id);
+        let mut item = Item::new(pk, sk, event);
+        item.ttl = self.expiry(event.recorded_at);
+        let size = crate::metrics::item_size(&to_attrs(&item)?);
+        Ok(size + CLAIM_BYTES * event.owed.len() <= 1024)
+    }
+
+    /// The first claim of a delivery `event_id` owes, for `lease`: one
+    /// conditional `UpdateItem` on the event, which holds the claim. It is
+    /// the proof that the event's write happened (a message ahead of it, or
+    /// of a write that never happened, claims nothing) and, as any claim,
+    /// lets one worker only send. Returns the event as stored.
+    pub async fn claim_owed(
+        &self,
+        event_id: &EventId,
+        delivery_id: &DeliveryId,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<OwedClaim> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let (pk, sk) = keys::event(event_id);
+        let now_ms = now.timestamp_millis();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(super::key(pk, sk)))
+            .update_expression("SET #claim = :claim")
+            .condition_expression("attribute_exists(owed.#d) AND attribute_not_exists(#claim)")
+            .expression_attribute_names("#claim", claim_attribute(delivery_id))
+            .expression_attribute_names("#d", delivery_id.to_string())
+            .expression_attribute_values(
+                ":claim",
+                claim_value(now_ms, now_ms + lease.as_millis() as i64),
+            )
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match result {
+            Ok(out) => {
+                let attrs = out
+                    .attributes
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
+                let event: Event = from_attrs(attrs)?;
+                let Some(owed) = event.owed.get(delivery_id).cloned() else {
+                    return Ok(OwedClaim::NotOwed);
+                };
+                return Ok(OwedClaim::Claimed(Box::new(event), Box::new(owed)));
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+                _ => return Err(unavailable("claiming a delivery its event owes")(e)),
+            },
+        };
+        // Some DynamoDB implementations do not return the old item: read it.
+        let attrs = match old {
+            Some(a) => a,
+            None => {
+                let (pk, sk) = keys::event(event_id);
+                match self.get_raw(pk, sk, true).await? {
+                    Some(a) => a,
+                    None => return Ok(OwedClaim::NoEvent),
+                }
+            }
+        };
+        Ok(match claim_of(&attrs, delivery_id) {
+            Some((claimed_at, lease_until)) => OwedClaim::Taken {
+                claimed_at,
+                lease_until,
+            },
+            None => OwedClaim::NotOwed,
+        })
+    }
+
+    /// Takes over the first claim of a delivery `event_id` owes from a
+    /// worker whose lease (`lease_until`) ended without the delivery being
+    /// stored: the event and what it owes if this worker holds it now.
+    pub async fn take_over_owed(
+        &self,
+        event_id: &EventId,
+        delivery_id: &DeliveryId,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<(Event, Owed)>> {
+        let (pk, sk) = keys::event(event_id);
+        let now_ms = now.timestamp_millis();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(super::key(pk, sk)))
+            .update_expression("SET #claim = :claim")
+            .condition_expression("#claim.l = :old AND :old < :now")
+            .expression_attribute_names("#claim", claim_attribute(delivery_id))
+            .expression_attribute_values(
+                ":claim",
+                claim_value(now_ms, now_ms + lease.as_millis() as i64),
+            )
+            .expression_attribute_values(
+                ":old",
+                AttributeValue::N(lease_until.timestamp_millis().to_string()),
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attrs = out
+                    .attributes
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
+                let event: Event = from_attrs(attrs)?;
+                Ok(event
+                    .owed
+                    .get(delivery_id)
+                    .cloned()
+                    .map(|owed| (event, owed)))
+            }
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(unavailable("taking over a delivery's claim")(e)),
+        }
+    }
+
+    /// Whether the stored event `event_id` owes `delivery_id` (read consistently).
+    pub async fn event_owes(&self, event_id: &EventId, delivery_id: &DeliveryId) -> Result<bool> {
+        Ok(self
+            .get_event(event_id)
+            .await?
+            .is_some_and(|e| e.owed.contains_key(delivery_id)))
+    }
+}
+
+/// A claim as an event holds it: when it was made (`c`) and until when (`l`), epoch ms.
+fn claim_value(claimed_ms: i64, lease_ms: i64) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("c".to_string(), AttributeValue::N(claimed_ms.to_string())),
+        ("l".to_string(), AttributeValue::N(lease_ms.to_string())),
+    ]))
+}
+
+/// The first claim of `delivery_id` an event's attributes hold, if any.
+fn claim_of(
+    attrs: &super::Attrs,
+    delivery_id: &DeliveryId,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let claim = attrs.get(&claim_attribute(delivery_id))?.as_m().ok()?;
+    let ms = |k: &str| -> Option<i64> { claim.get(k)?.as_n().ok()?.parse().ok() };
+    Some((super::millis(ms("c")?), super::millis(ms("l")?)))
 }
 
 /// The index of the first item whose condition failed, if the transaction was cancelled by one.

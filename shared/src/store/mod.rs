@@ -49,8 +49,8 @@ mod open;
 mod recoveries;
 
 pub use config::{ListPage, Listing};
-pub use deliveries::{Claim, DeliveryPage, DeliveryQuery, HistoryCursor};
-pub use events::Recording;
+pub use deliveries::{Claim, DeliveryPage, DeliveryQuery, Earlier, HistoryCursor};
+pub use events::{OwedClaim, Recording};
 pub use open::{OpenRef, UnparkMark, DUE_SHARDS};
 pub use recoveries::{RecoveryPage, RecoveryRead};
 

@@ -287,12 +287,16 @@ pub async fn of_event(
         .get_event(&id)
         .await?
         .ok_or_else(|| Error::not_found("event", &id))?;
-    let mut deliveries = app.store.get_deliveries(&event.delivery_ids).await?;
+    let mut deliveries = app.store.deliveries_of_event(&event).await?;
     deliveries.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
     let items: Vec<Value> = deliveries.iter().map(row).collect();
     // The event as stored, with its attributes as the JSON they are.
     let mut shown = serde_json::to_value(&event).map_err(|e| Error::Internal(e.into()))?;
     shown["attributes"] = serde_json::to_value(&event.attributes).unwrap_or_default();
+    // What it owes is shown as its deliveries (`items`).
+    if let Some(o) = shown.as_object_mut() {
+        o.remove("owed");
+    }
     Ok(Json(json!({"event": shown, "items": items})))
 }
 

@@ -243,6 +243,7 @@ fn event_of(p: &Postback, click: &Click, offer: &Offer, id: EventId, now: DateTi
         deleted_at: None,
         attributes,
         delivery_ids: Vec::new(),
+        owed: Default::default(),
         sequence: 1,
         superseded: false,
     }
