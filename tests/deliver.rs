@@ -21,7 +21,6 @@ async fn setup(t: &TestApp, endpoint: Value) -> (Seed, String) {
 /// SQS batch handed to the deliver function.
 use integration_tests::sqs_batch;
 
-/// The messages the fan-out queues for these deliveries (each with its event).
 async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Delivery {
     let store = t.app.store.clone();
     let id = delivery_id.to_string();
@@ -875,4 +874,49 @@ async fn a_delivery_its_event_owes_is_stored_by_its_first_attempt_and_sent_once(
     assert_eq!(s, 200);
     t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
     assert_eq!(r.count(), 1, "sent once");
+}
+
+/// A conversion without a transaction id owes its delivery and has no
+/// transaction to write: its event goes in alone, one conditional `PutItem`
+/// (one unit, where a transaction bills two per item); a repeat of it is a
+/// duplicate all the same, and the delivery goes out once.
+#[tokio::test]
+async fn a_conversion_without_a_transaction_writes_its_event_alone_in_one_unit() {
+    let t = TestApp::start_with(Options {
+        env: vec![("METER_CAPACITY", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let r = Receiver::ok().await;
+    // Repeats recognised by their key (not by a window of identical
+    // postbacks, which writes a window item and its deliveries).
+    let mut offer = offer_body();
+    offer["repeat_conversions"] = json!("per_event");
+    let seed = t
+        .seed(offer, Some(json!({"name": "n", "url": r.url("/pb")})))
+        .await;
+    let click = t.click(&seed, json!({})).await;
+    convert(&t, &click, &[("transaction_id", "W")]).await; // warm the caches
+    let m0 = t.app.requests.metered();
+    let event_id = convert(&t, &click, &[]).await;
+    let m1 = t.app.requests.metered();
+    let units = m1.write_units.get("table").copied().unwrap_or(0.0)
+        - m0.write_units.get("table").copied().unwrap_or(0.0);
+    assert_eq!(units, 1.0, "the event alone");
+    assert!(t.event(&event_id).await.transaction_id.is_none());
+    let (s, b) = t
+        .postback(&[
+            ("click_id", &click),
+            ("event", "purchase"),
+            ("payout", "49.99"),
+            ("measurement", "1"),
+        ])
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("duplicate")), "{b}");
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 2
+    })
+    .await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
+    assert_eq!(r.count(), 2, "the warm-up's and this one's, once each");
 }

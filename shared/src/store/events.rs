@@ -46,7 +46,8 @@ impl Store {
 
     /// Writes what one inbound request records in one all-or-nothing
     /// `TransactWriteItems`: the retry-window claim (if any), the event, its
-    /// deliveries, the transaction's new state. The event's id (or the
+    /// deliveries (unless it owes them), the transaction's new state; an
+    /// event alone in one conditional `PutItem`. The event's id (or the
     /// window's fingerprint) is its idempotency key: if taken, nothing is
     /// written and the answer is `Duplicate`; if the transaction changed since
     /// it was read, `Raced` (read it again and decide again).
@@ -58,6 +59,15 @@ impl Store {
         let (pk, sk) = keys::event(&r.event.id);
         let mut event = Item::new(pk, sk, r.event);
         event.ttl = self.expiry(r.event.recorded_at);
+        if r.window.is_none() && r.deliveries.is_empty() && r.transaction.is_none() {
+            // The event alone (no transaction id; its deliveries owed, or
+            // none): one conditional `PutItem`, half a transaction's units.
+            return Ok(if self.put(&event, PutCondition::Create).await? {
+                Recorded::New
+            } else {
+                Recorded::Duplicate
+            });
+        }
         items.push(self.conditional_put(&event, "attribute_not_exists(pk)", None)?);
         for d in r.deliveries {
             items.push(self.conditional_put(
