@@ -920,3 +920,52 @@ async fn a_conversion_without_a_transaction_writes_its_event_alone_in_one_unit()
     t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
     assert_eq!(r.count(), 2, "the warm-up's and this one's, once each");
 }
+
+/// Under the default retry window (a conversion without a transaction id
+/// whose identical repeats within the window are retries), the write is the
+/// window's item and the event owing its delivery: 4 units, no open-work
+/// entry, the message sent first. A retry within the window lands on the
+/// same event id, so its message names the same delivery: one postback goes
+/// out.
+#[tokio::test]
+async fn a_conversion_under_the_retry_window_owes_its_delivery_and_a_retry_sends_nothing_more() {
+    let t = TestApp::start_with(Options {
+        env: vec![("METER_CAPACITY", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let r = Receiver::ok().await;
+    let (_, click) = setup(&t, json!({"name": "w", "url": r.url("/pb")})).await;
+    convert(&t, &click, &[("transaction_id", "W")]).await; // warm the caches
+    let m0 = t.app.requests.metered();
+    let event_id = convert(&t, &click, &[("sub2", "x")]).await;
+    let m1 = t.app.requests.metered();
+    let units = |key: &str| {
+        m1.write_units.get(key).copied().unwrap_or(0.0)
+            - m0.write_units.get(key).copied().unwrap_or(0.0)
+    };
+    assert_eq!(
+        units("table"),
+        4.0,
+        "the window and the event, in one transaction"
+    );
+    assert_eq!(units(shared::store::GSI2), 0.0);
+    let event = t.event(&event_id).await;
+    assert!(event.owed.contains_key(&event.delivery_ids[0]), "{event:?}");
+    let (s, b) = t
+        .postback(&[
+            ("click_id", &click),
+            ("event", "purchase"),
+            ("payout", "49.99"),
+            ("measurement", "1"),
+            ("sub2", "x"),
+        ])
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("duplicate")), "{b}");
+    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
+        r.count() >= 2
+    })
+    .await;
+    t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
+    assert_eq!(r.count(), 2, "the warm-up's and this one's, once each");
+}

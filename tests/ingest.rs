@@ -91,23 +91,19 @@ async fn the_whole_flow_from_offer_and_partner_to_click_to_postback_queues_a_del
     assert_eq!(event.attributes["sub1"], "abc");
     assert_eq!(event.delivery_ids.len(), 1);
 
-    let delivery = t
-        .app
-        .store
-        .get_delivery(&event.delivery_ids[0])
-        .await
-        .unwrap()
-        .expect("delivery stored");
+    // Owed by its event until its first attempt (created by its claim), and
+    // listed as pending meanwhile.
+    let delivery = t.deliveries_of(event_id).await.remove(0);
+    assert!(event.owed.contains_key(&delivery.id));
     assert_eq!(delivery.status, DeliveryStatus::Pending);
     assert_eq!(delivery.endpoint_id, seed.endpoint_id.clone().unwrap());
 
-    // Only the reconciler's: under the offer's retry window a retry's event
-    // id is new each time, so its messages are not sent ahead of its write
-    // (they would name a delivery never written).
+    // Its message, sent just before the write (the queue first), says so.
     let messages = delivery_messages(&t).await;
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["delivery_id"], delivery.id);
     assert_eq!(messages[0]["endpoint_id"], delivery.endpoint_id);
+    assert_eq!(messages[0]["owed"], true);
 }
 
 #[tokio::test]
@@ -664,13 +660,16 @@ async fn a_conversion_whose_deliveries_could_not_be_queued_is_recorded_and_queue
     let rows = page["items"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "found overdue, so in the history: {page}");
     assert_eq!(rows[0]["status"], "pending", "{page}");
-    // Only the reconciler's: under the offer's retry window a retry's event
-    // id is new each time, so its messages are not sent ahead of its write
-    // (they would name a delivery never written).
+    // The retry's, sent ahead of its write (which then found the window
+    // taken): within the window's span a retry has the first's event id,
+    // so it names the same delivery, which the claim makes harmless; and
+    // the reconciler's.
     let messages = delivery_messages(&t).await;
-    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages.len(), 2, "{messages:?}");
     let event = t.event(body["conversion_id"].as_str().unwrap()).await;
-    assert_eq!(messages[0]["delivery_id"], event.delivery_ids[0]);
+    for m in &messages {
+        assert_eq!(m["delivery_id"], event.delivery_ids[0], "{messages:?}");
+    }
     assert_eq!(rows[0]["delivery_id"], messages[0]["delivery_id"]);
 }
 

@@ -120,22 +120,28 @@ async fn seeded_runner(
     endpoint_url: String,
 ) -> anyhow::Result<(Killed, String, String)> {
     let port = free_port();
+    let stack_prefix = format!("{prefix}{}", &shared::ids::ClickId::random()[..8]);
+    // Its log is kept (`.local/bench/runner-<prefix>.log`), to look into a run.
+    let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/bench");
+    let log_file = std::fs::create_dir_all(&logs)
+        .and_then(|()| std::fs::File::create(logs.join(format!("runner-{stack_prefix}.log"))));
+    let (stdout, stderr) = match log_file.and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((out, err)) => (Stdio::from(out), Stdio::from(err)),
+        Err(_) => (Stdio::null(), Stdio::null()),
+    };
     let mut runner = Command::new(release("postback-local"));
     runner
         .arg("--provision")
         .env("PORT", port.to_string())
         .env("ADMIN_API_KEY", ADMIN_KEY)
-        .env(
-            "STACK_PREFIX",
-            format!("{prefix}{}", &shared::ids::ClickId::random()[..8]),
-        )
+        .env("STACK_PREFIX", &stack_prefix)
         .env(
             "TEMPLATE_PATH",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
         )
         .envs(log.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(stdout)
+        .stderr(stderr);
     let runner = Killed(runner.spawn()?);
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {

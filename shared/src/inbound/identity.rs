@@ -153,9 +153,21 @@ pub struct PostbackParts<'a> {
     pub extra: &'a BTreeMap<String, serde_json::Value>,
 }
 
-/// The identity of a postback without a transaction id under `policy`.
+/// The identity of a postback without a transaction id under `policy`
+/// (`window_seconds`: the offer's retry window, for `every_postback`).
+///
+/// Under `every_postback` the window decides whether an identical postback
+/// is a retry; the event id is the fingerprint's within a span of
+/// `window_seconds` (its number since the epoch), so that a retry within the span
+/// lands on the same event id, and its messages, sent ahead of its write,
+/// name the same deliveries as the first's (harmless: the claim finds them
+/// taken). Two conversions never share one: a second is new only once the
+/// first's window has closed, `window_seconds` or more later, so in a later
+/// span. A retry that falls in the next span has an event id never written,
+/// and its messages are dropped as ahead of a write that never happened.
 pub fn postback_identity(
     policy: RepeatPolicy,
+    window_seconds: u32,
     p: &PostbackParts<'_>,
     now: DateTime<Utc>,
 ) -> PostbackIdentity {
@@ -199,9 +211,13 @@ pub fn postback_identity(
                 parts.push(v);
             }
             let fingerprint = ids::derived_id("fp", &parts);
-            let at = now.timestamp_nanos_opt().unwrap_or_default().to_string();
+            let span = i64::from(window_seconds.max(1)) * 1000;
+            let (window, at) = (
+                window_seconds.to_string(),
+                now.timestamp_millis().div_euclid(span).to_string(),
+            );
             PostbackIdentity::Windowed {
-                event_id: EventId::derive(&[&fingerprint, &at]),
+                event_id: EventId::derive(&[&fingerprint, "span", &window, &at]),
                 fingerprint,
             }
         }
@@ -489,7 +505,7 @@ mod tests {
             goal: None,
             extra: &extra,
         };
-        let id = |policy, p: &PostbackParts<'_>, s| match postback_identity(policy, p, at(s)) {
+        let id = |policy, p: &PostbackParts<'_>, s| match postback_identity(policy, 60, p, at(s)) {
             PostbackIdentity::Keyed(id) => id.to_string(),
             PostbackIdentity::Windowed { fingerprint, .. } => fingerprint,
         };
@@ -504,15 +520,28 @@ mod tests {
             id(RepeatPolicy::EveryPostback, &p, 0),
             id(RepeatPolicy::EveryPostback, &parts("purchase", 2500), 0)
         );
-        match (
-            postback_identity(RepeatPolicy::EveryPostback, &p, at(0)),
-            postback_identity(RepeatPolicy::EveryPostback, &p, at(1)),
-        ) {
-            (
-                PostbackIdentity::Windowed { event_id: a, .. },
-                PostbackIdentity::Windowed { event_id: b, .. },
-            ) => assert_ne!(a, b),
-            other => panic!("{other:?}"),
+        // The event id: one per span of the window, so a retry within it
+        // lands on the first's id, and a conversion after the window closed
+        // (a span later at least) on a new one.
+        let event_id =
+            |window, s| match postback_identity(RepeatPolicy::EveryPostback, window, &p, at(s)) {
+                PostbackIdentity::Windowed { event_id, .. } => event_id,
+                other => panic!("{other:?}"),
+            };
+        // `at(0)` is 1_800_000_000 s: a multiple of 60, the start of a span.
+        assert_eq!(event_id(60, 0), event_id(60, 59));
+        assert_ne!(event_id(60, 59), event_id(60, 60));
+        assert_ne!(
+            event_id(60, 0),
+            event_id(120, 0),
+            "another window, another id"
+        );
+        for first in [0, 1, 30, 59] {
+            // Whenever the first falls in its span, the next conversion
+            // (its window closed: 60 s on or later) has another id.
+            for later in [60, 61, 90, 119, 120, 600] {
+                assert_ne!(event_id(60, first), event_id(60, first + later));
+            }
         }
         // per_event: one per event name, whatever the payout; per_click: one per click.
         assert_eq!(

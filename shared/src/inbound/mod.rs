@@ -1,8 +1,8 @@
 //! Conversions in: the advertiser's S2S postback ([`postback`]) and our
 //! pipelines' internal events ([`events`]). Parsing is pure and names the
-//! field at fault ([`fields`]); recording writes the event and its deliveries
-//! in one transaction, their queue messages sent just before it
-//! ([`crate::outbox`], "the queue first").
+//! field at fault ([`fields`]); recording writes the event (owing its
+//! deliveries: each is created by its first claim) in one write, their queue
+//! messages sent just before it ([`crate::outbox`], "the queue first").
 //!
 //! Idempotency: an event's id is derived from its idempotency key, so a retry
 //! lands on the same item and answers `duplicate` (its messages, sent ahead,
@@ -90,12 +90,11 @@ pub(crate) struct With {
     pub window: Option<(String, DateTime<Utc>)>,
 }
 
-/// Fans `event` out, queues its deliveries' messages, and
-/// writes it with its deliveries (and `with`) in one transaction. A queue
-/// failure is logged, not returned: the deliveries are then written with
-/// their open-work entries, queued after the write if the queue takes them,
-/// and the reconciler owns them. Under a retry window the messages follow
-/// the write, as they did before the queue first.
+/// Fans `event` out, queues its deliveries' messages, and writes it (owing
+/// its deliveries, or with them) and `with` in one transaction, or alone in
+/// one conditional put. A queue failure is logged, not returned: the
+/// deliveries are then written with their open-work entries, queued after
+/// the write if the queue takes them, and the reconciler owns them.
 pub(crate) async fn record(
     app: &App,
     mut event: Event,
@@ -156,7 +155,7 @@ pub(crate) async fn record(
     // write stores them, with their open-work entries), and only for an
     // event that stays within one write unit with its claims (else each
     // claim would cost more than the transaction saves).
-    let owing = with.window.is_none() && !deliveries.is_empty() && {
+    let owing = !deliveries.is_empty() && {
         let mut probe = event.clone();
         probe.owed = deliveries
             .iter()
@@ -165,11 +164,12 @@ pub(crate) async fn record(
         app.store.owes_in_one_unit(&probe)?
     };
     // The queue first: the messages go out before the write, so a delivery
-    // the queue took needs no open-work entry (`outbox.rs`). Not under a
-    // retry window: there a retry's event id is new each time (the window,
-    // not the id, tells it is a duplicate), so its messages would name
-    // deliveries that are never written.
-    let queued = with.window.is_none() && outbox::enqueue_ahead(app, &deliveries, owing).await;
+    // the queue took needs no open-work entry (`outbox.rs`). Under a retry
+    // window too: a retry within the window's span has the first's event id
+    // (`identity::postback_identity`), so its messages name the first's
+    // deliveries; one in the next span names deliveries never written, and
+    // its messages are dropped as ahead of a write that never happened.
+    let queued = outbox::enqueue_ahead(app, &deliveries, owing).await;
     let owed = queued && owing;
     if owed {
         event.owed = deliveries

@@ -266,24 +266,28 @@ async fn record_untracked(
         goal: p.goal.as_deref(),
         extra: &p.extra,
     };
-    let (event_id, with, fingerprint) =
-        match postback_identity(offer.repeat_conversions, &parts, now) {
-            PostbackIdentity::Keyed(id) => (id, With::default(), None),
-            PostbackIdentity::Windowed {
-                fingerprint,
+    let (event_id, with, fingerprint) = match postback_identity(
+        offer.repeat_conversions,
+        offer.retry_window_seconds,
+        &parts,
+        now,
+    ) {
+        PostbackIdentity::Keyed(id) => (id, With::default(), None),
+        PostbackIdentity::Windowed {
+            fingerprint,
+            event_id,
+        } => {
+            let closes = now + chrono::Duration::seconds(i64::from(offer.retry_window_seconds));
+            (
                 event_id,
-            } => {
-                let closes = now + chrono::Duration::seconds(i64::from(offer.retry_window_seconds));
-                (
-                    event_id,
-                    With {
-                        transaction: None,
-                        window: Some((fingerprint.clone(), closes)),
-                    },
-                    Some(fingerprint),
-                )
-            }
-        };
+                With {
+                    transaction: None,
+                    window: Some((fingerprint.clone(), closes)),
+                },
+                Some(fingerprint),
+            )
+        }
+    };
     let event = event_of(p, click, offer, event_id.clone(), now);
     match (record(app, event, with, now).await?, fingerprint) {
         (Recorded::Duplicate, Some(fp)) => {
