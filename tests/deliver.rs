@@ -44,7 +44,8 @@ async fn wait_finished(t: &TestApp, delivery_id: &str, limit: Duration) -> Deliv
         .unwrap()
 }
 
-async fn convert(t: &TestApp, click: &str, extra: &[(&str, &str)]) -> String {
+/// The postback `convert` sends: a purchase of the click, with `extra`.
+fn conversion<'a>(click: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut pairs = vec![
         ("click_id", click),
         ("event", "purchase"),
@@ -52,7 +53,11 @@ async fn convert(t: &TestApp, click: &str, extra: &[(&str, &str)]) -> String {
         ("measurement", "1"),
     ];
     pairs.extend_from_slice(extra);
-    let (s, body) = t.postback(&pairs).await;
+    pairs
+}
+
+async fn convert(t: &TestApp, click: &str, extra: &[(&str, &str)]) -> String {
+    let (s, body) = t.postback(&conversion(click, extra)).await;
     assert_eq!(s, 200, "{body}");
     body["conversion_id"].as_str().unwrap().to_string()
 }
@@ -597,11 +602,7 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynam
 /// this.
 #[tokio::test]
 async fn a_conversion_and_its_delivery_write_the_history_once_and_read_two_units() {
-    let t = TestApp::start_with(Options {
-        env: vec![("METER_CAPACITY", "true".into())],
-        ..Default::default()
-    })
-    .await;
+    let t = metered_app().await;
     let r = Receiver::ok().await;
     let (_, click) = setup(&t, json!({"name": "m", "url": r.url("/pb")})).await;
     // Warm the process cache of the offer and the endpoints, as a warm Lambda is.
@@ -863,13 +864,7 @@ async fn a_delivery_its_event_owes_is_stored_by_its_first_attempt_and_sent_once(
         assert!(response.batch_item_failures.is_empty());
     }
     let (s, _) = t
-        .postback(&[
-            ("click_id", &click),
-            ("event", "purchase"),
-            ("payout", "49.99"),
-            ("measurement", "1"),
-            ("transaction_id", "O1"),
-        ])
+        .postback(&conversion(&click, &[("transaction_id", "O1")]))
         .await;
     assert_eq!(s, 200);
     t.pump_for("DeliveryQueue", Duration::from_secs(2)).await;
@@ -882,11 +877,7 @@ async fn a_delivery_its_event_owes_is_stored_by_its_first_attempt_and_sent_once(
 /// duplicate all the same, and the delivery goes out once.
 #[tokio::test]
 async fn a_conversion_without_a_transaction_writes_its_event_alone_in_one_unit() {
-    let t = TestApp::start_with(Options {
-        env: vec![("METER_CAPACITY", "true".into())],
-        ..Default::default()
-    })
-    .await;
+    let t = metered_app().await;
     let r = Receiver::ok().await;
     // Repeats recognised by their key (not by a window of identical
     // postbacks, which writes a window item and its deliveries).
@@ -904,21 +895,7 @@ async fn a_conversion_without_a_transaction_writes_its_event_alone_in_one_unit()
         - m0.write_units.get("table").copied().unwrap_or(0.0);
     assert_eq!(units, 1.0, "the event alone");
     assert!(t.event(&event_id).await.transaction_id.is_none());
-    let (s, b) = t
-        .postback(&[
-            ("click_id", &click),
-            ("event", "purchase"),
-            ("payout", "49.99"),
-            ("measurement", "1"),
-        ])
-        .await;
-    assert_eq!((s, b["status"].as_str()), (200, Some("duplicate")), "{b}");
-    t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
-        r.count() >= 2
-    })
-    .await;
-    t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
-    assert_eq!(r.count(), 2, "the warm-up's and this one's, once each");
+    repeat_is_a_duplicate_and_each_is_sent_once(&t, &r, &click, &[]).await;
 }
 
 /// Under the default retry window (a conversion without a transaction id
@@ -929,11 +906,7 @@ async fn a_conversion_without_a_transaction_writes_its_event_alone_in_one_unit()
 /// out.
 #[tokio::test]
 async fn a_conversion_under_the_retry_window_owes_its_delivery_and_a_retry_sends_nothing_more() {
-    let t = TestApp::start_with(Options {
-        env: vec![("METER_CAPACITY", "true".into())],
-        ..Default::default()
-    })
-    .await;
+    let t = metered_app().await;
     let r = Receiver::ok().await;
     let (_, click) = setup(&t, json!({"name": "w", "url": r.url("/pb")})).await;
     convert(&t, &click, &[("transaction_id", "W")]).await; // warm the caches
@@ -952,15 +925,27 @@ async fn a_conversion_under_the_retry_window_owes_its_delivery_and_a_retry_sends
     assert_eq!(units(shared::store::GSI2), 0.0);
     let event = t.event(&event_id).await;
     assert!(event.owed.contains_key(&event.delivery_ids[0]), "{event:?}");
-    let (s, b) = t
-        .postback(&[
-            ("click_id", &click),
-            ("event", "purchase"),
-            ("payout", "49.99"),
-            ("measurement", "1"),
-            ("sub2", "x"),
-        ])
-        .await;
+    repeat_is_a_duplicate_and_each_is_sent_once(&t, &r, &click, &[("sub2", "x")]).await;
+}
+
+/// A test app whose AWS requests report the capacity they consumed.
+async fn metered_app() -> TestApp {
+    TestApp::start_with(Options {
+        env: vec![("METER_CAPACITY", "true".into())],
+        ..Default::default()
+    })
+    .await
+}
+
+/// `convert`'s postback again (with `extra`): a duplicate; the warm-up's
+/// conversion and the first go out once each.
+async fn repeat_is_a_duplicate_and_each_is_sent_once(
+    t: &TestApp,
+    r: &Receiver,
+    click: &str,
+    extra: &[(&str, &str)],
+) {
+    let (s, b) = t.postback(&conversion(click, extra)).await;
     assert_eq!((s, b["status"].as_str()), (200, Some("duplicate")), "{b}");
     t.pump_until("DeliveryQueue", Duration::from_secs(10), || async {
         r.count() >= 2

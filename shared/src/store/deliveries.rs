@@ -243,27 +243,9 @@ impl Store {
                 _ => return Err(unavailable("claiming a delivery")(e)),
             },
         };
-        // Some DynamoDB implementations do not return the old item: read it.
-        let attrs = match old {
-            Some(a) => a,
-            None => {
-                let (pk, sk) = keys::delivery(id);
-                match self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(pk, sk)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                {
-                    Ok(out) => match out.item {
-                        Some(item) => item,
-                        None => return Ok(Claim::Missing),
-                    },
-                    Err(e) => return Err(unavailable("reading a delivery")(e)),
-                }
-            }
+        let (pk, sk) = keys::delivery(id);
+        let Some(attrs) = self.old_or_read(old, pk, sk).await? else {
+            return Ok(Claim::Missing);
         };
         let item: Item<StatusOnly> = serde_dynamo::from_item(attrs).map_err(|e| {
             Error::Internal(anyhow::Error::new(e).context("reading a stored delivery"))

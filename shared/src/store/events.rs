@@ -300,52 +300,29 @@ impl Store {
         lease: std::time::Duration,
     ) -> Result<OwedClaim> {
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-        let (pk, sk) = keys::event(event_id);
-        let now_ms = now.timestamp_millis();
+        use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(super::key(pk, sk)))
-            .update_expression("SET #claim = :claim")
+            .claim_update(event_id, delivery_id, now, lease)
             .condition_expression("attribute_exists(owed.#d) AND attribute_not_exists(#claim)")
-            .expression_attribute_names("#claim", claim_attribute(delivery_id))
             .expression_attribute_names("#d", delivery_id.to_string())
-            .expression_attribute_values(
-                ":claim",
-                claim_value(now_ms, now_ms + lease.as_millis() as i64),
-            )
-            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         let old = match result {
             Ok(out) => {
-                let attrs = out
-                    .attributes
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
-                let event: Event = from_attrs(attrs)?;
-                let Some(owed) = event.owed.get(delivery_id).cloned() else {
-                    return Ok(OwedClaim::NotOwed);
-                };
-                return Ok(OwedClaim::Claimed(Box::new(event), Box::new(owed)));
+                return Ok(match owed_of(out.attributes, delivery_id)? {
+                    Some((event, owed)) => OwedClaim::Claimed(Box::new(event), Box::new(owed)),
+                    None => OwedClaim::NotOwed,
+                })
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
                 _ => return Err(unavailable("claiming a delivery its event owes")(e)),
             },
         };
-        // Some DynamoDB implementations do not return the old item: read it.
-        let attrs = match old {
-            Some(a) => a,
-            None => {
-                let (pk, sk) = keys::event(event_id);
-                match self.get_raw(pk, sk, true).await? {
-                    Some(a) => a,
-                    None => return Ok(OwedClaim::NoEvent),
-                }
-            }
+        let (pk, sk) = keys::event(event_id);
+        let Some(attrs) = self.old_or_read(old, pk, sk).await? else {
+            return Ok(OwedClaim::NoEvent);
         };
         Ok(match claim_of(&attrs, delivery_id) {
             Some((claimed_at, lease_until)) => OwedClaim::Taken {
@@ -367,43 +344,49 @@ impl Store {
         now: DateTime<Utc>,
         lease: std::time::Duration,
     ) -> Result<Option<(Event, Owed)>> {
+        let result = self
+            .claim_update(event_id, delivery_id, now, lease)
+            .condition_expression("#claim.l = :old AND :old < :now")
+            .expression_attribute_values(
+                ":old",
+                AttributeValue::N(lease_until.timestamp_millis().to_string()),
+            )
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.timestamp_millis().to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(out) => owed_of(out.attributes, delivery_id),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(unavailable("taking over a delivery's claim")(e)),
+        }
+    }
+
+    /// The `UpdateItem` that sets the claim of `delivery_id` on the event
+    /// `event_id` (`#claim`, `:claim`) for `lease` from `now`, returning the
+    /// event as it then stands; the caller adds its condition.
+    fn claim_update(
+        &self,
+        event_id: &EventId,
+        delivery_id: &DeliveryId,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         let (pk, sk) = keys::event(event_id);
         let now_ms = now.timestamp_millis();
-        let result = self
-            .client
+        self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(super::key(pk, sk)))
             .update_expression("SET #claim = :claim")
-            .condition_expression("#claim.l = :old AND :old < :now")
             .expression_attribute_names("#claim", claim_attribute(delivery_id))
             .expression_attribute_values(
                 ":claim",
                 claim_value(now_ms, now_ms + lease.as_millis() as i64),
             )
-            .expression_attribute_values(
-                ":old",
-                AttributeValue::N(lease_until.timestamp_millis().to_string()),
-            )
-            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let attrs = out
-                    .attributes
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
-                let event: Event = from_attrs(attrs)?;
-                Ok(event
-                    .owed
-                    .get(delivery_id)
-                    .cloned()
-                    .map(|owed| (event, owed)))
-            }
-            Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(unavailable("taking over a delivery's claim")(e)),
-        }
     }
 
     /// Whether the stored event `event_id` owes `delivery_id` (read consistently).
@@ -413,6 +396,21 @@ impl Store {
             .await?
             .is_some_and(|e| e.owed.contains_key(delivery_id)))
     }
+}
+
+/// The event an update returned and what it owes of `delivery_id`, if it does.
+fn owed_of(
+    attributes: Option<super::Attrs>,
+    delivery_id: &DeliveryId,
+) -> Result<Option<(Event, Owed)>> {
+    let attrs =
+        attributes.ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
+    let event: Event = from_attrs(attrs)?;
+    Ok(event
+        .owed
+        .get(delivery_id)
+        .cloned()
+        .map(|owed| (event, owed)))
 }
 
 /// A claim as an event holds it: when it was made (`c`) and until when (`l`), epoch ms.

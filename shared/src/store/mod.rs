@@ -370,6 +370,20 @@ impl Store {
     /// projection is narrow), in the entries' order: BatchGetItem, 100 keys
     /// a request, unprocessed keys asked again. An entry whose item is gone
     /// meanwhile (expired under the retention) is left out.
+    /// The item a failed conditional write returned (`old`) or, as some
+    /// DynamoDB implementations return none, read consistently.
+    async fn old_or_read(
+        &self,
+        old: Option<Attrs>,
+        pk: String,
+        sk: impl Into<String>,
+    ) -> Result<Option<Attrs>> {
+        match old {
+            Some(a) => Ok(Some(a)),
+            None => self.get_raw(pk, sk, true).await,
+        }
+    }
+
     async fn items_of<T: DeserializeOwned>(
         &self,
         entries: &[Attrs],
