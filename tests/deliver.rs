@@ -954,3 +954,31 @@ async fn repeat_is_a_duplicate_and_each_is_sent_once(
     t.pump_for("DeliveryQueue", Duration::from_secs(1)).await;
     assert_eq!(r.count(), 2, "the warm-up's and this one's, once each");
 }
+
+/// A stored delivery's message carries a copy of its event, which may be
+/// that of a decision its request lost (a race on the transaction, decided
+/// again with another sequence or another inherited payout, its messages
+/// sent ahead each time): the worker sends the event as stored, never the
+/// copy.
+#[tokio::test]
+async fn a_stored_deliverys_message_with_a_stale_copy_of_its_event_sends_the_event_as_stored() {
+    let t = TestApp::start().await;
+    let r = Receiver::ok().await;
+    let (_, click) = setup(
+        &t,
+        json!({"name": "s", "url": r.url("/pb?p={payout}&seq={sequence}")}),
+    )
+    .await;
+    let large = "x".repeat(900);
+    let event_id = convert(&t, &click, &[("transaction_id", "ST1"), ("sub9", &large)]).await;
+    assert!(t.event(&event_id).await.owed.is_empty(), "stored, not owed");
+    let mut message: Value =
+        serde_json::from_str(&t.messages_of(&event_id).await.remove(0)).unwrap();
+    message["event"]["payout"] = json!("1.00");
+    message["event"]["sequence"] = json!(7);
+    let response = deliver::handle(&t.worker, sqs_batch([message.to_string()])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(r.count(), 1);
+    let uri = r.requests()[0].uri.clone();
+    assert!(uri.ends_with("/pb?p=49.99&seq=1"), "{uri}");
+}

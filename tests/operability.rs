@@ -210,12 +210,15 @@ async fn the_local_runner_logs_emf_metrics_for_a_conversion_and_a_delivery() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(receiver.count(), 1, "the runner delivered the postback");
-    // The worker flushes at the end of its batch, just after the send.
+    // The worker flushes at the end of its batch, just after the send; the
+    // API after each answer. The delivery (its message sent first) may
+    // flush before the refused request's answer does: wait for both.
     let mut metrics = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
         metrics = emf_metrics(&runner.stdout(), namespace);
-        if metrics.iter().any(|(n, _, _)| n == "Deliveries") {
+        let has = |name: &str| metrics.iter().any(|(n, _, _)| n == name);
+        if has("Deliveries") && has("ConversionsRefused") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

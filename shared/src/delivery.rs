@@ -157,9 +157,25 @@ impl Deliverer {
         // claim and the send (a claim never followed by its record reads as
         // an attempt of unknown outcome).
         let read_event;
-        let event = match &m.event {
-            Some(e) => Some(e),
-            None => {
+        let event = match (&m.event, m.owed) {
+            // Its claim returns the event as stored.
+            (Some(e), true) => Some(e),
+            // A stored delivery's message (its event past one write unit)
+            // may carry the copy of a decision its request lost (a race on
+            // the transaction decided again: another sequence, another
+            // inherited payout): what goes out is the event as stored.
+            (Some(copy), false) => {
+                read_event = match app.store.get_event(&copy.id).await {
+                    // Not stored yet: ahead of its write (the claim says so).
+                    Ok(stored) => stored.or_else(|| Some(copy.clone())),
+                    Err(e) => {
+                        log_aws(&e, "could not read the delivery's event");
+                        return Outcome::RetryAfterOutage;
+                    }
+                };
+                read_event.as_ref()
+            }
+            (None, _) => {
                 read_event = match app.store.get_delivery(&m.delivery_id).await {
                     Ok(d) => d.map(|d| d.event),
                     Err(e) => {
