@@ -211,8 +211,8 @@ async fn the_local_runner_logs_emf_metrics_for_a_conversion_and_a_delivery() {
     }
     assert_eq!(receiver.count(), 1, "the runner delivered the postback");
     // The worker flushes at the end of its batch, just after the send; the
-    // API after each answer. The delivery (its message sent first) may
-    // flush before the refused request's answer does: wait for both.
+    // API after each answer; a thread reads them from the runner's stdout.
+    // Wait until both are there (either missing still fails below).
     let mut metrics = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
