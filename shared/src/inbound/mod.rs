@@ -155,14 +155,11 @@ pub(crate) async fn record(
     // write stores them, with their open-work entries), and only for an
     // event that stays within one write unit with its claims (else each
     // claim would cost more than the transaction saves).
-    let owing = !deliveries.is_empty() && {
-        let mut probe = event.clone();
-        probe.owed = deliveries
-            .iter()
-            .map(|d| (d.id.clone(), d.owed()))
-            .collect();
-        app.store.owes_in_one_unit(&probe)?
-    };
+    event.owed = deliveries
+        .iter()
+        .map(|d| (d.id.clone(), d.owed()))
+        .collect();
+    let owing = !deliveries.is_empty() && app.store.owes_in_one_unit(&event)?;
     // The queue first: the messages go out before the write, so a delivery
     // the queue took needs no open-work entry (`outbox.rs`). Under a retry
     // window too: a retry within the window's span has the first's event id
@@ -171,11 +168,8 @@ pub(crate) async fn record(
     // its messages are dropped as ahead of a write that never happened.
     let queued = outbox::enqueue_ahead(app, &deliveries, owing).await;
     let owed = queued && owing;
-    if owed {
-        event.owed = deliveries
-            .iter()
-            .map(|d| (d.id.clone(), d.owed()))
-            .collect();
+    if !owed {
+        event.owed.clear();
     }
     let recorded = app
         .store
