@@ -1103,3 +1103,35 @@ async fn a_hung_partner_neither_holds_up_a_healthy_one_nor_eats_the_pool() {
         "the history says why they wait: {held:#?}"
     );
 }
+
+/// The local runner's long poll outlives the client's attempt timeout: a
+/// message sent while the poll waits is received by it, not handed to an
+/// abandoned request and hidden for the queue's visibility timeout (6
+/// minutes; the fault suite once waited for one such message in vain).
+#[tokio::test]
+async fn a_long_poll_longer_than_the_attempt_timeout_receives_what_arrives_meanwhile() {
+    let direct = TestApp::start().await;
+    let options = Options {
+        aws_timeouts_ms: Some((500, 1_500)),
+        ..Default::default()
+    };
+    let t = TestApp::on_stack(direct.stack.clone(), options, None).await;
+    let url = t.queue_url("EventsQueue");
+    let poll = t.app.queue.receive_up_to(&url, 2, 10);
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        direct
+            .app
+            .queue
+            .send(&url, "arrived while the poll waited", 0)
+            .await
+    };
+    let (received, sent) = tokio::join!(poll, send);
+    sent.expect("sent");
+    let received = received.expect("a poll of 2 s answers within its timeouts plus its wait");
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(
+        received[0].body.as_deref(),
+        Some("arrived while the poll waited")
+    );
+}

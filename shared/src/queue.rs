@@ -230,6 +230,20 @@ impl Queue {
         wait_seconds: i32,
         max: usize,
     ) -> Result<Vec<Message>> {
+        // A long poll waits `wait_seconds` before it answers an empty queue:
+        // its timeouts are the client's plus that wait. Else the attempt
+        // times out while SQS still holds the poll open, and a message that
+        // arrives meanwhile is handed to a request nobody reads: hidden for
+        // the queue's whole visibility timeout (6 minutes).
+        let wait = std::time::Duration::from_secs(wait_seconds.max(0) as u64);
+        let configured = self.client.config().timeout_config();
+        let mut timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder();
+        if let Some(t) = configured.and_then(|c| c.operation_attempt_timeout()) {
+            timeouts = timeouts.operation_attempt_timeout(t + wait);
+        }
+        if let Some(t) = configured.and_then(|c| c.operation_timeout()) {
+            timeouts = timeouts.operation_timeout(t + wait);
+        }
         let out = self
             .client
             .receive_message()
@@ -238,6 +252,10 @@ impl Queue {
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .message_attribute_names("All")
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::default().timeout_config(timeouts.build()),
+            )
             .send()
             .await
             .map_err(unavailable("receiving messages"))?;
