@@ -679,10 +679,8 @@ async fn a_delivery_stores_its_events_id_and_renders_the_event_however_it_was_qu
         !item.contains_key("event"),
         "no copy of the event: {item:?}"
     );
-    assert_eq!(
-        item.get("event_id"),
-        Some(&AttributeValue::S(event_id.clone()))
-    );
+    // (`e`: its compact name, `store/compact.rs`.)
+    assert_eq!(item.get("e"), Some(&AttributeValue::S(event_id.clone())));
     // Read back, the delivery has its event (from the event's item).
     assert_eq!(d.event.id.to_string(), event_id);
     assert_eq!(d.event.transaction_id.as_deref(), Some("S1"));
@@ -981,4 +979,88 @@ async fn a_stored_deliverys_message_with_a_stale_copy_of_its_event_sends_the_eve
     assert_eq!(r.count(), 1);
     let uri = r.requests()[0].uri.clone();
     assert!(uri.ends_with("/pb?p=49.99&seq=1"), "{uri}");
+}
+
+/// The compact layout (the default) and the long one (`COMPACT_ITEMS=false`,
+/// the one versions before it read) are read alike by either: a transaction
+/// begun by a process writing one layout and changed by a process writing
+/// the other ends on the right state, each delivery is sent by the other
+/// process's worker, and each event reads back the same from both.
+#[tokio::test]
+async fn items_written_in_the_long_or_the_compact_layout_are_read_alike_by_either() {
+    let compact = TestApp::start().await;
+    let options = Options {
+        env: vec![("COMPACT_ITEMS", "false".into())],
+        ..Default::default()
+    };
+    let long = TestApp::on_stack(compact.stack.clone(), options, None).await;
+    let r = Receiver::ok().await;
+    let (_, click) = setup(
+        &compact,
+        json!({"name": "e", "url": r.url("/pb?tx={transaction_id}&s={status}&p={payout}&n={sequence}")}),
+    )
+    .await;
+    let wait = Duration::from_secs(20);
+    for (first, second, tx) in [(&long, &compact, "L1"), (&compact, &long, "C1")] {
+        let pending = convert(
+            first,
+            &click,
+            &[("transaction_id", tx), ("status", "pending")],
+        )
+        .await;
+        let d = first.deliveries_of(&pending).await.remove(0);
+        let d = wait_finished(second, d.id.as_str(), wait).await;
+        assert_eq!(d.status, DeliveryStatus::Delivered);
+        // A status change that names no payout keeps the transaction's,
+        // read from the other layout's item.
+        let (s, body) = second
+            .postback(&[
+                ("click_id", &click),
+                ("event", "purchase"),
+                ("status", "approved"),
+                ("transaction_id", tx),
+            ])
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let approved = body["conversion_id"].as_str().unwrap().to_string();
+        let d = second.deliveries_of(&approved).await.remove(0);
+        let d = wait_finished(first, d.id.as_str(), wait).await;
+        assert_eq!(d.status, DeliveryStatus::Delivered);
+        for id in [&pending, &approved] {
+            assert_eq!(first.event(id).await, second.event(id).await);
+        }
+        // As written: the long layout names its attributes in full.
+        let by_first = first.raw_item(&format!("EVENT#{pending}"), "EVENT").await;
+        let by_second = second.raw_item(&format!("EVENT#{approved}"), "EVENT").await;
+        let (by_first, by_second) = (by_first.expect("stored"), by_second.expect("stored"));
+        let (long_item, compact_item) = if std::ptr::eq(first, &long) {
+            (by_first, by_second)
+        } else {
+            (by_second, by_first)
+        };
+        assert!(
+            long_item.contains_key("click_id") && long_item.contains_key("id"),
+            "{long_item:?}"
+        );
+        assert!(
+            compact_item.contains_key("cl") && !compact_item.contains_key("click_id"),
+            "{compact_item:?}"
+        );
+        assert!(
+            !compact_item.contains_key("id"),
+            "its key holds it: {compact_item:?}"
+        );
+    }
+    let sent: Vec<String> = r.requests().iter().map(|q| q.uri.clone()).collect();
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    for tx in ["L1", "C1"] {
+        assert!(
+            sent.contains(&format!("/pb?tx={tx}&s=pending&p=49.99&n=1")),
+            "{sent:?}"
+        );
+        assert!(
+            sent.contains(&format!("/pb?tx={tx}&s=approved&p=49.99&n=2")),
+            "{sent:?}"
+        );
+    }
 }

@@ -87,6 +87,7 @@ impl App {
         Ok(Arc::new(App {
             store: Store::new(dynamo, config.table_name.clone())
                 .with_retention_days(config.retention_days)
+                .with_compact_items(config.compact_items)
                 .with_sealer(Sealer::new(
                     config
                         .secrets_key_id

@@ -71,6 +71,13 @@ pub struct Config {
     /// request consumes (`ReturnConsumedCapacity: INDEXES`) and add it up, with
     /// SQS's billed 64 KiB chunks ([`crate::metrics`]). `make bench` turns it on.
     pub meter_capacity: bool,
+    /// `COMPACT_ITEMS` (default true): write events, transactions and
+    /// deliveries with short attribute names and without the values they
+    /// repeat (`store/compact.rs`), about a fifth fewer bytes stored per
+    /// conversion. Items are read in either layout; `false` writes the long
+    /// one, which versions before 2026-11-27 read: the first deploy of an
+    /// upgrade from those sets it (README, Upgrading).
+    pub compact_items: bool,
     /// `CONFIG_CACHE_SECONDS` (default 30): how long a warm process reuses offers,
     /// partners and endpoints it has read. Writes made by the same process are
     /// seen at once; writes made elsewhere within this many seconds.
@@ -165,23 +172,18 @@ impl Config {
                 }
             },
         };
-        let allow_private_targets = match optional("ALLOW_PRIVATE_TARGETS").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                anyhow::bail!("ALLOW_PRIVATE_TARGETS must be true or false, not {other:?}")
+        let flag = |k: &str, default: bool| -> anyhow::Result<bool> {
+            match optional(k).as_deref() {
+                None => Ok(default),
+                Some("false") | Some("0") => Ok(false),
+                Some("true") | Some("1") => Ok(true),
+                Some(other) => anyhow::bail!("{k} must be true or false, not {other:?}"),
             }
         };
-        let send_nowhere = match optional("SEND_NOWHERE").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => anyhow::bail!("SEND_NOWHERE must be true or false, not {other:?}"),
-        };
-        let meter_capacity = match optional("METER_CAPACITY").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => anyhow::bail!("METER_CAPACITY must be true or false, not {other:?}"),
-        };
+        let allow_private_targets = flag("ALLOW_PRIVATE_TARGETS", false)?;
+        let send_nowhere = flag("SEND_NOWHERE", false)?;
+        let meter_capacity = flag("METER_CAPACITY", false)?;
+        let compact_items = flag("COMPACT_ITEMS", true)?;
         let config_cache_ttl = match optional("CONFIG_CACHE_SECONDS") {
             None => Duration::from_secs(30),
             Some(v) => Duration::from_secs(v.parse().map_err(|_| {
@@ -236,6 +238,7 @@ impl Config {
             allow_private_targets,
             send_nowhere,
             meter_capacity,
+            compact_items,
             config_cache_ttl,
         })
     }
@@ -266,6 +269,13 @@ mod tests {
         assert_eq!(c.table_name, "t");
         assert!(!c.allow_private_targets);
         assert_eq!(c.config_cache_ttl, Duration::from_secs(30));
+        assert!(c.compact_items);
+        let long = Config::from_lookup(env(&[BASE[0], BASE[1], ("COMPACT_ITEMS", "false")]));
+        assert!(!long.unwrap().compact_items);
+        let err = Config::from_lookup(env(&[BASE[0], BASE[1], ("COMPACT_ITEMS", "yes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("COMPACT_ITEMS"), "{err}");
     }
 
     #[test]

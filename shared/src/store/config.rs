@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{from_attrs, keys, to_attrs, Attrs, Item, PutCondition, Store};
+use super::{from_attrs, keys, Attrs, Item, PutCondition, Store};
 use crate::domain::{Endpoint, Offer, Partner};
 use crate::error::{unavailable, Error, Result};
 use crate::ids::{EndpointId, OfferId, PartnerId};
@@ -160,7 +160,7 @@ impl Store {
         let sealed = self.sealer.seal_endpoint(endpoint).await?;
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&listed(
+            .set_item(Some(self.to_attrs(&listed(
                 Item::new(pk.clone(), &sk, &sealed),
                 Listing::Endpoints,
                 &endpoint.created_at,

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use super::open::gsi2_of;
 use super::{
-    from_attrs, is_condition_failure, key, keys, millis, sort_key_time, to_attrs, Attrs, Item,
-    PutCondition, Store, GSI1,
+    from_attrs, is_condition_failure, key, keys, millis, sort_key_time, Attrs, Item, PutCondition,
+    Store, GSI1,
 };
 use crate::domain::{Endpoint, Event};
 use crate::error::{unavailable, Error, Result};
@@ -115,7 +115,7 @@ impl Store {
             if a.contains_key("event") {
                 return None;
             }
-            serde_dynamo::from_attribute_value(a.get("event_id")?.clone()).ok()
+            serde_dynamo::from_attribute_value(super::compact::field(a, "event_id")?.clone()).ok()
         };
         let mut events: HashMap<EventId, AttributeValue> = HashMap::new();
         if let Some(e) = known {
@@ -282,7 +282,7 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&self.delivery_item(&d))?))
+            .set_item(Some(self.to_attrs(&self.delivery_item(&d))?))
             .condition_expression(UNCLAIMED_PENDING)
             .expression_attribute_names("#status", "status")
             .set_expression_attribute_values(Some(unclaimed_values(now)))
@@ -547,7 +547,7 @@ impl Store {
             .map_err(|e| Error::Internal(e.into()))?;
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&self.delivery_item(delivery))?))
+            .set_item(Some(self.to_attrs(&self.delivery_item(delivery))?))
             .build()
             .map_err(|e| Error::Internal(e.into()))?;
         let result = self
@@ -571,7 +571,7 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&self.delivery_item(delivery))?))
+            .set_item(Some(self.to_attrs(&self.delivery_item(delivery))?))
             .condition_expression("attribute_exists(pk) AND #status <> :pending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(

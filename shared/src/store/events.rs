@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{applied, from_attrs, is_condition_failure, keys, to_attrs, Item, PutCondition, Store};
+use super::{applied, from_attrs, is_condition_failure, keys, Item, PutCondition, Store};
 use crate::error::{unavailable, Error, Result};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -129,7 +129,7 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&item)?));
+            .set_item(Some(self.to_attrs(&item)?));
         put = match read_version {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(v) => put
@@ -151,7 +151,7 @@ impl Store {
     ) -> Result<TransactWriteItem> {
         let mut put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(item)?))
+            .set_item(Some(self.to_attrs(item)?))
             .condition_expression(condition);
         if let Some(v) = version {
             put = put.expression_attribute_values(":v", AttributeValue::N(v.to_string()));
@@ -186,7 +186,7 @@ impl Store {
         item.ttl = Some(expires.timestamp() + 86_400);
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&item)?))
+            .set_item(Some(self.to_attrs(&item)?))
             .condition_expression("attribute_not_exists(pk) OR expires_ms < :now")
             .expression_attribute_values(
                 ":now",
@@ -283,7 +283,7 @@ impl Store {
         let (pk, sk) = keys::event(&event.id);
         let mut item = Item::new(pk, sk, event);
         item.ttl = self.expiry(event.recorded_at);
-        let size = crate::metrics::item_size(&to_attrs(&item)?);
+        let size = crate::metrics::item_size(&self.to_attrs(&item)?);
         Ok(size + CLAIM_BYTES * event.owed.len() <= 1024)
     }
 

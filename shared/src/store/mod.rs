@@ -42,6 +42,7 @@ use std::collections::HashMap;
 
 use crate::error::{unavailable, Error, Result};
 
+mod compact;
 mod config;
 mod deliveries;
 mod events;
@@ -226,12 +227,8 @@ pub enum Recorded {
     Raced,
 }
 
-fn to_attrs<T: Serialize>(item: &Item<T>) -> Result<Attrs> {
-    serde_dynamo::to_item(item)
-        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("serializing an item")))
-}
-
-fn from_attrs<T: DeserializeOwned>(attrs: Attrs) -> Result<T> {
+fn from_attrs<T: DeserializeOwned>(mut attrs: Attrs) -> Result<T> {
+    compact::decode(&mut attrs);
     let item: Item<T> = serde_dynamo::from_item(attrs)
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading a stored item")))?;
     Ok(item.data)
@@ -278,6 +275,9 @@ pub struct Store {
     retention: Option<chrono::Duration>,
     /// Seals endpoint secrets on write and opens them on read.
     sealer: std::sync::Arc<crate::sealing::Sealer>,
+    /// Events, transactions and deliveries are written in the compact
+    /// layout (`compact.rs`); items are read in either.
+    compact: bool,
 }
 
 impl Store {
@@ -288,7 +288,26 @@ impl Store {
             table,
             retention: None,
             sealer: std::sync::Arc::new(crate::sealing::Sealer::new(None)),
+            compact: true,
         }
+    }
+
+    /// Whether events, transactions and deliveries are written in the
+    /// compact layout (the default; `COMPACT_ITEMS=false` writes the long
+    /// one, which versions before it read). Both are read either way.
+    pub fn with_compact_items(mut self, compact: bool) -> Self {
+        self.compact = compact;
+        self
+    }
+
+    /// An item's attributes as this store writes them.
+    fn to_attrs<T: Serialize>(&self, item: &Item<T>) -> Result<Attrs> {
+        let mut attrs = serde_dynamo::to_item(item)
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("serializing an item")))?;
+        if self.compact {
+            compact::encode(&mut attrs);
+        }
+        Ok(attrs)
     }
 
     /// Endpoint secrets are sealed with `sealer` (see [`crate::sealing`]).
@@ -464,7 +483,7 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(item)?));
+            .set_item(Some(self.to_attrs(item)?));
         req = match condition {
             PutCondition::None => req,
             PutCondition::Create => req.condition_expression("attribute_not_exists(pk)"),

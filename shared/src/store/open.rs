@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::{applied, key, keys, sort_key_time, to_attrs, Attrs, Item, Store, GSI2};
+use super::{applied, key, keys, sort_key_time, Attrs, Item, Store, GSI2};
 use crate::error::{unavailable, Error, Result};
 use crate::ids::{DeliveryId, EndpointId, PartnerId};
 use crate::lifecycle::Delivery;
@@ -229,7 +229,7 @@ impl Store {
         ));
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&item)?))
+            .set_item(Some(self.to_attrs(&item)?))
             .build()
             .map_err(|e| Error::Internal(e.into()))?;
         Ok(TransactWriteItem::builder().put(put).build())

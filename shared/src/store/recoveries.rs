@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::{
     applied, cancelled_by_condition, from_attrs, is_condition_failure, key, keys, sort_key_time,
-    to_attrs, Attrs, Item, Store, GSI1, GSI2,
+    Attrs, Item, Store, GSI1, GSI2,
 };
 use crate::error::{unavailable, Error, Result};
 use crate::ids::{EndpointId, PartnerId, RecoveryId};
@@ -128,7 +128,7 @@ impl Store {
         );
         let mut lock_put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&lock)?));
+            .set_item(Some(self.to_attrs(&lock)?));
         lock_put = match replacing {
             None => lock_put.condition_expression("attribute_not_exists(pk)"),
             Some(old) => lock_put
@@ -142,7 +142,7 @@ impl Store {
         item.ttl = self.expiry(r.created_at);
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&item)?))
+            .set_item(Some(self.to_attrs(&item)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| Error::Internal(e.into()))?;
@@ -544,7 +544,7 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_attrs(&item)?))
+            .set_item(Some(self.to_attrs(&item)?))
             .condition_expression("attribute_exists(pk) AND #status = :read AND updated_at = :at")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":read", AttributeValue::S(read_status.as_str().into()))
