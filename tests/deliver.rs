@@ -601,7 +601,7 @@ async fn a_batch_is_sent_concurrently_and_a_successful_attempt_costs_three_dynam
 /// moves the due entry, or an open-work entry for a queued delivery, fails
 /// this.
 #[tokio::test]
-async fn a_conversion_and_its_delivery_write_the_history_once_and_read_two_units() {
+async fn a_conversion_and_its_delivery_write_four_units_and_the_history_once() {
     let t = metered_app().await;
     let r = Receiver::ok().await;
     let (_, click) = setup(&t, json!({"name": "m", "url": r.url("/pb")})).await;
@@ -636,14 +636,15 @@ async fn a_conversion_and_its_delivery_write_the_history_once_and_read_two_units
         gsi2, 0.0,
         "GSI2: a delivery queued first has no open-work entry"
     );
-    // The ingest transaction (the event and the transaction, under 1 KB:
-    // 2 units each; the delivery is owed by the event, not stored with it),
-    // the first claim (a lease on the event, which creates nothing), the
-    // record (which creates the delivery).
-    assert_eq!(table, 6.0);
-    // The click and the transaction (eventually consistent: half a unit
-    // each), and the endpoint as stored (consistent) by the worker.
-    assert_eq!(reads, 2.0);
+    // The ingest's one conditional write (the transaction's first event,
+    // holding the transaction and owing its delivery, under 1 KB), the
+    // first claim (a lease on that item, which creates nothing), the record
+    // (which creates the delivery).
+    assert_eq!(table, 3.0);
+    // The click and the transaction's two possible items, its first
+    // event's and its own (eventually consistent: half a unit each), and
+    // the endpoint as stored (consistent) by the worker.
+    assert_eq!(reads, 2.5);
 }
 
 /// A delivery stores its event's id, not a copy of the event (stored once,
@@ -1063,4 +1064,45 @@ async fn items_written_in_the_long_or_the_compact_layout_are_read_alike_by_eithe
             "{sent:?}"
         );
     }
+}
+
+/// Three workers (three processes, as Lambda runs several) handed the same
+/// message of an owed delivery at the same moment, while the partner takes
+/// its time: one claim wins, the partner gets one postback, and the
+/// delivery stores one attempt. The messages the others kept send nothing
+/// when they come back.
+#[tokio::test]
+async fn workers_racing_on_one_owed_message_send_it_once() {
+    let t = TestApp::start().await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        others.push(TestApp::on_stack(t.stack.clone(), Options::default(), None).await);
+    }
+    let r = Receiver::start(vec![Reply::Delay(Duration::from_millis(300))]).await;
+    let (_, click) = setup(&t, json!({"name": "o", "url": r.url("/pb")})).await;
+    let event_id = convert(&t, &click, &[("transaction_id", "RACE1")]).await;
+    let event = t.event(&event_id).await;
+    let id = event.delivery_ids[0].clone();
+    assert!(event.owed.contains_key(&id), "owed: {event:?}");
+    let messages = t.messages_of(&event_id).await;
+    let workers = [&t, &others[0], &others[1]];
+    let responses = futures::future::join_all(
+        workers
+            .iter()
+            .map(|w| deliver::handle(&w.worker, sqs_batch(messages.clone()))),
+    )
+    .await;
+    assert_eq!(r.count(), 1, "one claim won: {responses:?}");
+    let d = t.app.store.get_delivery(&id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts.len(), 1, "{:?}", d.attempts);
+    // The messages a loser kept come back: nothing more goes out.
+    for w in workers {
+        let response = deliver::handle(&w.worker, sqs_batch(messages.clone())).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "finished: acknowledged"
+        );
+    }
+    assert_eq!(r.count(), 1, "sent once");
 }

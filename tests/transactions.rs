@@ -877,3 +877,91 @@ async fn a_later_change_waits_for_an_earlier_delivery_its_event_still_owes() {
         .collect();
     assert_eq!(statuses, vec!["pending", "approved"]);
 }
+
+/// Different first changes of one transaction at the same moment, from three
+/// processes (a pending, an approved and a rejected postback racing): all
+/// land on the one item of the transaction's first event, whose conditional
+/// write decides which is first, and the others are decided again as its
+/// changes. One first event, each change recorded once with its own
+/// sequence, the transaction held by its first event's item (no item of its
+/// own), and the partner ends on the transaction's state.
+#[tokio::test]
+async fn different_first_changes_racing_record_one_first_event_and_the_rest_as_its_changes() {
+    use shared::domain::Transaction;
+    let t = TestApp::start().await;
+    let mut apps = vec![];
+    for _ in 0..2 {
+        apps.push(TestApp::on_stack(t.stack.clone(), Default::default(), None).await);
+    }
+    let (seed, r) = seed_with_receiver(&t).await;
+    let click = t.click(&seed, json!({})).await;
+    let processes = [&t, &apps[0], &apps[1]];
+    let rounds = 4;
+    for round in 0..rounds {
+        let tx = format!("FR-{round}");
+        let answers = futures::future::join_all(
+            ["pending", "approved", "rejected"]
+                .iter()
+                .zip(processes)
+                .map(|(status, app)| {
+                    let pairs = [
+                        ("click_id", click.as_str()),
+                        ("event", "sale"),
+                        ("status", status),
+                        ("payout", "5.00"),
+                        ("transaction_id", tx.as_str()),
+                    ];
+                    async move { app.postback(&pairs).await }
+                }),
+        )
+        .await;
+        let mut ids = std::collections::BTreeSet::new();
+        for (s, body) in &answers {
+            assert_eq!(*s, 200, "{body}");
+            ids.insert(body["conversion_id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(ids.len(), 3, "three changes: {answers:?}");
+        let key = Transaction::key_of(
+            Some(&integration_tests::typed(&seed.offer_id)),
+            &integration_tests::typed(&tx),
+        );
+        let first = Transaction::first_event_id(&key);
+        assert!(ids.contains(first.as_str()), "{ids:?} holds {first}");
+        let mut sequences = Vec::new();
+        for id in &ids {
+            sequences.push(t.event(id).await.sequence);
+        }
+        sequences.sort();
+        assert_eq!(sequences, [1, 2, 3]);
+        let state = t.app.store.get_transaction(&key).await.unwrap().unwrap();
+        assert_eq!(state.first_event.as_ref(), Some(&first));
+        assert_eq!((state.changes, state.version), (2, 3));
+        assert!(t.raw_item(&format!("TXN#{key}"), "TXN").await.is_none());
+        let last = t.event(state.last_event_id.as_str()).await;
+        assert_eq!((last.sequence, last.status), (3, state.status));
+    }
+    deliver_all(&t, &r, 3 * rounds).await;
+    let accepted = accepted(&r);
+    assert_eq!(accepted.len(), 3 * rounds, "{accepted:?}");
+    // Each transaction's last postback is its state (in order per endpoint).
+    for round in 0..rounds {
+        let tx = format!("FR-{round}");
+        let key = Transaction::key_of(
+            Some(&integration_tests::typed(&seed.offer_id)),
+            &integration_tests::typed(&tx),
+        );
+        let state = t.app.store.get_transaction(&key).await.unwrap().unwrap();
+        let last_sent = r
+            .requests()
+            .iter()
+            .rev()
+            .find(|c| c.query().iter().any(|(k, v)| k == "tx" && *v == tx))
+            .map(|c| {
+                c.query()
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>()
+            })
+            .expect("sent");
+        assert_eq!(last_sent["status"], state.status.as_str(), "{tx}");
+    }
+}

@@ -524,6 +524,13 @@ pub struct Transaction {
     /// Only holds a waiting invalidation: no event of the transaction yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub placeholder: bool,
+    /// Where it is stored (the store sets it on read; a new transaction's
+    /// is [`crate::store::Store::home_of_new`]): in the item of its first
+    /// event, this id, one item for both; `None` in its own item (a
+    /// transaction begun before events held theirs, or with
+    /// `COMPACT_ITEMS=false`). Not stored: the key says it.
+    #[serde(skip)]
+    pub first_event: Option<EventId>,
 }
 
 /// Most changes a transaction remembers to recognise repeats.
@@ -551,6 +558,15 @@ impl Transaction {
             None => key_part(transaction_id),
             Some(offer) => format!("OFFER#{offer}#{}", key_part(transaction_id)),
         }
+    }
+
+    /// The id of a transaction's first event when that event's item holds
+    /// the transaction ([`Transaction::first_event`]): the transaction's key
+    /// alone, so that every first change of a transaction lands on the same
+    /// item, and the one conditional write that creates it decides which
+    /// stands (the others decide again, as changes of it).
+    pub fn first_event_id(key: &str) -> EventId {
+        EventId::derive(&["first", key])
     }
 
     /// This transaction's store key.

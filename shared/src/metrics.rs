@@ -9,8 +9,12 @@
 //! A `TransactWriteItems` is counted by AWS's rules from its items instead
 //! (DynamoDB Local reports a flat 2 units for any transaction): 2 write units
 //! per started KB of each item written, plus 1 per started KB of each index
-//! entry a `Put` writes. SQS is billed per 64 KiB chunk of each request's
-//! payload. Item sizes follow DynamoDB's sizing rules ([`item_size`]).
+//! entry a `Put` writes. A `BatchGetItem` too (DynamoDB Local reports
+//! nothing for the keys it does not find): each key asked for is billed as a
+//! `GetItem` of it, half a unit per started 4 KB eventually consistent, one
+//! consistently, and the minimum for a key with no item. SQS is billed per
+//! 64 KiB chunk of each request's payload. Item sizes follow DynamoDB's
+//! sizing rules ([`item_size`]).
 
 use aws_sdk_dynamodb::config::interceptors::{
     AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextMut,
@@ -239,6 +243,61 @@ pub fn transaction_units(
     units
 }
 
+/// What a `BatchGetItem` asked for: per table, its keys and the units of
+/// each started 4 KB (0.5 eventually consistent, 1 consistent).
+#[derive(Debug, Clone)]
+struct BatchKeys(Vec<(String, usize, f64)>);
+
+impl aws_smithy_types::config_bag::Storable for BatchKeys {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+fn batch_keys(input: &aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemInput) -> BatchKeys {
+    BatchKeys(
+        input
+            .request_items()
+            .into_iter()
+            .flatten()
+            .map(|(table, k)| {
+                let per_4kb = if k.consistent_read() == Some(true) {
+                    1.0
+                } else {
+                    0.5
+                };
+                (table.clone(), k.keys().len(), per_4kb)
+            })
+            .collect(),
+    )
+}
+
+/// The read units of a `BatchGetItem` by AWS's rules: each found item per
+/// started 4 KB, each key without one the minimum.
+fn batch_get_units(
+    asked: &BatchKeys,
+    output: &aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput,
+) -> f64 {
+    asked
+        .0
+        .iter()
+        .map(|(table, keys, per_4kb)| {
+            let found = output
+                .responses()
+                .and_then(|r| r.get(table))
+                .map_or(&[][..], Vec::as_slice);
+            let unprocessed = output
+                .unprocessed_keys()
+                .and_then(|u| u.get(table))
+                .map_or(0, |k| k.keys().len());
+            let items: f64 = found
+                .iter()
+                .map(|item| item_size(item).div_ceil(4096).max(1) as f64 * per_4kb)
+                .sum();
+            let missing = keys.saturating_sub(found.len() + unprocessed) as f64;
+            items + missing * per_4kb
+        })
+        .sum()
+}
+
 /// Sets `ReturnConsumedCapacity: INDEXES` on a DynamoDB request; for a
 /// transaction, counts its units by AWS's rules.
 fn ask_for_capacity(input: &mut Input, counter: &RequestCounter) {
@@ -331,11 +390,13 @@ fn read_consumed(output: &Output, counter: &RequestCounter) {
         one!(delete_item::DeleteItemOutput, "DynamoDB.DeleteItem", true);
         one!(query::QueryOutput, "DynamoDB.Query", false);
         one!(scan::ScanOutput, "DynamoDB.Scan", false);
-        many!(
-            batch_get_item::BatchGetItemOutput,
-            "DynamoDB.BatchGetItem",
-            false
-        );
+        // A `BatchGetItem` is counted from what it asked (`batch_keys`).
+        if output
+            .downcast_ref::<op::batch_get_item::BatchGetItemOutput>()
+            .is_some()
+        {
+            return;
+        }
         many!(
             batch_write_item::BatchWriteItemOutput,
             "DynamoDB.BatchWriteItem",
@@ -420,10 +481,15 @@ impl Intercept for RequestCounter {
         &self,
         context: &mut BeforeSerializationInterceptorContextMut<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if self.metered.is_some() {
             let input = context.input_mut();
+            if let Some(i) = input
+                .downcast_ref::<aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemInput>()
+            {
+                cfg.interceptor_state().store_put(batch_keys(i));
+            }
             ask_for_capacity(input, self);
             sqs_request(input, self);
         }
@@ -449,11 +515,22 @@ impl Intercept for RequestCounter {
         &self,
         context: &AfterDeserializationInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if self.metered.is_some() {
             if let Ok(output) = context.output_or_error() {
                 read_consumed(output, self);
+                let batch = output
+                    .downcast_ref::<aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput>();
+                if let (Some(o), Some(asked)) = (batch, cfg.load::<BatchKeys>()) {
+                    let units = batch_get_units(asked, o);
+                    self.meter(|m| {
+                        *m.read_units.entry("table".into()).or_default() += units;
+                        *m.read_units_by_operation
+                            .entry("DynamoDB.BatchGetItem".into())
+                            .or_default() += units;
+                    });
+                }
             }
         }
         Ok(())
@@ -526,6 +603,25 @@ mod tests {
         assert_eq!(units["table"], 4.0 + 2.0);
         assert_eq!(units[crate::store::GSI1], 1.0);
         assert_eq!(units[crate::store::GSI2], 1.0);
+    }
+
+    #[test]
+    fn a_batch_get_bills_each_key_as_a_get_item_found_or_not() {
+        use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+        let small: HashMap<String, AttributeValue> =
+            HashMap::from([("pk".into(), AttributeValue::S("a".into()))]);
+        let large: HashMap<String, AttributeValue> =
+            HashMap::from([("pk".into(), AttributeValue::S("x".repeat(5_000)))]);
+        let output = BatchGetItemOutput::builder()
+            .responses("t", vec![small, large])
+            .build();
+        // Three keys, two found (one past 4 KB: two halves), one not.
+        let eventually = BatchKeys(vec![("t".into(), 3, 0.5)]);
+        assert_eq!(batch_get_units(&eventually, &output), 0.5 + 1.0 + 0.5);
+        let consistently = BatchKeys(vec![("t".into(), 3, 1.0)]);
+        assert_eq!(batch_get_units(&consistently, &output), 1.0 + 2.0 + 1.0);
+        let none_found = BatchGetItemOutput::builder().build();
+        assert_eq!(batch_get_units(&eventually, &none_found), 1.5);
     }
 
     #[test]

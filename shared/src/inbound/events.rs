@@ -237,7 +237,7 @@ async fn record_internal_once(
                 // it): it can never apply, and must not hold the transaction.
                 Err(e) if e.is_caller_fault() => {
                     tracing::warn!(transaction_id = %input.transaction_id, error = %e.detail(), "the invalidation that waited for this payout was refused by it; dropped");
-                    app.store.drop_waiting_invalidation(&key, t.version).await?;
+                    app.store.drop_waiting_invalidation(t).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -278,14 +278,22 @@ async fn record_internal_once(
         Identity::New => 0,
         Identity::Change(n) => n,
     };
-    let event_id = transaction_event_id(
-        "internal",
-        &key,
-        change,
-        &input.event,
-        input.status,
-        input.occurred_at,
-    );
+    // Where the transaction is stored; a new one's first event holds it.
+    let home = match &stored {
+        Some(t) => t.first_event.clone(),
+        None => app.store.home_of_new(&key),
+    };
+    let event_id = match (&home, change) {
+        (Some(first), 0) => first.clone(),
+        _ => transaction_event_id(
+            "internal",
+            &key,
+            change,
+            &input.event,
+            input.status,
+            input.occurred_at,
+        ),
+    };
     let occurred_at = input.occurred_at.unwrap_or(now);
     // The state's time never goes back (an event without `occurred_at` is
     // the newest by arrival, whatever a pipeline's clock said before).
@@ -432,6 +440,7 @@ async fn record_internal_once(
         // settles it (one reversal per payout).
         waiting_invalidation: if is_invalidation { None } else { waiting },
         placeholder: false,
+        first_event: home,
     };
     let mut transaction = transaction;
     remember(
@@ -527,6 +536,10 @@ async fn wait_for_payout(
         last_delivery: BTreeMap::new(),
         waiting_invalidation: Some(waiting.to_json().to_string()),
         placeholder: true,
+        first_event: match stored {
+            Some(t) => t.first_event.clone(),
+            None => app.store.home_of_new(&key),
+        },
     };
     if !app
         .store

@@ -255,6 +255,7 @@ mod tests {
             last_delivery: Default::default(),
             waiting_invalidation: None,
             placeholder: false,
+            first_event: None,
             seen: vec![SeenChange {
                 event: event.into(),
                 status,

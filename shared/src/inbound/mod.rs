@@ -159,7 +159,10 @@ pub(crate) async fn record(
         .iter()
         .map(|d| (d.id.clone(), d.owed()))
         .collect();
-    let owing = !deliveries.is_empty() && app.store.owes_in_one_unit(&event)?;
+    let owing = !deliveries.is_empty()
+        && app
+            .store
+            .owes_in_one_unit(&event, with.transaction.as_ref().map(|(t, _)| t))?;
     // The queue first: the messages go out before the write, so a delivery
     // the queue took needs no open-work entry (`outbox.rs`). Under a retry
     // window too: a retry within the window's span has the first's event id

@@ -2,11 +2,11 @@
 
 use serde::Serialize;
 
-use super::{applied, from_attrs, is_condition_failure, keys, Item, PutCondition, Store};
+use super::{applied, from_attrs, is_condition_failure, keys, Attrs, Item, PutCondition, Store};
 use crate::error::{unavailable, Error, Result};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
 use super::{Recorded, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Click, Event, Owed, Transaction};
@@ -56,19 +56,44 @@ impl Store {
         if let Some((fingerprint, expires)) = r.window {
             items.push(self.window_put(fingerprint, &r.event.id, expires, r.event.recorded_at)?);
         }
-        let (pk, sk) = keys::event(&r.event.id);
-        let mut event = Item::new(pk, sk, r.event);
-        event.ttl = self.expiry(r.event.recorded_at);
-        if r.window.is_none() && r.deliveries.is_empty() && r.transaction.is_none() {
-            // The event alone (no transaction id; its deliveries owed, or
-            // none): one conditional `PutItem`, half a transaction's units.
-            return Ok(if self.put(&event, PutCondition::Create).await? {
-                Recorded::New
-            } else {
-                Recorded::Duplicate
+        // The transaction's first event holds it: one item for both.
+        let first = r
+            .transaction
+            .filter(|(t, _)| t.first_event.as_ref() == Some(&r.event.id));
+        let event = self.event_attrs(r.event, first.map(|(t, _)| t))?;
+        // Its item may hold a placeholder (a waiting invalidation) it replaces.
+        let (condition, version) = match first {
+            Some((_, Some(v))) => ("#t.version = :v", Some(v)),
+            _ => ("attribute_not_exists(pk)", None),
+        };
+        if r.window.is_none()
+            && r.deliveries.is_empty()
+            && (first.is_some() || r.transaction.is_none())
+        {
+            // The event alone (its deliveries owed, or none; its transaction,
+            // if any, in its item): one conditional `PutItem`, half a
+            // transaction's units.
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(event))
+                .condition_expression(condition);
+            if let Some(v) = version {
+                put = put
+                    .expression_attribute_names("#t", HOLDS)
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string()));
+            }
+            return Ok(match put.send().await {
+                Ok(_) => Recorded::New,
+                // A first change whose item is taken may be another first
+                // change: deciding again tells a repeat from a change.
+                Err(e) if is_condition_failure(&e) && first.is_some() => Recorded::Raced,
+                Err(e) if is_condition_failure(&e) => Recorded::Duplicate,
+                Err(e) => return Err(unavailable("recording an event")(e)),
             });
         }
-        items.push(self.conditional_put(&event, "attribute_not_exists(pk)", None)?);
+        items.push(self.conditional_attrs_put(event, condition, version)?);
         for d in r.deliveries {
             items.push(self.conditional_put(
                 &self.new_delivery_item(d, r.queued),
@@ -76,20 +101,9 @@ impl Store {
                 None,
             )?);
         }
-        if let Some((t, read_version)) = r.transaction {
-            let (pk, sk) = keys::transaction(&t.key());
-            let mut item = Item::new(pk, sk, t);
-            item.ttl = self.expiry(t.updated_at);
-            items.push(match read_version {
-                None => self.conditional_put(&item, "attribute_not_exists(pk)", None)?,
-                // Records written before versions existed stand at 0.
-                Some(0) => self.conditional_put(
-                    &item,
-                    "attribute_not_exists(version) OR version = :v",
-                    Some(0),
-                )?,
-                Some(v) => self.conditional_put(&item, "version = :v", Some(v))?,
-            });
+        match (r.transaction, first) {
+            (_, Some(_)) | (None, _) => {}
+            (Some((t, read_version)), None) => items.push(self.transaction_write(t, read_version)?),
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
             return Err(Error::Internal(anyhow::anyhow!(
@@ -106,11 +120,91 @@ impl Store {
         {
             Ok(_) => Ok(Recorded::New),
             Err(e) => match cancellation(&e) {
-                Some(0) => Ok(Recorded::Duplicate),
+                // The window's item, or the event's without one; a first
+                // event's item taken may be another first change: decided
+                // again.
+                Some(0) if first.is_none() => Ok(Recorded::Duplicate),
                 Some(_) => Ok(Recorded::Raced),
                 None => Err(unavailable("recording an event")(e)),
             },
         }
+    }
+
+    /// An event's item as this store writes it, holding `transaction` if it
+    /// is the transaction's first event (`Transaction::first_event`).
+    fn event_attrs(&self, event: &Event, transaction: Option<&Transaction>) -> Result<Attrs> {
+        let (pk, sk) = keys::event(&event.id);
+        let mut item = Item::new(pk, sk, event);
+        item.ttl = self.expiry(event.recorded_at);
+        let mut attrs = self.to_attrs(&item)?;
+        if let Some(t) = transaction {
+            attrs.insert(HOLDS.into(), self.transaction_value(t)?);
+        }
+        Ok(attrs)
+    }
+
+    /// A transaction as the map its first event's item holds.
+    fn transaction_value(&self, t: &Transaction) -> Result<AttributeValue> {
+        let mut attrs: Attrs = serde_dynamo::to_item(t).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e).context("serializing a transaction"))
+        })?;
+        if self.compact {
+            super::compact::encode_transaction(&mut attrs);
+        }
+        Ok(AttributeValue::M(attrs))
+    }
+
+    /// The write of a transaction's new state in its transaction: a put of
+    /// its own item, or an update of the map its first event's item holds
+    /// (which leaves the event, and the claims on it, as they are).
+    fn transaction_write(
+        &self,
+        t: &Transaction,
+        read_version: Option<u64>,
+    ) -> Result<TransactWriteItem> {
+        let Some(first) = &t.first_event else {
+            let (pk, sk) = keys::transaction(&t.key());
+            let mut item = Item::new(pk, sk, t);
+            item.ttl = self.expiry(t.updated_at);
+            return match read_version {
+                None => self.conditional_put(&item, "attribute_not_exists(pk)", None),
+                // Records written before versions existed stand at 0.
+                Some(0) => self.conditional_put(
+                    &item,
+                    "attribute_not_exists(version) OR version = :v",
+                    Some(0),
+                ),
+                Some(v) => self.conditional_put(&item, "version = :v", Some(v)),
+            };
+        };
+        let (pk, sk) = keys::event(first);
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(super::key(pk, sk)))
+            .expression_attribute_names("#t", HOLDS)
+            .expression_attribute_values(":t", self.transaction_value(t)?)
+            .expression_attribute_values(
+                ":v",
+                AttributeValue::N(read_version.unwrap_or(0).to_string()),
+            )
+            .condition_expression("#t.version = :v");
+        // Its first event lives as long as the transaction changes.
+        update = match self.expiry(t.updated_at) {
+            Some(ttl) => update
+                .update_expression("SET #t = :t, #ttl = :ttl")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string())),
+            None => update.update_expression("SET #t = :t"),
+        };
+        let update = update.build().map_err(|e| Error::Internal(e.into()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Where a new transaction of `key` is stored: in its first event's item
+    /// (`Transaction::first_event_id`), unless this store writes the long
+    /// layout (`COMPACT_ITEMS=false`), which versions before read.
+    pub fn home_of_new(&self, key: &str) -> Option<EventId> {
+        self.compact.then(|| Transaction::first_event_id(key))
     }
 
     /// Stores a transaction that only holds an invalidation waiting for its
@@ -122,25 +216,65 @@ impl Store {
         read_version: Option<u64>,
         expires: DateTime<Utc>,
     ) -> Result<bool> {
-        let (pk, sk) = keys::transaction(&t.key());
-        let mut item = Item::new(pk, sk, t);
-        item.ttl = Some(expires.timestamp());
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.to_attrs(&item)?));
-        put = match read_version {
-            None => put.condition_expression("attribute_not_exists(pk)"),
-            Some(v) => put
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        let ttl = AttributeValue::N(expires.timestamp().to_string());
+        let result = match (&t.first_event, read_version) {
+            // In its first event's item, which holds only it until the
+            // event is written there.
+            (Some(first), None) => {
+                let (pk, sk) = keys::event(first);
+                let mut attrs = super::key(pk, sk);
+                attrs.insert(HOLDS.into(), self.transaction_value(t)?);
+                attrs.insert("ttl".into(), ttl);
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(attrs))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.map_service_error(Into::into))
+            }
+            (Some(first), Some(v)) => {
+                let (pk, sk) = keys::event(first);
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(super::key(pk, sk)))
+                    .update_expression("SET #t = :t, #ttl = :ttl")
+                    .condition_expression("#t.version = :v")
+                    .expression_attribute_names("#t", HOLDS)
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":t", self.transaction_value(t)?)
+                    .expression_attribute_values(":ttl", ttl)
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.map_service_error(Into::into))
+            }
+            (None, _) => {
+                let (pk, sk) = keys::transaction(&t.key());
+                let mut item = Item::new(pk, sk, t);
+                item.ttl = Some(expires.timestamp());
+                let mut put = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(self.to_attrs(&item)?));
+                put = match read_version {
+                    None => put.condition_expression("attribute_not_exists(pk)"),
+                    Some(v) => put
+                        .condition_expression("version = :v")
+                        .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+                };
+                put.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.map_service_error(Into::into))
+            }
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable("storing a waiting invalidation")(e)),
-        }
+        applied::<(), aws_sdk_dynamodb::Error, _>(result, "storing a waiting invalidation")
     }
 
     fn conditional_put<T: Serialize>(
@@ -149,12 +283,24 @@ impl Store {
         condition: &str,
         version: Option<u64>,
     ) -> Result<TransactWriteItem> {
+        self.conditional_attrs_put(self.to_attrs(item)?, condition, version)
+    }
+
+    fn conditional_attrs_put(
+        &self,
+        attrs: Attrs,
+        condition: &str,
+        version: Option<u64>,
+    ) -> Result<TransactWriteItem> {
         let mut put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(self.to_attrs(item)?))
+            .set_item(Some(attrs))
             .condition_expression(condition);
         if let Some(v) = version {
             put = put.expression_attribute_values(":v", AttributeValue::N(v.to_string()));
+        }
+        if condition.contains("#t") {
+            put = put.expression_attribute_names("#t", HOLDS);
         }
         let put = put.build().map_err(|e| Error::Internal(e.into()))?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -210,7 +356,10 @@ impl Store {
     /// The event, read consistently.
     pub async fn get_event(&self, id: &EventId) -> Result<Option<Event>> {
         let (pk, sk) = keys::event(id);
-        self.get(pk, sk, true).await
+        match self.get_raw(pk, sk, true).await? {
+            Some(attrs) => event_of(attrs),
+            None => Ok(None),
+        }
     }
 
     /// The transaction, read consistently.
@@ -219,33 +368,95 @@ impl Store {
     }
 
     /// The transaction, read consistently or not (half the read units: for
-    /// a decision whose write is conditional on the version read).
+    /// a decision whose write is conditional on the version read). Both the
+    /// items it may be in are asked in one `BatchGetItem`: its first event's
+    /// (`Transaction::first_event_id`) and its own (a transaction begun
+    /// before events held theirs, or with `COMPACT_ITEMS=false`).
     pub async fn read_transaction(
         &self,
         id: &str,
         consistent: bool,
     ) -> Result<Option<Transaction>> {
-        let (pk, sk) = keys::transaction(id);
-        self.get(pk, sk, consistent).await
+        let first = Transaction::first_event_id(id);
+        let (epk, esk) = keys::event(&first);
+        let (tpk, tsk) = keys::transaction(id);
+        let wanted = [super::key(epk, esk), super::key(tpk, tsk)];
+        let mut own = None;
+        for attrs in self.raw_items_of(&wanted, consistent).await? {
+            match attrs
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some("TXN") => own = Some(from_attrs::<Transaction>(attrs)?),
+                _ => {
+                    if let Some(mut t) = held_transaction(&attrs)? {
+                        t.first_event = Some(first);
+                        return Ok(Some(t));
+                    }
+                }
+            }
+        }
+        Ok(own)
     }
 
     /// Drops a transaction's waiting invalidation (one its payout refused),
-    /// unless the transaction changed since `version`: false then.
-    pub async fn drop_waiting_invalidation(&self, id: &str, version: u64) -> Result<bool> {
-        let (pk, sk) = keys::transaction(id);
-        let result = self
+    /// unless the transaction changed since it was read: false then.
+    pub async fn drop_waiting_invalidation(&self, t: &Transaction) -> Result<bool> {
+        let (key, prefix) = match &t.first_event {
+            Some(first) => {
+                let (pk, sk) = keys::event(first);
+                (super::key(pk, sk), "#t.")
+            }
+            None => {
+                let (pk, sk) = keys::transaction(&t.key());
+                (super::key(pk, sk.to_string()), "")
+            }
+        };
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(super::key(pk, sk.to_string())))
-            .update_expression("REMOVE waiting_invalidation SET version = :next")
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
-            .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
-            .send()
-            .await;
-        applied(result, "dropping a waiting invalidation")
+            .set_key(Some(key))
+            .update_expression(format!(
+                "REMOVE {prefix}waiting_invalidation SET {prefix}version = :next"
+            ))
+            .condition_expression(format!("{prefix}version = :v"))
+            .expression_attribute_values(":v", AttributeValue::N(t.version.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N((t.version + 1).to_string()));
+        if t.first_event.is_some() {
+            update = update.expression_attribute_names("#t", HOLDS);
+        }
+        applied(update.send().await, "dropping a waiting invalidation")
     }
+}
+
+/// The attribute of a transaction's first event that holds the transaction.
+const HOLDS: &str = "txn";
+
+/// The transaction an event's item holds, if it is its first event's.
+fn held_transaction(attrs: &Attrs) -> Result<Option<Transaction>> {
+    let Some(AttributeValue::M(held)) = attrs.get(HOLDS) else {
+        return Ok(None);
+    };
+    let mut held = held.clone();
+    // Read as an item of its own kind (keys and layout).
+    held.insert("pk".into(), AttributeValue::S(String::new()));
+    held.insert("sk".into(), AttributeValue::S("TXN".into()));
+    from_attrs(held).map(Some)
+}
+
+/// The event an event's item holds: none in the item of a transaction's
+/// first event that only holds the transaction yet (a waiting invalidation).
+fn event_of(mut attrs: Attrs) -> Result<Option<Event>> {
+    attrs.remove(HOLDS);
+    if attrs
+        .keys()
+        .all(|k| matches!(k.as_str(), "pk" | "sk" | "ttl"))
+    {
+        return Ok(None);
+    }
+    from_attrs(attrs).map(Some)
 }
 
 /// What a first claim of a delivery its event owes found (`claim_owed`).
@@ -277,13 +488,15 @@ impl Store {
     /// (1 KB) with a claim of each: a delivery created by its claim then
     /// costs one unit to claim, as a stored one does. Larger events store
     /// their deliveries with them.
-    pub fn owes_in_one_unit(&self, event: &Event) -> Result<bool> {
+    pub fn owes_in_one_unit(
+        &self,
+        event: &Event,
+        transaction: Option<&Transaction>,
+    ) -> Result<bool> {
         /// A claim: its name and a map of two epoch-ms numbers.
         const CLAIM_BYTES: usize = 64;
-        let (pk, sk) = keys::event(&event.id);
-        let mut item = Item::new(pk, sk, event);
-        item.ttl = self.expiry(event.recorded_at);
-        let size = crate::metrics::item_size(&self.to_attrs(&item)?);
+        let first = transaction.filter(|t| t.first_event.as_ref() == Some(&event.id));
+        let size = crate::metrics::item_size(&self.event_attrs(event, first)?);
         Ok(size + CLAIM_BYTES * event.owed.len() <= 1024)
     }
 
@@ -405,7 +618,9 @@ fn owed_of(
 ) -> Result<Option<(Event, Owed)>> {
     let attrs =
         attributes.ok_or_else(|| Error::Internal(anyhow::anyhow!("claim returned no item")))?;
-    let event: Event = from_attrs(attrs)?;
+    let Some(event) = event_of(attrs)? else {
+        return Ok(None);
+    };
     Ok(event
         .owed
         .get(delivery_id)

@@ -348,7 +348,15 @@ async fn record_transaction(
             (Identity::Change(n), _) => n,
         };
     };
-    let id = transaction_event_id("postback", &key, change, &p.event, p.status, None);
+    // Where the transaction is stored; a new one's first event holds it.
+    let home = match &known {
+        Some(t) => t.first_event.clone(),
+        None => app.store.home_of_new(&key),
+    };
+    let id = match (&home, change) {
+        (Some(first), 0) => first.clone(),
+        _ => transaction_event_id("postback", &key, change, &p.event, p.status, None),
+    };
     let mut event = event_of(p, click, offer, id, now);
     event.sequence = change + 1;
     if let Some(t) = &known {
@@ -398,6 +406,7 @@ async fn record_transaction(
             .unwrap_or_default(),
         waiting_invalidation: None,
         placeholder: false,
+        first_event: home,
     };
     let event_id = event.id.clone();
     let with = With {
