@@ -204,18 +204,39 @@ async fn one_conversion(t: &TestApp) -> anyhow::Result<String> {
             .cloned()
             .unwrap_or_default()
     };
-    // Transaction C0, its (first and only) event, and that event's delivery.
-    let txn = items
+    // Either name of an attribute (the compact layout's, or the long one).
+    let either = |i: &Attrs, long: &str, short: &str| {
+        let v = s(i, long);
+        if v.is_empty() {
+            s(i, short)
+        } else {
+            v
+        }
+    };
+    // Transaction C0's first (and only) event, which holds the transaction,
+    // or (the long layout) the transaction's own item and its last event;
+    // and that event's delivery.
+    let own = items
         .iter()
-        .find(|i| s(i, "sk") == "TXN" && s(i, "pk").ends_with("#C0"))
-        .ok_or_else(|| anyhow::anyhow!("no transaction C0"))?;
-    let event_id = s(txn, "last_event_id");
+        .find(|i| s(i, "sk") == "TXN" && s(i, "pk").ends_with("#C0"));
+    let event_id = match own {
+        Some(txn) => either(txn, "last_event_id", "la"),
+        None => items
+            .iter()
+            .find(|i| {
+                s(i, "sk") == "EVENT"
+                    && i.contains_key("txn")
+                    && either(i, "transaction_id", "tx") == "C0"
+            })
+            .map(|i| s(i, "pk").trim_start_matches("EVENT#").to_string())
+            .ok_or_else(|| anyhow::anyhow!("no transaction C0"))?,
+    };
     let event_pk = format!("EVENT#{event_id}");
     let mut out = String::new();
     for item in items.iter().filter(|i| {
         s(i, "pk") == event_pk
-            || std::ptr::eq(*i, txn)
-            || (s(i, "sk") == "DELIVERY" && s(i, "event_id") == event_id)
+            || own.is_some_and(|txn| std::ptr::eq(*i, txn))
+            || (s(i, "sk") == "DELIVERY" && either(i, "event_id", "e") == event_id)
     }) {
         let json: serde_json::Value = serde_dynamo::from_item(item.clone())?;
         let mut line = format!(
