@@ -247,16 +247,7 @@ pub(super) fn encode(attrs: &mut Attrs) {
                 attrs.remove("delivery_ids");
             }
         }
-        Kind::Transaction => {
-            if let Some(AttributeValue::L(seen)) = attrs.get("seen") {
-                if seen.last().is_some() && seen.last() == state_as_seen(attrs).as_ref() {
-                    let mut rest = seen.clone();
-                    rest.pop();
-                    attrs.insert("seen".into(), AttributeValue::L(rest));
-                    attrs.insert(SEEN_LAST_IS_STATE.into(), AttributeValue::Bool(true));
-                }
-            }
-        }
+        Kind::Transaction => drop_seen_state(attrs),
         Kind::Delivery => {}
     }
     convert_times(attrs, times(kind), true);
@@ -268,11 +259,75 @@ pub(super) fn encode(attrs: &mut Attrs) {
     rename(attrs, names(kind), true);
 }
 
+/// Leaves out a transaction's (long names) last seen change if it is its
+/// state, with the mark that says so.
+pub(super) fn drop_seen_state(attrs: &mut Attrs) {
+    if let Some(AttributeValue::L(seen)) = attrs.get("seen") {
+        if seen.last().is_some() && seen.last() == state_as_seen(attrs).as_ref() {
+            let mut rest = seen.clone();
+            rest.pop();
+            attrs.insert("seen".into(), AttributeValue::L(rest));
+            attrs.insert(SEEN_LAST_IS_STATE.into(), AttributeValue::Bool(true));
+        }
+    }
+}
+
 /// A transaction as the map its first event's item holds (no keys of its own).
 pub(super) fn encode_transaction(attrs: &mut Attrs) {
     attrs.insert("sk".into(), AttributeValue::S("TXN".into()));
     encode(attrs);
     attrs.remove("sk");
+}
+
+/// What a transaction holds that its first event holds too, when it is new:
+/// (the transaction's name, the event's).
+const SAME_AS_FIRST_EVENT: &[(&str, &str)] = &[
+    ("transaction_id", "transaction_id"),
+    ("partner_id", "partner_id"),
+    ("event", "event"),
+    ("status", "status"),
+    ("payout", "payout"),
+    ("currency", "currency"),
+    ("click_id", "click_id"),
+    ("lead_id", "lead_id"),
+    ("offer_id", "offer_id"),
+    ("goal", "goal"),
+    ("attributes", "attributes"),
+    ("last_event_id", "id"),
+    ("updated_at", "recorded_at"),
+    ("state_at", "occurred_at"),
+    ("scope", "offer_id"),
+];
+
+/// The mark of a transaction that leaves out what its first event holds
+/// (`SAME_AS_FIRST_EVENT`, every one of them equal, absent ones included).
+const AS_FIRST_EVENT: &str = "fe";
+
+/// Leaves out of `transaction` (long names) what its first event (`event`,
+/// long names) holds, if it holds all of it: a new transaction, which is
+/// its first change.
+pub(super) fn fold_into_first_event(event: &Attrs, transaction: &mut Attrs) {
+    if SAME_AS_FIRST_EVENT
+        .iter()
+        .all(|(t, e)| transaction.get(*t) == event.get(*e))
+    {
+        for (t, _) in SAME_AS_FIRST_EVENT {
+            transaction.remove(*t);
+        }
+        transaction.insert(AS_FIRST_EVENT.into(), AttributeValue::Bool(true));
+    }
+}
+
+/// Puts back into `transaction` (as stored) what its first event (`event`,
+/// long names) holds, if it was left out.
+pub(super) fn unfold_from_first_event(event: &Attrs, transaction: &mut Attrs) {
+    if transaction.remove(AS_FIRST_EVENT).is_some() {
+        for (t, e) in SAME_AS_FIRST_EVENT {
+            if let Some(v) = event.get(*e) {
+                transaction.insert(t.to_string(), v.clone());
+            }
+        }
+    }
 }
 
 /// `attrs` as stored (either layout) in the domain's names.
@@ -534,6 +589,49 @@ mod tests {
         let stored = round_trip(&late);
         assert!(!stored.contains_key("sl"));
         assert!(matches!(stored.get("se"), Some(AttributeValue::L(l)) if l.len() == 2));
+    }
+
+    #[test]
+    fn a_new_transaction_leaves_out_what_its_first_event_holds() {
+        let event = item(&[
+            ("id", s("evt_a")),
+            ("event", s("sale")),
+            ("status", s("approved")),
+            ("payout", s("12.50")),
+            ("occurred_at", s(AT)),
+            ("recorded_at", s(AT)),
+        ]);
+        let new = item(&[
+            ("event", s("sale")),
+            ("status", s("approved")),
+            ("payout", s("12.50")),
+            ("last_event_id", s("evt_a")),
+            ("updated_at", s(AT)),
+            ("state_at", s(AT)),
+            ("version", n(1)),
+        ]);
+        let mut folded = new.clone();
+        fold_into_first_event(&event, &mut folded);
+        assert_eq!(
+            folded,
+            item(&[("version", n(1)), ("fe", AttributeValue::Bool(true))])
+        );
+        unfold_from_first_event(&event, &mut folded);
+        assert_eq!(folded, new);
+        // Changed since (or anything it does not share): kept whole.
+        let mut changed = new.clone();
+        changed.insert("status".into(), s("rejected"));
+        let mut kept = changed.clone();
+        fold_into_first_event(&event, &mut kept);
+        assert_eq!(kept, changed);
+        unfold_from_first_event(&event, &mut kept);
+        assert_eq!(kept, changed);
+        // A field the event has and the transaction not: not the same.
+        let mut goal = event.clone();
+        goal.insert("goal".into(), s("g"));
+        let mut kept = new.clone();
+        fold_into_first_event(&goal, &mut kept);
+        assert_eq!(kept, new);
     }
 
     #[test]

@@ -136,18 +136,27 @@ impl Store {
         let (pk, sk) = keys::event(&event.id);
         let mut item = Item::new(pk, sk, event);
         item.ttl = self.expiry(event.recorded_at);
-        let mut attrs = self.to_attrs(&item)?;
-        if let Some(t) = transaction {
-            attrs.insert(HOLDS.into(), self.transaction_value(t)?);
+        let Some(t) = transaction else {
+            return self.to_attrs(&item);
+        };
+        let mut attrs = serde_dynamo::to_item(&item)
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("serializing an item")))?;
+        let mut held = long_attrs(t)?;
+        if self.compact {
+            // What the new transaction shares with its first event, once
+            // (its last seen change, which is its state, first).
+            super::compact::drop_seen_state(&mut held);
+            super::compact::fold_into_first_event(&attrs, &mut held);
+            super::compact::encode(&mut attrs);
+            super::compact::encode_transaction(&mut held);
         }
+        attrs.insert(HOLDS.into(), AttributeValue::M(held));
         Ok(attrs)
     }
 
     /// A transaction as the map its first event's item holds.
     fn transaction_value(&self, t: &Transaction) -> Result<AttributeValue> {
-        let mut attrs: Attrs = serde_dynamo::to_item(t).map_err(|e| {
-            Error::Internal(anyhow::Error::new(e).context("serializing a transaction"))
-        })?;
+        let mut attrs = long_attrs(t)?;
         if self.compact {
             super::compact::encode_transaction(&mut attrs);
         }
@@ -434,12 +443,22 @@ impl Store {
 /// The attribute of a transaction's first event that holds the transaction.
 const HOLDS: &str = "txn";
 
+/// A transaction's attributes in the domain's names.
+fn long_attrs(t: &Transaction) -> Result<Attrs> {
+    serde_dynamo::to_item(t)
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("serializing a transaction")))
+}
+
 /// The transaction an event's item holds, if it is its first event's.
 fn held_transaction(attrs: &Attrs) -> Result<Option<Transaction>> {
     let Some(AttributeValue::M(held)) = attrs.get(HOLDS) else {
         return Ok(None);
     };
     let mut held = held.clone();
+    let mut event = attrs.clone();
+    event.remove(HOLDS);
+    super::compact::decode(&mut event);
+    super::compact::unfold_from_first_event(&event, &mut held);
     // Read as an item of its own kind (keys and layout).
     held.insert("pk".into(), AttributeValue::S(String::new()));
     held.insert("sk".into(), AttributeValue::S("TXN".into()));
