@@ -75,8 +75,8 @@ pub struct Config {
     /// deliveries with short attribute names and without the values they
     /// repeat (`store/compact.rs`), and a new transaction in its first
     /// event's item (`Transaction::first_event`). Items are read in either
-    /// layout; `false` writes the long one, which versions before
-    /// 2026-11-27 read: the first deploy of an upgrade from those sets it
+    /// layout; `false` writes the long one, which versions without this
+    /// setting read: the first deploy of an upgrade from those sets it
     /// (README, Upgrading).
     pub compact_items: bool,
     /// `CONFIG_CACHE_SECONDS` (default 30): how long a warm process reuses offers,
