@@ -63,7 +63,7 @@ impl Store {
         let event = self.event_attrs(r.event, first.map(|(t, _)| t))?;
         // Its item may hold a placeholder (a waiting invalidation) it replaces.
         let (condition, version) = match first {
-            Some((_, Some(v))) => ("#t.version = :v", Some(v)),
+            Some((_, Some(v))) => (HELD_VERSION_READ, Some(v)),
             _ => ("attribute_not_exists(pk)", None),
         };
         if r.window.is_none()
@@ -187,26 +187,49 @@ impl Store {
             };
         };
         let (pk, sk) = keys::event(first);
-        let mut update = Update::builder()
+        let held = self.held_update(t, read_version.unwrap_or(0), self.expiry(t.updated_at))?;
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(super::key(pk, sk)))
-            .expression_attribute_names("#t", HOLDS)
-            .expression_attribute_values(":t", self.transaction_value(t)?)
-            .expression_attribute_values(
-                ":v",
-                AttributeValue::N(read_version.unwrap_or(0).to_string()),
-            )
-            .condition_expression("#t.version = :v");
-        // Its first event lives as long as the transaction changes.
-        update = match self.expiry(t.updated_at) {
-            Some(ttl) => update
-                .update_expression("SET #t = :t, #ttl = :ttl")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string())),
-            None => update.update_expression("SET #t = :t"),
-        };
+            .update_expression(held.expression)
+            .condition_expression(HELD_VERSION_READ)
+            .set_expression_attribute_names(Some(held.names))
+            .set_expression_attribute_values(Some(held.values));
         let update = update.build().map_err(|e| Error::Internal(e.into()))?;
         Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The update of the transaction its first event's item holds to `t`,
+    /// with the item's expiry (`ttl`), on the version read: by a later
+    /// change (in its transaction) or a placeholder (alone).
+    fn held_update(
+        &self,
+        t: &Transaction,
+        read_version: u64,
+        ttl: Option<i64>,
+    ) -> Result<HeldUpdate> {
+        let mut names = HashMap::from([("#t".to_string(), HOLDS.to_string())]);
+        let mut values = HashMap::from([
+            (":t".to_string(), self.transaction_value(t)?),
+            (
+                ":v".to_string(),
+                AttributeValue::N(read_version.to_string()),
+            ),
+        ]);
+        // Its first event lives as long as the transaction changes.
+        let expression = match ttl {
+            Some(ttl) => {
+                names.insert("#ttl".into(), "ttl".into());
+                values.insert(":ttl".into(), AttributeValue::N(ttl.to_string()));
+                "SET #t = :t, #ttl = :ttl"
+            }
+            None => "SET #t = :t",
+        };
+        Ok(HeldUpdate {
+            expression,
+            names,
+            values,
+        })
     }
 
     /// Where a new transaction of `key` is stored: in its first event's item
@@ -246,17 +269,15 @@ impl Store {
             }
             (Some(first), Some(v)) => {
                 let (pk, sk) = keys::event(first);
+                let held = self.held_update(t, v, Some(expires.timestamp()))?;
                 self.client
                     .update_item()
                     .table_name(&self.table)
                     .set_key(Some(super::key(pk, sk)))
-                    .update_expression("SET #t = :t, #ttl = :ttl")
-                    .condition_expression("#t.version = :v")
-                    .expression_attribute_names("#t", HOLDS)
-                    .expression_attribute_names("#ttl", "ttl")
-                    .expression_attribute_values(":t", self.transaction_value(t)?)
-                    .expression_attribute_values(":ttl", ttl)
-                    .expression_attribute_values(":v", AttributeValue::N(v.to_string()))
+                    .update_expression(held.expression)
+                    .condition_expression(HELD_VERSION_READ)
+                    .set_expression_attribute_names(Some(held.names))
+                    .set_expression_attribute_values(Some(held.values))
                     .send()
                     .await
                     .map(|_| ())
@@ -442,6 +463,16 @@ impl Store {
 
 /// The attribute of a transaction's first event that holds the transaction.
 const HOLDS: &str = "txn";
+
+/// The condition of an update of a held transaction (`#t`: [`HOLDS`]).
+const HELD_VERSION_READ: &str = "#t.version = :v";
+
+/// An update of the transaction a first event's item holds (`held_update`).
+struct HeldUpdate {
+    expression: &'static str,
+    names: HashMap<String, String>,
+    values: Attrs,
+}
 
 /// A transaction's attributes in the domain's names.
 fn long_attrs(t: &Transaction) -> Result<Attrs> {
