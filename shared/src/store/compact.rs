@@ -6,16 +6,22 @@
 //! were a third of its bytes, and several values repeat what the item
 //! already holds (its id is in its key; an event recorded when it occurred
 //! holds the same time twice; a transaction's last seen change is its
-//! state). [`encode`] writes such an item with short names and without
-//! those repeats; [`decode`] puts them back before the domain type reads
-//! it, so everything above the store sees the same values.
+//! state; a delivery made when its event occurred, and attempted at its
+//! last change, holds each of those times twice; a first change's count
+//! and list of changes are 0 and empty). [`encode`] writes such an item
+//! with short names and without those repeats; [`decode`] puts them back
+//! before the domain type reads it, so everything above the store sees the
+//! same values. A transaction its first event holds leaves out what that
+//! event holds as well ([`fold_into_first_event`], [`fold_last_deliveries`]).
 //!
 //! What stays as it is: the keys, the names any expression, index
 //! projection or raw read uses (`status`, `version`, `owed`, `claim_…`,
 //! `lease_ms`, `due_ms`, `event_at`, `endpoint_id`, `partner_id` of a
 //! delivery (GSI2 projects it), `parked`, `reason`, `recovery_id`,
 //! `updated_at` of a delivery, `waiting_invalidation`, `ttl`), and the items
-//! of every other kind.
+//! of every other kind. A delivery's `event_at` and `updated_at` are stored
+//! as numbers under those names: the history's filter and a recovery's
+//! condition take either type.
 //!
 //! [`decode`] reads items written either way: those written before this
 //! layout (or with `COMPACT_ITEMS=false`) have only long names and every
@@ -96,15 +102,28 @@ const DELIVERY: Names = &[
     ("created_at", "ca"),
 ];
 
+/// The names of a delivery's attempt.
+const ATTEMPT: Names = &[
+    ("code", "c"),
+    ("error", "x"),
+    ("response", "r"),
+    ("next_at", "na"),
+    ("manual", "m"),
+    ("recovery_id", "ri"),
+];
+
 /// The times each kind stores, by long name: written as a number of
 /// nanoseconds since the epoch (about 11 bytes) instead of RFC 3339 text
 /// (30), when the text is exactly what the domain writes.
 const EVENT_TIMES: &[&str] = &["occurred_at", "recorded_at", "deleted_at"];
 const TRANSACTION_TIMES: &[&str] = &["updated_at", "state_at", "invalidated_at"];
-const DELIVERY_TIMES: &[&str] = &["created_at", "next_attempt_at"];
+/// A delivery's `event_at` and `updated_at` keep their names (the history
+/// index projects the one, a recovery's condition reads the other) and are
+/// numbers too.
+const DELIVERY_TIMES: &[&str] = &["created_at", "next_attempt_at", "event_at", "updated_at"];
 /// Times in the maps of a list: a seen change's, an attempt's.
 const SEEN_TIMES: &[&str] = &["occurred_at"];
-const ATTEMPT_TIMES: &[&str] = &["at"];
+const ATTEMPT_TIMES: &[&str] = &["at", "next_at"];
 
 /// A transaction whose last seen change is its state (`event`, `status`,
 /// `payout`, `last_event_id`, at `state_at`) stores the others only.
@@ -247,14 +266,45 @@ pub(super) fn encode(attrs: &mut Attrs) {
                 attrs.remove("delivery_ids");
             }
         }
-        Kind::Transaction => drop_seen_state(attrs),
-        Kind::Delivery => {}
+        Kind::Transaction => {
+            drop_seen_state(attrs);
+            // What a transaction without changes holds (its first), which
+            // the domain reads as absent alike.
+            if attrs.get("changes") == Some(&AttributeValue::N("0".into())) {
+                attrs.remove("changes");
+            }
+            if matches!(attrs.get("seen"), Some(AttributeValue::L(l)) if l.is_empty()) {
+                attrs.remove("seen");
+            }
+        }
+        Kind::Delivery => {
+            // Made when its event occurred (every postback's first delivery).
+            if attrs.get("created_at").is_some() && attrs.get("created_at") == attrs.get("event_at")
+            {
+                attrs.remove("created_at");
+            }
+            // An attempt made at the delivery's last change (its last one).
+            if let Some(updated) = attrs.get("updated_at").cloned() {
+                if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
+                    for a in attempts {
+                        if let AttributeValue::M(m) = a {
+                            if m.get("at") == Some(&updated) {
+                                m.remove("at");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
     convert_times(attrs, times(kind), true);
     convert_times_each(attrs, "seen", SEEN_TIMES, true);
     convert_times_each(attrs, "attempts", ATTEMPT_TIMES, true);
     if let Some(AttributeValue::L(seen)) = attrs.get_mut("seen") {
         rename_each(seen, SEEN, true);
+    }
+    if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
+        rename_each(attempts, ATTEMPT, true);
     }
     rename(attrs, names(kind), true);
 }
@@ -330,12 +380,60 @@ pub(super) fn unfold_from_first_event(event: &Attrs, transaction: &mut Attrs) {
     }
 }
 
+/// The mark of a transaction whose latest delivery to each endpoint is what
+/// its first event owes (a new transaction's, or one whose changes sent nothing).
+const LAST_DELIVERIES_OWED: &str = "lo";
+
+/// The endpoint → delivery map of what `event` (long names) owes, if no
+/// endpoint is owed twice.
+fn owed_by_endpoint(event: &Attrs) -> Option<AttributeValue> {
+    let AttributeValue::M(owed) = event.get("owed")? else {
+        return None;
+    };
+    let mut by_endpoint = Attrs::new();
+    for (delivery, o) in owed {
+        let endpoint = match o {
+            AttributeValue::M(o) => o.get("endpoint_id")?.as_s().ok()?,
+            _ => return None,
+        };
+        let before = by_endpoint.insert(endpoint.clone(), AttributeValue::S(delivery.clone()));
+        if before.is_some() {
+            return None;
+        }
+    }
+    Some(AttributeValue::M(by_endpoint))
+}
+
+/// Leaves out of `transaction` (long names) its latest deliveries if they
+/// are what its first event (`event`, long names) owes: the event's `owed`
+/// is written once, with the event, and never changes.
+pub(super) fn fold_last_deliveries(event: &Attrs, transaction: &mut Attrs) {
+    let last = transaction.get("last_delivery");
+    if last.is_some() && last == owed_by_endpoint(event).as_ref() {
+        transaction.remove("last_delivery");
+        transaction.insert(LAST_DELIVERIES_OWED.into(), AttributeValue::Bool(true));
+    }
+}
+
+/// Puts back into `transaction` (as stored) its latest deliveries, if they
+/// were left out as what its first event (`event`, long names) owes.
+pub(super) fn unfold_last_deliveries(event: &Attrs, transaction: &mut Attrs) {
+    if transaction.remove(LAST_DELIVERIES_OWED).is_some() {
+        if let Some(last) = owed_by_endpoint(event) {
+            transaction.insert("last_delivery".into(), last);
+        }
+    }
+}
+
 /// `attrs` as stored (either layout) in the domain's names.
 pub(super) fn decode(attrs: &mut Attrs) {
     let Some(kind) = kind_of(attrs) else { return };
     rename(attrs, names(kind), false);
     if let Some(AttributeValue::L(seen)) = attrs.get_mut("seen") {
         rename_each(seen, SEEN, false);
+    }
+    if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
+        rename_each(attempts, ATTEMPT, false);
     }
     convert_times(attrs, times(kind), false);
     convert_times_each(attrs, "seen", SEEN_TIMES, false);
@@ -376,8 +474,31 @@ pub(super) fn decode(attrs: &mut Attrs) {
                     }
                 }
             }
+            // Every version writes both (a first change's as 0 and none).
+            attrs
+                .entry("changes".into())
+                .or_insert_with(|| AttributeValue::N("0".into()));
+            attrs
+                .entry("seen".into())
+                .or_insert_with(|| AttributeValue::L(Vec::new()));
         }
-        Kind::Delivery => {}
+        Kind::Delivery => {
+            // Every version writes its creation and each attempt's time.
+            if !attrs.contains_key("created_at") {
+                if let Some(at) = attrs.get("event_at").cloned() {
+                    attrs.insert("created_at".into(), at);
+                }
+            }
+            if let Some(updated) = attrs.get("updated_at").cloned() {
+                if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
+                    for a in attempts {
+                        if let AttributeValue::M(m) = a {
+                            m.entry("at".into()).or_insert_with(|| updated.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -567,6 +688,7 @@ mod tests {
             ("state_at", s(AT)),
             ("last_event_id", s("evt_2")),
             ("version", n(2)),
+            ("changes", n(1)),
             (
                 "seen",
                 AttributeValue::L(vec![
@@ -664,6 +786,116 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_made_when_its_event_occurred_and_attempted_last_stores_each_time_once() {
+        const LATER: &str = "2026-11-27T12:48:00.500Z";
+        let attempt = |at: &str, code: i64| {
+            AttributeValue::M(item(&[
+                ("n", n(1)),
+                ("at", s(at)),
+                ("ms", n(3)),
+                ("code", n(code)),
+                ("response", s("ok")),
+            ]))
+        };
+        let d = item(&[
+            ("pk", s("DELIVERY#dlv_b")),
+            ("sk", s("DELIVERY")),
+            ("id", s("dlv_b")),
+            ("status", s("delivered")),
+            ("event_at", s(AT)),
+            ("created_at", s(AT)),
+            ("updated_at", s(LATER)),
+            (
+                "attempts",
+                AttributeValue::L(vec![attempt(AT, 500), attempt(LATER, 200)]),
+            ),
+        ]);
+        let stored = round_trip(&d);
+        // Created when its event occurred: one time, a number, under the
+        // name the history index projects.
+        assert!(!stored.contains_key("ca") && !stored.contains_key("created_at"));
+        assert_eq!(stored.get("event_at"), Some(&n(1_795_783_649_351_849_403)));
+        assert_eq!(
+            stored.get("updated_at"),
+            Some(&n(1_795_783_680_500_000_000))
+        );
+        let Some(AttributeValue::L(attempts)) = stored.get("a") else {
+            panic!("attempts stored as {stored:?}")
+        };
+        // The last attempt's time is the delivery's; an earlier one's kept.
+        let AttributeValue::M(first) = &attempts[0] else {
+            panic!()
+        };
+        let AttributeValue::M(last) = &attempts[1] else {
+            panic!()
+        };
+        assert_eq!(first.get("at"), Some(&n(1_795_783_649_351_849_403)));
+        assert!(!last.contains_key("at"));
+        assert_eq!(last.get("c"), Some(&n(200)));
+        assert_eq!(last.get("r"), Some(&s("ok")));
+        // Created later than its event (a later endpoint, a recovery): both kept.
+        let mut later = d.clone();
+        later.insert("created_at".into(), s(LATER));
+        let stored = round_trip(&later);
+        assert!(stored.contains_key("ca"));
+    }
+
+    #[test]
+    fn a_first_change_stores_no_count_nor_list_of_changes() {
+        let t = item(&[
+            ("pk", s("TXN#C0")),
+            ("sk", s("TXN")),
+            ("event", s("sale")),
+            ("changes", n(0)),
+            ("seen", AttributeValue::L(vec![])),
+        ]);
+        let stored = round_trip(&t);
+        assert!(!stored.contains_key("ch") && !stored.contains_key("se"));
+    }
+
+    #[test]
+    fn latest_deliveries_that_the_first_event_owes_are_not_stored_twice() {
+        let event = event();
+        let last = AttributeValue::M(item(&[("ep_1", s("dlv_b"))]));
+        let t = item(&[("version", n(1)), ("last_delivery", last.clone())]);
+        let mut folded = t.clone();
+        fold_last_deliveries(&event, &mut folded);
+        assert_eq!(
+            folded,
+            item(&[("version", n(1)), ("lo", AttributeValue::Bool(true))])
+        );
+        unfold_last_deliveries(&event, &mut folded);
+        assert_eq!(folded, t);
+        // A later change's delivery to the endpoint: kept.
+        let other = AttributeValue::M(item(&[("ep_1", s("dlv_c"))]));
+        let changed = item(&[("version", n(2)), ("last_delivery", other)]);
+        let mut kept = changed.clone();
+        fold_last_deliveries(&event, &mut kept);
+        assert_eq!(kept, changed);
+        // None at all (nothing owed, nothing sent): nothing to fold.
+        let none = item(&[("version", n(1))]);
+        let mut kept = none.clone();
+        fold_last_deliveries(&event, &mut kept);
+        assert_eq!(kept, none);
+        // An event owing one endpoint twice is no map of endpoints.
+        let mut twice = event.clone();
+        let owed = AttributeValue::M(item(&[
+            (
+                "dlv_b",
+                AttributeValue::M(item(&[("endpoint_id", s("ep_1"))])),
+            ),
+            (
+                "dlv_c",
+                AttributeValue::M(item(&[("endpoint_id", s("ep_1"))])),
+            ),
+        ]));
+        twice.insert("owed".into(), owed);
+        let mut kept = t.clone();
+        fold_last_deliveries(&twice, &mut kept);
+        assert_eq!(kept, t);
+    }
+
+    #[test]
     fn items_written_before_read_as_they_were_and_other_kinds_are_untouched() {
         // A long-named item (before this layout) decodes to itself.
         for original in [event(), {
@@ -697,8 +929,10 @@ mod tests {
                 // A time no version writes (kept as text).
                 Just(s("2026-11-27T12:00:00+00:00")),
                 Just(s("12.50")),
+                Just(n(0)),
                 Just(n(1)),
                 Just(AttributeValue::Bool(true)),
+                Just(AttributeValue::L(Vec::new())),
             ]
         }
 
@@ -760,51 +994,79 @@ mod tests {
                     0..3,
                 ),
                 any::<bool>(),
+                proptest::collection::vec(
+                    map_of(
+                        ATTEMPT
+                            .iter()
+                            .map(|(l, _)| *l)
+                            .chain(["at", "n", "ms"])
+                            .collect(),
+                    ),
+                    0..3,
+                ),
             )
-                .prop_map(move |(pairs, own_id, owed, listed, seen, state_is_last)| {
-                    let mut m: Attrs = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-                    // Times are text in the domain's items.
-                    let kind = kind_of(&item(&[("sk", s(sk))])).expect("a compact kind");
-                    text_times(&mut m, times(kind));
-                    m.insert("sk".into(), s(sk));
-                    m.insert("pk".into(), s(&format!("{sk}#x_1")));
-                    let id = if own_id { "x_1" } else { "x_2" };
-                    match sk {
-                        "EVENT" => {
-                            m.insert("id".into(), s(id));
-                            m.entry("recorded_at".into()).or_insert_with(|| s(AT));
-                            if !owed.is_empty() {
-                                let owed: Attrs = owed
-                                    .iter()
-                                    .map(|d| (d.clone(), AttributeValue::M(Attrs::new())))
+                .prop_map(
+                    move |(pairs, own_id, owed, listed, seen, state_is_last, attempts)| {
+                        let mut m: Attrs =
+                            pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                        // Times are text in the domain's items.
+                        let kind = kind_of(&item(&[("sk", s(sk))])).expect("a compact kind");
+                        text_times(&mut m, times(kind));
+                        m.insert("sk".into(), s(sk));
+                        m.insert("pk".into(), s(&format!("{sk}#x_1")));
+                        let id = if own_id { "x_1" } else { "x_2" };
+                        match sk {
+                            "EVENT" => {
+                                m.insert("id".into(), s(id));
+                                m.entry("recorded_at".into()).or_insert_with(|| s(AT));
+                                if !owed.is_empty() {
+                                    let owed: Attrs = owed
+                                        .iter()
+                                        .map(|d| (d.clone(), AttributeValue::M(Attrs::new())))
+                                        .collect();
+                                    m.insert("owed".into(), AttributeValue::M(owed));
+                                }
+                                m.insert(
+                                    "delivery_ids".into(),
+                                    AttributeValue::L(listed.iter().map(|d| s(d)).collect()),
+                                );
+                            }
+                            "DELIVERY" => {
+                                m.insert("id".into(), s(id));
+                                m.entry("created_at".into()).or_insert_with(|| s(AT));
+                                // Attempts: any of their names, always a time.
+                                let attempts = attempts
+                                    .into_iter()
+                                    .map(|a| match a {
+                                        AttributeValue::M(mut a) => {
+                                            a.entry("at".into()).or_insert_with(|| s(AT));
+                                            text_times(&mut a, ATTEMPT_TIMES);
+                                            AttributeValue::M(a)
+                                        }
+                                        other => other,
+                                    })
                                     .collect();
-                                m.insert("owed".into(), AttributeValue::M(owed));
+                                m.insert("attempts".into(), AttributeValue::L(attempts));
                             }
-                            m.insert(
-                                "delivery_ids".into(),
-                                AttributeValue::L(listed.iter().map(|d| s(d)).collect()),
-                            );
-                        }
-                        "DELIVERY" => {
-                            m.insert("id".into(), s(id));
-                        }
-                        _ => {
-                            let mut seen = seen;
-                            for change in seen.iter_mut() {
-                                if let AttributeValue::M(c) = change {
-                                    text_times(c, SEEN_TIMES);
+                            _ => {
+                                let mut seen = seen;
+                                for change in seen.iter_mut() {
+                                    if let AttributeValue::M(c) = change {
+                                        text_times(c, SEEN_TIMES);
+                                    }
                                 }
-                            }
-                            if state_is_last {
-                                if let Some(last) = state_as_seen(&m) {
-                                    seen.push(last);
+                                if state_is_last {
+                                    if let Some(last) = state_as_seen(&m) {
+                                        seen.push(last);
+                                    }
                                 }
+                                m.insert("seen".into(), AttributeValue::L(seen));
+                                m.entry("changes".into()).or_insert_with(|| n(0));
                             }
-                            m.insert("seen".into(), AttributeValue::L(seen));
                         }
-                    }
-                    m
-                })
+                        m
+                    },
+                )
         }
 
         proptest! {

@@ -244,9 +244,10 @@ impl Store {
             },
         };
         let (pk, sk) = keys::delivery(id);
-        let Some(attrs) = self.old_or_read(old, pk, sk).await? else {
+        let Some(mut attrs) = self.old_or_read(old, pk, sk).await? else {
             return Ok(Claim::Missing);
         };
+        super::compact::decode(&mut attrs);
         let item: Item<StatusOnly> = serde_dynamo::from_item(attrs).map_err(|e| {
             Error::Internal(anyhow::Error::new(e).context("reading a stored delivery"))
         })?;
@@ -346,7 +347,12 @@ impl Store {
         if q.by_event_time {
             // Deliveries stored before `event_at` existed have none: their
             // event's time is checked once the event is read.
-            filters.push("(event_at BETWEEN :efrom AND :eto OR attribute_not_exists(event_at))");
+            // Stored as text by the long layout, as nanoseconds by the
+            // compact one: a bound of the other type matches nothing.
+            filters.push(
+                "(event_at BETWEEN :efrom AND :eto OR event_at BETWEEN :nfrom AND :nto \
+                 OR attribute_not_exists(event_at))",
+            );
         }
         if q.status.is_some() {
             filters.push("#status = :status");
@@ -395,9 +401,15 @@ impl Store {
                     t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
                         .unwrap_or_else(|| default.to_string())
                 };
+                let nanos = |t: Option<DateTime<Utc>>, default: i64| {
+                    let n = t.and_then(|t| t.timestamp_nanos_opt()).unwrap_or(default);
+                    AttributeValue::N(n.to_string())
+                };
                 req = req
                     .expression_attribute_values(":efrom", AttributeValue::S(bound(q.from, "0")))
-                    .expression_attribute_values(":eto", AttributeValue::S(bound(q.to, "~")));
+                    .expression_attribute_values(":eto", AttributeValue::S(bound(q.to, "~")))
+                    .expression_attribute_values(":nfrom", nanos(q.from, i64::MIN))
+                    .expression_attribute_values(":nto", nanos(q.to, i64::MAX));
             }
             if !filters.is_empty() {
                 req = req.filter_expression(filters.join(" AND "));

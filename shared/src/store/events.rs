@@ -147,6 +147,7 @@ impl Store {
             // (its last seen change, which is its state, first).
             super::compact::drop_seen_state(&mut held);
             super::compact::fold_into_first_event(&attrs, &mut held);
+            super::compact::fold_last_deliveries(&attrs, &mut held);
             super::compact::encode(&mut attrs);
             super::compact::encode_transaction(&mut held);
         }
@@ -490,6 +491,7 @@ fn held_transaction(attrs: &Attrs) -> Result<Option<Transaction>> {
     event.remove(HOLDS);
     super::compact::decode(&mut event);
     super::compact::unfold_from_first_event(&event, &mut held);
+    super::compact::unfold_last_deliveries(&event, &mut held);
     // Read as an item of its own kind (keys and layout).
     held.insert("pk".into(), AttributeValue::S(String::new()));
     held.insert("sk".into(), AttributeValue::S("TXN".into()));

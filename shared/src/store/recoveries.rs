@@ -545,20 +545,29 @@ impl Store {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(self.to_attrs(&item)?))
-            .condition_expression("attribute_exists(pk) AND #status = :read AND updated_at = :at")
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :read AND updated_at IN (:at, :atn)",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":read", AttributeValue::S(read_status.as_str().into()))
             .expression_attribute_values(":at", updated_at_value(read_updated_at)?)
+            .expression_attribute_values(":atn", updated_at_nanos(read_updated_at))
             .send()
             .await;
         applied(result, "starting a recovered delivery's round")
     }
 }
 
-/// `updated_at` exactly as a delivery's item stores it.
+/// `updated_at` exactly as a delivery's item in the long layout stores it.
 fn updated_at_value(t: &DateTime<Utc>) -> Result<AttributeValue> {
     serde_dynamo::to_attribute_value(t)
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("a time as stored")))
+}
+
+/// `updated_at` as the compact layout stores it (nanoseconds), or a number
+/// no item holds if it has none.
+fn updated_at_nanos(t: &DateTime<Utc>) -> AttributeValue {
+    AttributeValue::N(t.timestamp_nanos_opt().unwrap_or(i64::MIN).to_string())
 }
 
 fn check_key(at: &DateTime<Utc>, id: &RecoveryId) -> String {
