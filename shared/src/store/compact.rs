@@ -7,7 +7,8 @@
 //! already holds (its id is in its key; an event recorded when it occurred
 //! holds the same time twice; a transaction's last seen change is its
 //! state; a delivery made when its event occurred, and attempted at its
-//! last change, holds each of those times twice; a first change's count
+//! last change, holds each of those times twice, and each attempt's
+//! number is its place; a first change's count
 //! and list of changes are 0 and empty). [`encode`] writes such an item
 //! with short names and without those repeats; [`decode`] puts them back
 //! before the domain type reads it, so everything above the store sees the
@@ -283,14 +284,17 @@ pub(super) fn encode(attrs: &mut Attrs) {
             {
                 attrs.remove("created_at");
             }
-            // An attempt made at the delivery's last change (its last one).
-            if let Some(updated) = attrs.get("updated_at").cloned() {
-                if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
-                    for a in attempts {
-                        if let AttributeValue::M(m) = a {
-                            if m.get("at") == Some(&updated) {
-                                m.remove("at");
-                            }
+            // An attempt made at the delivery's last change (its last one);
+            // each attempt's number, its place in the list.
+            let updated = attrs.get("updated_at").cloned();
+            if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
+                for (i, a) in attempts.iter_mut().enumerate() {
+                    if let AttributeValue::M(m) = a {
+                        if updated.is_some() && m.get("at") == updated.as_ref() {
+                            m.remove("at");
+                        }
+                        if m.get("n") == Some(&AttributeValue::N((i + 1).to_string())) {
+                            m.remove("n");
                         }
                     }
                 }
@@ -356,14 +360,18 @@ const AS_FIRST_EVENT: &str = "fe";
 /// Leaves out of `transaction` (long names) what its first event (`event`,
 /// long names) holds, if it holds all of it: a new transaction, which is
 /// its first change.
+/// Its last seen change is its state (`drop_seen_state` ran), which the
+/// mark says too.
 pub(super) fn fold_into_first_event(event: &Attrs, transaction: &mut Attrs) {
-    if SAME_AS_FIRST_EVENT
-        .iter()
-        .all(|(t, e)| transaction.get(*t) == event.get(*e))
+    if transaction.contains_key(SEEN_LAST_IS_STATE)
+        && SAME_AS_FIRST_EVENT
+            .iter()
+            .all(|(t, e)| transaction.get(*t) == event.get(*e))
     {
         for (t, _) in SAME_AS_FIRST_EVENT {
             transaction.remove(*t);
         }
+        transaction.remove(SEEN_LAST_IS_STATE);
         transaction.insert(AS_FIRST_EVENT.into(), AttributeValue::Bool(true));
     }
 }
@@ -377,6 +385,7 @@ pub(super) fn unfold_from_first_event(event: &Attrs, transaction: &mut Attrs) {
                 transaction.insert(t.to_string(), v.clone());
             }
         }
+        transaction.insert(SEEN_LAST_IS_STATE.into(), AttributeValue::Bool(true));
     }
 }
 
@@ -489,12 +498,15 @@ pub(super) fn decode(attrs: &mut Attrs) {
                     attrs.insert("created_at".into(), at);
                 }
             }
-            if let Some(updated) = attrs.get("updated_at").cloned() {
-                if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
-                    for a in attempts {
-                        if let AttributeValue::M(m) = a {
+            let updated = attrs.get("updated_at").cloned();
+            if let Some(AttributeValue::L(attempts)) = attrs.get_mut("attempts") {
+                for (i, a) in attempts.iter_mut().enumerate() {
+                    if let AttributeValue::M(m) = a {
+                        if let Some(updated) = &updated {
                             m.entry("at".into()).or_insert_with(|| updated.clone());
                         }
+                        m.entry("n".into())
+                            .or_insert_with(|| AttributeValue::N((i + 1).to_string()));
                     }
                 }
             }
@@ -731,6 +743,8 @@ mod tests {
             ("updated_at", s(AT)),
             ("state_at", s(AT)),
             ("version", n(1)),
+            // Its one change, its state.
+            ("sl", AttributeValue::Bool(true)),
         ]);
         let mut folded = new.clone();
         fold_into_first_event(&event, &mut folded);
@@ -754,6 +768,12 @@ mod tests {
         let mut kept = new.clone();
         fold_into_first_event(&goal, &mut kept);
         assert_eq!(kept, new);
+        // A last seen change that is not its state: not a first change.
+        let mut late = new.clone();
+        late.remove("sl");
+        let mut kept = late.clone();
+        fold_into_first_event(&event, &mut kept);
+        assert_eq!(kept, late);
     }
 
     #[test]
@@ -788,9 +808,9 @@ mod tests {
     #[test]
     fn a_delivery_made_when_its_event_occurred_and_attempted_last_stores_each_time_once() {
         const LATER: &str = "2026-11-27T12:48:00.500Z";
-        let attempt = |at: &str, code: i64| {
+        let attempt = |number: i64, at: &str, code: i64| {
             AttributeValue::M(item(&[
-                ("n", n(1)),
+                ("n", n(number)),
                 ("at", s(at)),
                 ("ms", n(3)),
                 ("code", n(code)),
@@ -807,7 +827,7 @@ mod tests {
             ("updated_at", s(LATER)),
             (
                 "attempts",
-                AttributeValue::L(vec![attempt(AT, 500), attempt(LATER, 200)]),
+                AttributeValue::L(vec![attempt(1, AT, 500), attempt(2, LATER, 200)]),
             ),
         ]);
         let stored = round_trip(&d);
@@ -831,6 +851,8 @@ mod tests {
         };
         assert_eq!(first.get("at"), Some(&n(1_795_783_649_351_849_403)));
         assert!(!last.contains_key("at"));
+        // Numbered by their place: the first is 1 and the second 2.
+        assert!(!first.contains_key("n") && !last.contains_key("n"));
         assert_eq!(last.get("c"), Some(&n(200)));
         assert_eq!(last.get("r"), Some(&s("ok")));
         // Created later than its event (a later endpoint, a recovery): both kept.
@@ -1034,12 +1056,13 @@ mod tests {
                             "DELIVERY" => {
                                 m.insert("id".into(), s(id));
                                 m.entry("created_at".into()).or_insert_with(|| s(AT));
-                                // Attempts: any of their names, always a time.
+                                // Attempts: any of their names, always a time and a number.
                                 let attempts = attempts
                                     .into_iter()
                                     .map(|a| match a {
                                         AttributeValue::M(mut a) => {
                                             a.entry("at".into()).or_insert_with(|| s(AT));
+                                            a.entry("n".into()).or_insert_with(|| n(1));
                                             text_times(&mut a, ATTEMPT_TIMES);
                                             AttributeValue::M(a)
                                         }
