@@ -641,10 +641,11 @@ async fn a_conversion_and_its_delivery_write_four_units_and_the_history_once() {
     // first claim (a lease on that item, which creates nothing), the record
     // (which creates the delivery).
     assert_eq!(table, 3.0);
-    // The click and the transaction's two possible items, its first
-    // event's and its own (eventually consistent: half a unit each), and
+    // The click and the transaction's first event's item (eventually
+    // consistent: half a unit each; a table created by this version holds
+    // no transaction in an item of its own, so that key is not asked), and
     // the endpoint as stored (consistent) by the worker.
-    assert_eq!(reads, 2.5);
+    assert_eq!(reads, 2.0);
 }
 
 /// A delivery stores its event's id, not a copy of the event (stored once,
@@ -989,7 +990,13 @@ async fn a_stored_deliverys_message_with_a_stale_copy_of_its_event_sends_the_eve
 /// process's worker, and each event reads back the same from both.
 #[tokio::test]
 async fn items_written_in_the_long_or_the_compact_layout_are_read_alike_by_either() {
-    let compact = TestApp::start().await;
+    // Mid-upgrade: a table an earlier version created, where the long
+    // layout still begins transactions in items of their own.
+    let compact = TestApp::start_with(Options {
+        earlier_table: true,
+        ..Default::default()
+    })
+    .await;
     let options = Options {
         env: vec![("COMPACT_ITEMS", "false".into())],
         ..Default::default()

@@ -965,3 +965,114 @@ async fn different_first_changes_racing_record_one_first_event_and_the_rest_as_i
         assert_eq!(last_sent["status"], state.status.as_str(), "{tx}");
     }
 }
+
+/// A table an earlier version created holds transactions in items of their
+/// own (`TXN#`). `postback-local --move-transactions` moves each into its
+/// first event's item while their changes keep arriving, then marks the
+/// table; a process started after reads each transaction with one key,
+/// takes the next postback of each as its change (sequence 2 or 3, never a
+/// new conversion), and the partner ends on every transaction's state.
+#[tokio::test]
+async fn transactions_in_items_of_their_own_are_moved_and_then_read_with_one_key() {
+    use integration_tests::Options;
+    use shared::domain::Transaction;
+    use shared::store::layout::TransactionHomes;
+    // The first deploy of an upgrade: the long layout, on an earlier table.
+    let long = TestApp::start_with(Options {
+        earlier_table: true,
+        env: vec![("COMPACT_ITEMS", "false".into())],
+        ..Default::default()
+    })
+    .await;
+    let now = TestApp::on_stack(long.stack.clone(), Options::default(), None).await;
+    let (seed, r) = seed_with_receiver(&long).await;
+    let click = long.click(&seed, json!({})).await;
+    let txs: Vec<String> = (0..6).map(|i| format!("MV-{i}")).collect();
+    let key_of = |tx: &str| {
+        Transaction::key_of(
+            Some(&integration_tests::typed(&seed.offer_id)),
+            &integration_tests::typed(tx),
+        )
+    };
+    for tx in &txs {
+        post(&long, &click, tx, "pending").await;
+        assert!(
+            long.raw_item(&format!("TXN#{}", key_of(tx)), "TXN")
+                .await
+                .is_some(),
+            "begun in an item of its own"
+        );
+    }
+    // The move, while half of them are approved by another process.
+    let (report, _) = futures::future::join(
+        now.app.store.move_transactions(Duration::ZERO),
+        futures::future::join_all(txs[..3].iter().map(|tx| post(&now, &click, tx, "approved"))),
+    )
+    .await;
+    let report = report.expect("moved");
+    assert_eq!(report.moved + report.dropped, 6, "{report:?}");
+    for tx in &txs {
+        let key = key_of(tx);
+        assert!(long.raw_item(&format!("TXN#{key}"), "TXN").await.is_none());
+        let first = Transaction::first_event_id(&key);
+        let holder = long.raw_item(&format!("EVENT#{first}"), "EVENT").await;
+        assert!(holder.is_some_and(|h| h.contains_key("txn")), "moved: {tx}");
+    }
+    // A process started now reads the marker once, and one key each time.
+    let after = TestApp::on_stack(long.stack.clone(), Options::default(), None).await;
+    assert_eq!(
+        after.app.store.transaction_homes().await.unwrap(),
+        TransactionHomes::Moved
+    );
+    for (i, tx) in txs.iter().enumerate() {
+        let (status, sequence) = if i < 3 {
+            ("rejected", 3)
+        } else {
+            ("approved", 2)
+        };
+        let id = post(&after, &click, tx, status).await;
+        assert_eq!(after.event(&id).await.sequence, sequence, "{tx}");
+        let state = after
+            .app
+            .store
+            .get_transaction(&key_of(tx))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (state.status.as_str(), state.changes),
+            (status, sequence - 1)
+        );
+    }
+    deliver_all(&after, &r, 6 + 3 + 6).await;
+    for (i, tx) in txs.iter().enumerate() {
+        let last = r
+            .requests()
+            .iter()
+            .rev()
+            .find(|c| c.query().iter().any(|(k, v)| k == "tx" && v == tx))
+            .map(|c| {
+                c.query()
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>()
+            })
+            .expect("sent");
+        let want = if i < 3 { "rejected" } else { "approved" };
+        assert_eq!(last.get("status").map(String::as_str), Some(want), "{tx}");
+    }
+}
+
+/// A sale postback of `status` for `tx`: its conversion id.
+async fn post(app: &TestApp, click: &str, tx: &str, status: &str) -> String {
+    let (s, body) = app
+        .postback(&[
+            ("click_id", click),
+            ("event", "sale"),
+            ("status", status),
+            ("payout", "5.00"),
+            ("transaction_id", tx),
+        ])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    body["conversion_id"].as_str().unwrap().to_string()
+}

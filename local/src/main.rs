@@ -6,6 +6,16 @@
 //! dotenv file (for `cargo lambda watch --env-file`); `--fill-events` seeds
 //! a partner, endpoint, click and conversion, writes `events/*.json` with
 //! live ids into DIR (for `cargo lambda invoke --data-file`) and exits.
+//!
+//! `postback-local --move-transactions`: moves the transactions of the table
+//! `TABLE_NAME` (any DynamoDB the environment's credentials and
+//! `AWS_ENDPOINT_URL` reach, an AWS stack's included) that were begun in
+//! items of their own into their first events' items, marks the table so
+//! that each transaction is read with one key instead of two, and exits
+//! (see `shared/src/store/layout.rs`). It waits `MOVE_SETTLE_SECONDS`
+//! (default 90) after marking the table, for every running process to stop
+//! beginning transactions the old way. Run it once every process of an
+//! earlier version has stopped.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -24,6 +34,9 @@ async fn main() -> anyhow::Result<()> {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    if args.iter().any(|a| a == "--move-transactions") {
+        return move_transactions().await;
+    }
     let write_env = value_of("--write-env");
     let fill_events = value_of("--fill-events");
     let mut resolved = std::collections::BTreeMap::new();
@@ -133,5 +146,26 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         t.abort();
     }
+    Ok(())
+}
+
+/// `--move-transactions`.
+async fn move_transactions() -> anyhow::Result<()> {
+    let table = std::env::var("TABLE_NAME")
+        .map_err(|_| anyhow::anyhow!("TABLE_NAME names the table whose transactions to move"))?;
+    let settle = match std::env::var("MOVE_SETTLE_SECONDS") {
+        Ok(v) => std::time::Duration::from_secs(v.parse().map_err(|_| {
+            anyhow::anyhow!("MOVE_SETTLE_SECONDS must be a whole number of seconds, not {v:?}")
+        })?),
+        Err(_) => shared::store::layout::RECHECK + std::time::Duration::from_secs(30),
+    };
+    let sdk = aws_config::load_from_env().await;
+    let store = shared::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+    tracing::info!(table, settle_s = settle.as_secs(), "moving transactions");
+    let report = store.move_transactions(settle).await?;
+    println!(
+        "{table}: {} items scanned, {} transactions moved into their first events' items, {} dropped (their first event's item held them already); every transaction is now read with one key",
+        report.scanned, report.moved, report.dropped
+    );
     Ok(())
 }

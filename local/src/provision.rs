@@ -255,9 +255,15 @@ pub async fn provision_with(
             Some("AWS::DynamoDB::Table") => {
                 let name = format!("{prefix}-{id}");
                 let props = decide(&template, &props)?.unwrap_or(Value::Null);
-                create_table(dynamo, &name, &props)
+                let created = create_table(dynamo, &name, &props)
                     .await
                     .with_context(|| format!("creating table {id}"))?;
+                if created {
+                    // It holds no transaction in an item of its own.
+                    shared::store::layout::mark_new_table(dynamo, &name)
+                        .await
+                        .with_context(|| format!("marking table {id} new"))?;
+                }
                 out.tables.insert(id, name);
             }
             Some("AWS::SQS::Queue") => queues.push((id, res)),
@@ -371,11 +377,12 @@ pub async fn provision_with(
     Ok(out)
 }
 
+/// Creates the table `name` as `props` describe it: false if it existed.
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
     props: &Value,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let key_schema = |v: &Value| -> anyhow::Result<Vec<KeySchemaElement>> {
         v.as_sequence()
             .ok_or_else(|| anyhow!("KeySchema must be a list"))?
@@ -461,7 +468,7 @@ async fn create_table(
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) =>
         {
-            return Ok(())
+            return Ok(false)
         }
         Err(e) => return Err(e.into()),
     }
@@ -483,7 +490,7 @@ async fn create_table(
                 .await?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

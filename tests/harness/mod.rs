@@ -48,6 +48,10 @@ pub struct Options {
     /// Template parameters the stack is provisioned with, instead of their
     /// defaults (`sam deploy --parameter-overrides`).
     pub template_parameters: Vec<(&'static str, &'static str)>,
+    /// A table as an earlier version left it: without the marker that says
+    /// no transaction is stored in an item of its own (`layout.rs`), so
+    /// both places are read and `COMPACT_ITEMS=false` begins them there.
+    pub earlier_table: bool,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             endpoints: None,
             env: Vec::new(),
             template_parameters: Vec::new(),
+            earlier_table: false,
         }
     }
 }
@@ -101,6 +106,23 @@ impl TestApp {
         )
         .await
         .expect("provisioning the test stack from template.yaml");
+        if options.earlier_table {
+            let table = stack.env.get("TABLE_NAME").expect("the stack's table");
+            aws_sdk_dynamodb::Client::new(&sdk)
+                .delete_item()
+                .table_name(table)
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("META#LAYOUT".into()),
+                )
+                .key(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("LAYOUT".into()),
+                )
+                .send()
+                .await
+                .expect("removing the layout marker");
+        }
         Self::on_stack(stack, options, None).await
     }
 

@@ -281,7 +281,7 @@ async fn record_internal_once(
     // Where the transaction is stored; a new one's first event holds it.
     let home = match &stored {
         Some(t) => t.first_event.clone(),
-        None => app.store.home_of_new(&key),
+        None => app.store.home_of_new(&key).await?,
     };
     let event_id = match (&home, change) {
         (Some(first), 0) => first.clone(),
@@ -538,7 +538,7 @@ async fn wait_for_payout(
         placeholder: true,
         first_event: match stored {
             Some(t) => t.first_event.clone(),
-            None => app.store.home_of_new(&key),
+            None => app.store.home_of_new(&key).await?,
         },
     };
     if !app

@@ -156,7 +156,7 @@ impl Store {
     }
 
     /// A transaction as the map its first event's item holds.
-    fn transaction_value(&self, t: &Transaction) -> Result<AttributeValue> {
+    pub(super) fn transaction_value(&self, t: &Transaction) -> Result<AttributeValue> {
         let mut attrs = long_attrs(t)?;
         if self.compact {
             super::compact::encode_transaction(&mut attrs);
@@ -178,10 +178,12 @@ impl Store {
             item.ttl = self.expiry(t.updated_at);
             return match read_version {
                 None => self.conditional_put(&item, "attribute_not_exists(pk)", None),
-                // Records written before versions existed stand at 0.
+                // Records written before versions existed stand at 0 (and
+                // exist: one moved into its first event's item meanwhile is
+                // not written again here).
                 Some(0) => self.conditional_put(
                     &item,
-                    "attribute_not_exists(version) OR version = :v",
+                    "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)",
                     Some(0),
                 ),
                 Some(v) => self.conditional_put(&item, "version = :v", Some(v)),
@@ -235,9 +237,12 @@ impl Store {
 
     /// Where a new transaction of `key` is stored: in its first event's item
     /// (`Transaction::first_event_id`), unless this store writes the long
-    /// layout (`COMPACT_ITEMS=false`), which versions before read.
-    pub fn home_of_new(&self, key: &str) -> Option<EventId> {
-        self.compact.then(|| Transaction::first_event_id(key))
+    /// layout (`COMPACT_ITEMS=false`), which versions before read, on a
+    /// table whose transactions are not being moved (`layout.rs`).
+    pub async fn home_of_new(&self, key: &str) -> Result<Option<EventId>> {
+        let first = self.compact
+            || self.transaction_homes().await? != super::layout::TransactionHomes::Both;
+        Ok(first.then(|| Transaction::first_event_id(key)))
     }
 
     /// Stores a transaction that only holds an invalidation waiting for its
@@ -402,7 +407,8 @@ impl Store {
     /// a decision whose write is conditional on the version read). Both the
     /// items it may be in are asked in one `BatchGetItem`: its first event's
     /// (`Transaction::first_event_id`) and its own (a transaction begun
-    /// before events held theirs, or with `COMPACT_ITEMS=false`).
+    /// before events held theirs, or with `COMPACT_ITEMS=false`), unless
+    /// the table holds none of the latter any more (`layout.rs`).
     pub async fn read_transaction(
         &self,
         id: &str,
@@ -411,7 +417,11 @@ impl Store {
         let first = Transaction::first_event_id(id);
         let (epk, esk) = keys::event(&first);
         let (tpk, tsk) = keys::transaction(id);
-        let wanted = [super::key(epk, esk), super::key(tpk, tsk)];
+        let mut wanted = vec![super::key(epk, esk)];
+        // Once none can be in an item of its own, only its first event's.
+        if self.transaction_homes().await? != super::layout::TransactionHomes::Moved {
+            wanted.push(super::key(tpk, tsk));
+        }
         let mut own = None;
         for attrs in self.raw_items_of(&wanted, consistent).await? {
             match attrs

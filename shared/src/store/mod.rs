@@ -7,7 +7,8 @@
 //! | endpoint    | `PARTNER#<id>`     | `ENDPOINT#<id>`|
 //! | click       | `CLICK#<id>`       | `CLICK` (ttl)  |
 //! | event       | `EVENT#<id>`       | `EVENT`        |
-//! | transaction | `TXN#<id>`         | `TXN`          |
+//! | transaction | `EVENT#<first event id>` (its `txn` map), or `TXN#<id>` / `TXN` (begun before; see `layout.rs`) | |
+//! | layout marker | `META#LAYOUT`    | `LAYOUT`: where transactions may be (`layout.rs`) |
 //! | delivery    | `DELIVERY#<id>`    | `DELIVERY`, GSI1 `PARTNER#<id>[#<shard>]` / `<created_at>#<id>`; its `event_id`, not the event (attached on read) |
 //! | unpark mark | `PARTNER#<id>`     | `UNPARK#<endpoint id>` |
 //! | recovery    | `PARTNER#<id>`     | `RECOVERY#<id>`, GSI2 `RECOVERING` / `<check time>#<id>` while queuing (ttl) |
@@ -46,6 +47,7 @@ mod compact;
 mod config;
 mod deliveries;
 mod events;
+pub mod layout;
 mod open;
 mod recoveries;
 
@@ -278,6 +280,8 @@ pub struct Store {
     /// Events, transactions and deliveries are written in the compact
     /// layout (`compact.rs`); items are read in either.
     compact: bool,
+    /// Where the table's transactions may be, as last read (`layout.rs`).
+    homes: layout::HomesCache,
 }
 
 impl Store {
@@ -289,6 +293,7 @@ impl Store {
             retention: None,
             sealer: std::sync::Arc::new(crate::sealing::Sealer::new(None)),
             compact: true,
+            homes: layout::HomesCache::default(),
         }
     }
 

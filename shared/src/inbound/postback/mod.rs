@@ -351,7 +351,7 @@ async fn record_transaction(
     // Where the transaction is stored; a new one's first event holds it.
     let home = match &known {
         Some(t) => t.first_event.clone(),
-        None => app.store.home_of_new(&key),
+        None => app.store.home_of_new(&key).await?,
     };
     let id = match (&home, change) {
         (Some(first), 0) => first.clone(),
