@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::Utc;
+use futures::StreamExt;
 
 use super::{from_attrs, is_condition_failure, key, Attrs, Store};
 use crate::domain::Transaction;
@@ -81,6 +82,18 @@ impl TransactionHomes {
 /// A process's last read of the marker (shared by the clones of a store).
 #[derive(Clone, Default)]
 pub(super) struct HomesCache(Arc<Mutex<Option<(TransactionHomes, Instant)>>>);
+
+/// How many transactions [`Store::move_transactions`] moves at once.
+const MOVES_AT_ONCE: usize = 16;
+
+/// What became of one `TXN#` item.
+enum MoveOutcome {
+    Moved,
+    /// Its first event's item held the transaction already.
+    Dropped,
+    /// Deleted meanwhile (by another run of the move).
+    Gone,
+}
 
 /// What [`Store::move_transactions`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -195,9 +208,17 @@ impl Store {
                 .await
                 .map_err(unavailable("scanning for transactions to move"))?;
             report.scanned += u64::try_from(page.scanned_count()).unwrap_or(0);
-            for item in page.items.unwrap_or_default() {
-                found += 1;
-                self.move_one(item, report).await?;
+            let items = page.items.unwrap_or_default();
+            found += items.len() as u64;
+            // A page's transactions are distinct items: moved side by side.
+            let mut moves = futures::stream::iter(items.into_iter().map(|i| self.move_one(i)))
+                .buffer_unordered(MOVES_AT_ONCE);
+            while let Some(moved) = moves.next().await {
+                match moved? {
+                    MoveOutcome::Moved => report.moved += 1,
+                    MoveOutcome::Dropped => report.dropped += 1,
+                    MoveOutcome::Gone => {}
+                }
             }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -208,17 +229,17 @@ impl Store {
 
     /// Moves one `TXN#` item (as read), reading it again while a change
     /// keeps overtaking the move.
-    async fn move_one(&self, mut attrs: Attrs, report: &mut MoveReport) -> Result<()> {
+    async fn move_one(&self, mut attrs: Attrs) -> Result<MoveOutcome> {
         let Some((pk, sk)) = attrs
             .get("pk")
             .and_then(|v| v.as_s().ok())
             .cloned()
             .map(|pk| (pk, "TXN"))
         else {
-            return Ok(());
+            return Ok(MoveOutcome::Gone);
         };
         let Some(txn_key) = pk.strip_prefix("TXN#").map(str::to_string) else {
-            return Ok(());
+            return Ok(MoveOutcome::Gone);
         };
         let first = Transaction::first_event_id(&txn_key);
         let (epk, esk) = super::keys::event(&first);
@@ -261,10 +282,7 @@ impl Store {
                 .send()
                 .await;
             let reasons = match result {
-                Ok(_) => {
-                    report.moved += 1;
-                    return Ok(());
-                }
+                Ok(_) => return Ok(MoveOutcome::Moved),
                 Err(e) => match cancellation_codes(&e) {
                     Some(codes) => codes,
                     None => return Err(unavailable("moving a transaction")(e)),
@@ -288,10 +306,7 @@ impl Store {
                     .send()
                     .await;
                 match dropped {
-                    Ok(_) => {
-                        report.dropped += 1;
-                        return Ok(());
-                    }
+                    Ok(_) => return Ok(MoveOutcome::Dropped),
                     Err(e) if is_condition_failure(&e) => {}
                     Err(e) => return Err(unavailable("dropping a moved transaction")(e)),
                 }
@@ -299,7 +314,7 @@ impl Store {
             // Changed (or gone) since it was read: read it again.
             match self.get_raw(pk.clone(), sk, true).await? {
                 Some(again) => attrs = again,
-                None => return Ok(()),
+                None => return Ok(MoveOutcome::Gone),
             }
         }
         Err(Error::Unavailable(anyhow::anyhow!(
