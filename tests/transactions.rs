@@ -1076,3 +1076,114 @@ async fn post(app: &TestApp, click: &str, tx: &str, status: &str) -> String {
     assert_eq!(s, 200, "{body}");
     body["conversion_id"].as_str().unwrap().to_string()
 }
+
+/// `postback-local --move-transactions` as an operator runs it, on a table
+/// an earlier version created: one transaction in an item of its own only
+/// (moved), and one in both places, as two processes of an upgrade's canary
+/// could leave it (the item of its own dropped: reads already preferred its
+/// first event's). It prints what it did, exits 0, and the table is marked;
+/// run again, it moves nothing.
+#[tokio::test]
+async fn the_move_command_moves_or_drops_each_transaction_and_marks_the_table() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use integration_tests::Options;
+    use shared::domain::Transaction;
+    use shared::store::layout::TransactionHomes;
+    let long = TestApp::start_with(Options {
+        earlier_table: true,
+        env: vec![("COMPACT_ITEMS", "false".into())],
+        ..Default::default()
+    })
+    .await;
+    let (seed, _r) = seed_with_receiver(&long).await;
+    let click = long.click(&seed, json!({})).await;
+    let key_of = |tx: &str| {
+        Transaction::key_of(
+            Some(&integration_tests::typed(&seed.offer_id)),
+            &integration_tests::typed(tx),
+        )
+    };
+    post(&long, &click, "CMD-1", "pending").await;
+    post(&long, &click, "CMD-2", "pending").await;
+    // CMD-2 in both places: its first event's item holds it too (approved
+    // there, so which one stands is visible).
+    let both = key_of("CMD-2");
+    let own = long
+        .raw_item(&format!("TXN#{both}"), "TXN")
+        .await
+        .expect("in an item of its own");
+    let mut held: std::collections::HashMap<String, AttributeValue> = own
+        .into_iter()
+        .filter(|(k, _)| k != "pk" && k != "sk")
+        .collect();
+    held.insert("status".into(), AttributeValue::S("approved".into()));
+    let first = Transaction::first_event_id(&both);
+    long.app
+        .store
+        .client()
+        .put_item()
+        .table_name(long.app.store.table())
+        .item("pk", AttributeValue::S(format!("EVENT#{first}")))
+        .item("sk", AttributeValue::S("EVENT".into()))
+        .item("txn", AttributeValue::M(held))
+        .send()
+        .await
+        .unwrap();
+
+    let run = || {
+        std::process::Command::new(integration_tests::runner::binary("postback-local"))
+            .arg("--move-transactions")
+            .env("TABLE_NAME", long.app.store.table())
+            .env("MOVE_SETTLE_SECONDS", "0")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("postback-local runs")
+    };
+    let out = run();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("1 transactions moved") && said.contains("1 dropped"),
+        "{said}"
+    );
+    for tx in ["CMD-1", "CMD-2"] {
+        let key = key_of(tx);
+        assert!(long.raw_item(&format!("TXN#{key}"), "TXN").await.is_none());
+    }
+    let after = TestApp::on_stack(long.stack.clone(), Options::default(), None).await;
+    assert_eq!(
+        after.app.store.transaction_homes().await.unwrap(),
+        TransactionHomes::Moved
+    );
+    let kept = after
+        .app
+        .store
+        .get_transaction(&both)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.status.as_str(),
+        "approved",
+        "the first event's copy stands"
+    );
+    let moved = after
+        .app
+        .store
+        .get_transaction(&key_of("CMD-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.status.as_str(), "pending");
+    // Again: nothing left to move.
+    let again = run();
+    let said = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(
+        again.status.success() && said.contains("0 transactions moved"),
+        "{said}"
+    );
+}
