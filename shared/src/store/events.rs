@@ -62,9 +62,9 @@ impl Store {
             .filter(|(t, _)| t.first_event.as_ref() == Some(&r.event.id));
         let event = self.event_attrs(r.event, first.map(|(t, _)| t))?;
         // Its item may hold a placeholder (a waiting invalidation) it replaces.
-        let (condition, version) = match first {
-            Some((_, Some(v))) => (HELD_VERSION_READ, Some(v)),
-            _ => ("attribute_not_exists(pk)", None),
+        let expect = match first {
+            Some((_, Some(v))) => Expect::Held(v),
+            _ => Expect::Absent,
         };
         if r.window.is_none()
             && r.deliveries.is_empty()
@@ -73,17 +73,15 @@ impl Store {
             // The event alone (its deliveries owed, or none; its transaction,
             // if any, in its item): one conditional `PutItem`, half a
             // transaction's units.
-            let mut put = self
+            let (condition, names, values) = expect.parts();
+            let put = self
                 .client
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(event))
-                .condition_expression(condition);
-            if let Some(v) = version {
-                put = put
-                    .expression_attribute_names("#t", HOLDS)
-                    .expression_attribute_values(":v", AttributeValue::N(v.to_string()));
-            }
+                .condition_expression(condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values);
             return Ok(match put.send().await {
                 Ok(_) => Recorded::New,
                 // A first change whose item is taken may be another first
@@ -93,13 +91,9 @@ impl Store {
                 Err(e) => return Err(unavailable("recording an event")(e)),
             });
         }
-        items.push(self.conditional_attrs_put(event, condition, version)?);
+        items.push(self.conditional_attrs_put(event, expect)?);
         for d in r.deliveries {
-            items.push(self.conditional_put(
-                &self.new_delivery_item(d, r.queued),
-                "attribute_not_exists(pk)",
-                None,
-            )?);
+            items.push(self.conditional_put(&self.new_delivery_item(d, r.queued), Expect::Absent)?);
         }
         match (r.transaction, first) {
             (_, Some(_)) | (None, _) => {}
@@ -176,18 +170,8 @@ impl Store {
             let (pk, sk) = keys::transaction(&t.key());
             let mut item = Item::new(pk, sk, t);
             item.ttl = self.expiry(t.updated_at);
-            return match read_version {
-                None => self.conditional_put(&item, "attribute_not_exists(pk)", None),
-                // Records written before versions existed stand at 0 (and
-                // exist: one moved into its first event's item meanwhile is
-                // not written again here).
-                Some(0) => self.conditional_put(
-                    &item,
-                    "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)",
-                    Some(0),
-                ),
-                Some(v) => self.conditional_put(&item, "version = :v", Some(v)),
-            };
+            let expect = read_version.map_or(Expect::Absent, Expect::Own);
+            return self.conditional_put(&item, expect);
         };
         let (pk, sk) = keys::event(first);
         let held = self.held_update(t, read_version.unwrap_or(0), self.expiry(t.updated_at))?;
@@ -316,29 +300,21 @@ impl Store {
     fn conditional_put<T: Serialize>(
         &self,
         item: &Item<T>,
-        condition: &str,
-        version: Option<u64>,
+        expect: Expect,
     ) -> Result<TransactWriteItem> {
-        self.conditional_attrs_put(self.to_attrs(item)?, condition, version)
+        self.conditional_attrs_put(self.to_attrs(item)?, expect)
     }
 
-    fn conditional_attrs_put(
-        &self,
-        attrs: Attrs,
-        condition: &str,
-        version: Option<u64>,
-    ) -> Result<TransactWriteItem> {
-        let mut put = Put::builder()
+    fn conditional_attrs_put(&self, attrs: Attrs, expect: Expect) -> Result<TransactWriteItem> {
+        let (condition, names, values) = expect.parts();
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(attrs))
-            .condition_expression(condition);
-        if let Some(v) = version {
-            put = put.expression_attribute_values(":v", AttributeValue::N(v.to_string()));
-        }
-        if condition.contains("#t") {
-            put = put.expression_attribute_names("#t", HOLDS);
-        }
-        let put = put.build().map_err(|e| Error::Internal(e.into()))?;
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| Error::Internal(e.into()))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -477,6 +453,46 @@ const HOLDS: &str = "txn";
 
 /// The condition of an update of a held transaction (`#t`: [`HOLDS`]).
 const HELD_VERSION_READ: &str = "#t.version = :v";
+
+/// What a put of an event, a delivery or a transaction requires of the item
+/// it replaces: its condition, with the names and values it uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// None there yet.
+    Absent,
+    /// A first event's item that holds only its transaction, at this
+    /// version (a placeholder the event replaces).
+    Held(u64),
+    /// A transaction's own item at this version. At 0, one written before
+    /// versions existed, which must still be there: one moved into its
+    /// first event's item meanwhile is not written again here.
+    Own(u64),
+}
+
+impl Expect {
+    fn parts(self) -> (&'static str, Option<HashMap<String, String>>, Option<Attrs>) {
+        let version = |v: u64| {
+            Some(Attrs::from([(
+                ":v".into(),
+                AttributeValue::N(v.to_string()),
+            )]))
+        };
+        match self {
+            Expect::Absent => ("attribute_not_exists(pk)", None, None),
+            Expect::Held(v) => (
+                HELD_VERSION_READ,
+                Some(HashMap::from([("#t".into(), HOLDS.into())])),
+                version(v),
+            ),
+            Expect::Own(0) => (
+                "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)",
+                None,
+                version(0),
+            ),
+            Expect::Own(v) => ("version = :v", None, version(v)),
+        }
+    }
+}
 
 /// An update of the transaction a first event's item holds (`held_update`).
 struct HeldUpdate {
@@ -730,4 +746,39 @@ pub struct Recording<'a> {
     /// The deliveries' messages were sent before this write (the queue
     /// first): they are stored without their open-work entries.
     pub queued: bool,
+}
+
+#[cfg(test)]
+mod expect_tests {
+    use super::*;
+
+    /// DynamoDB refuses a request whose condition names a placeholder it
+    /// was not given, or that gives one its condition does not use.
+    #[test]
+    fn each_expectation_gives_exactly_the_names_and_values_its_condition_uses() {
+        for expect in [
+            Expect::Absent,
+            Expect::Held(3),
+            Expect::Own(0),
+            Expect::Own(7),
+        ] {
+            let (condition, names, values) = expect.parts();
+            let used: std::collections::BTreeSet<String> = condition
+                .split(|c: char| !(c.is_alphanumeric() || c == '#' || c == ':' || c == '_'))
+                .filter(|w| w.starts_with('#') || w.starts_with(':'))
+                .map(str::to_string)
+                .collect();
+            let given: std::collections::BTreeSet<String> = names
+                .unwrap_or_default()
+                .into_keys()
+                .chain(values.unwrap_or_default().into_keys())
+                .collect();
+            assert_eq!(used, given, "{expect:?}: {condition}");
+        }
+        let (_, _, values) = Expect::Held(3).parts();
+        assert_eq!(
+            values.unwrap().get(":v"),
+            Some(&AttributeValue::N("3".into()))
+        );
+    }
 }
