@@ -1187,3 +1187,79 @@ async fn the_move_command_moves_or_drops_each_transaction_and_marks_the_table() 
         "{said}"
     );
 }
+
+/// A change decided on a transaction stored before versions existed (its
+/// item of its own has no `version`: read at 0), written after the move
+/// took that item into its first event's: the write fails its condition
+/// (decided again from the moved item) instead of writing the item of its
+/// own back, where no read would look again.
+#[tokio::test]
+async fn a_change_read_before_the_move_of_a_versionless_transaction_is_decided_again() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use integration_tests::Options;
+    use shared::domain::Transaction;
+    use shared::ids::EventId;
+    use shared::store::{Recorded, Recording};
+    let long = TestApp::start_with(Options {
+        earlier_table: true,
+        env: vec![("COMPACT_ITEMS", "false".into())],
+        ..Default::default()
+    })
+    .await;
+    let (seed, _r) = seed_with_receiver(&long).await;
+    let click = long.click(&seed, json!({})).await;
+    let first_id = post(&long, &click, "V0", "pending").await;
+    let key = Transaction::key_of(
+        Some(&integration_tests::typed(&seed.offer_id)),
+        &integration_tests::typed("V0"),
+    );
+    // As written before versions existed.
+    long.app
+        .store
+        .client()
+        .update_item()
+        .table_name(long.app.store.table())
+        .key("pk", AttributeValue::S(format!("TXN#{key}")))
+        .key("sk", AttributeValue::S("TXN".into()))
+        .update_expression("REMOVE version")
+        .send()
+        .await
+        .unwrap();
+    // Read by a change (at version 0) ...
+    let read = long.app.store.get_transaction(&key).await.unwrap().unwrap();
+    assert_eq!((read.version, read.first_event.is_none()), (0, true));
+    // ... the move happens ...
+    long.app
+        .store
+        .move_transactions(Duration::ZERO)
+        .await
+        .expect("moved");
+    // ... then the change is written on what it read.
+    let mut event = long.event(&first_id).await;
+    event.id = EventId::derive(&["test", "V0", "approved"]);
+    event.sequence = 2;
+    event.owed.clear();
+    event.delivery_ids.clear();
+    let mut changed = read.clone();
+    changed.version = 1;
+    changed.changes = 1;
+    changed.last_event_id = event.id.clone();
+    let recorded = long
+        .app
+        .store
+        .record_event(&Recording {
+            event: &event,
+            deliveries: &[],
+            transaction: Some((&changed, Some(0))),
+            window: None,
+            queued: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(recorded, Recorded::Raced);
+    assert!(
+        long.raw_item(&format!("TXN#{key}"), "TXN").await.is_none(),
+        "the moved transaction's own item is not written back"
+    );
+    assert!(long.app.store.get_event(&event.id).await.unwrap().is_none());
+}
