@@ -977,27 +977,13 @@ async fn transactions_in_items_of_their_own_are_moved_and_then_read_with_one_key
     use integration_tests::Options;
     use shared::domain::Transaction;
     use shared::store::layout::TransactionHomes;
-    // The first deploy of an upgrade: the long layout, on an earlier table.
-    let long = TestApp::start_with(Options {
-        earlier_table: true,
-        env: vec![("COMPACT_ITEMS", "false".into())],
-        ..Default::default()
-    })
-    .await;
+    let (long, seed, r, click) = upgrading().await;
     let now = TestApp::on_stack(long.stack.clone(), Options::default(), None).await;
-    let (seed, r) = seed_with_receiver(&long).await;
-    let click = long.click(&seed, json!({})).await;
     let txs: Vec<String> = (0..6).map(|i| format!("MV-{i}")).collect();
-    let key_of = |tx: &str| {
-        Transaction::key_of(
-            Some(&integration_tests::typed(&seed.offer_id)),
-            &integration_tests::typed(tx),
-        )
-    };
     for tx in &txs {
         post(&long, &click, tx, "pending").await;
         assert!(
-            long.raw_item(&format!("TXN#{}", key_of(tx)), "TXN")
+            long.raw_item(&format!("TXN#{}", key_of(&seed, tx)), "TXN")
                 .await
                 .is_some(),
             "begun in an item of its own"
@@ -1012,7 +998,7 @@ async fn transactions_in_items_of_their_own_are_moved_and_then_read_with_one_key
     let report = report.expect("moved");
     assert_eq!(report.moved + report.dropped, 6, "{report:?}");
     for tx in &txs {
-        let key = key_of(tx);
+        let key = key_of(&seed, tx);
         assert!(long.raw_item(&format!("TXN#{key}"), "TXN").await.is_none());
         let first = Transaction::first_event_id(&key);
         let holder = long.raw_item(&format!("EVENT#{first}"), "EVENT").await;
@@ -1035,7 +1021,7 @@ async fn transactions_in_items_of_their_own_are_moved_and_then_read_with_one_key
         let state = after
             .app
             .store
-            .get_transaction(&key_of(tx))
+            .get_transaction(&key_of(&seed, tx))
             .await
             .unwrap()
             .unwrap();
@@ -1089,25 +1075,12 @@ async fn the_move_command_moves_or_drops_each_transaction_and_marks_the_table() 
     use integration_tests::Options;
     use shared::domain::Transaction;
     use shared::store::layout::TransactionHomes;
-    let long = TestApp::start_with(Options {
-        earlier_table: true,
-        env: vec![("COMPACT_ITEMS", "false".into())],
-        ..Default::default()
-    })
-    .await;
-    let (seed, _r) = seed_with_receiver(&long).await;
-    let click = long.click(&seed, json!({})).await;
-    let key_of = |tx: &str| {
-        Transaction::key_of(
-            Some(&integration_tests::typed(&seed.offer_id)),
-            &integration_tests::typed(tx),
-        )
-    };
+    let (long, seed, _r, click) = upgrading().await;
     post(&long, &click, "CMD-1", "pending").await;
     post(&long, &click, "CMD-2", "pending").await;
     // CMD-2 in both places: its first event's item holds it too (approved
     // there, so which one stands is visible).
-    let both = key_of("CMD-2");
+    let both = key_of(&seed, "CMD-2");
     let own = long
         .raw_item(&format!("TXN#{both}"), "TXN")
         .await
@@ -1151,7 +1124,7 @@ async fn the_move_command_moves_or_drops_each_transaction_and_marks_the_table() 
         "{said}"
     );
     for tx in ["CMD-1", "CMD-2"] {
-        let key = key_of(tx);
+        let key = key_of(&seed, tx);
         assert!(long.raw_item(&format!("TXN#{key}"), "TXN").await.is_none());
     }
     let after = TestApp::on_stack(long.stack.clone(), Options::default(), None).await;
@@ -1174,7 +1147,7 @@ async fn the_move_command_moves_or_drops_each_transaction_and_marks_the_table() 
     let moved = after
         .app
         .store
-        .get_transaction(&key_of("CMD-1"))
+        .get_transaction(&key_of(&seed, "CMD-1"))
         .await
         .unwrap()
         .unwrap();
@@ -1196,23 +1169,11 @@ async fn the_move_command_moves_or_drops_each_transaction_and_marks_the_table() 
 #[tokio::test]
 async fn a_change_read_before_the_move_of_a_versionless_transaction_is_decided_again() {
     use aws_sdk_dynamodb::types::AttributeValue;
-    use integration_tests::Options;
-    use shared::domain::Transaction;
     use shared::ids::EventId;
     use shared::store::{Recorded, Recording};
-    let long = TestApp::start_with(Options {
-        earlier_table: true,
-        env: vec![("COMPACT_ITEMS", "false".into())],
-        ..Default::default()
-    })
-    .await;
-    let (seed, _r) = seed_with_receiver(&long).await;
-    let click = long.click(&seed, json!({})).await;
+    let (long, seed, _r, click) = upgrading().await;
     let first_id = post(&long, &click, "V0", "pending").await;
-    let key = Transaction::key_of(
-        Some(&integration_tests::typed(&seed.offer_id)),
-        &integration_tests::typed("V0"),
-    );
+    let key = key_of(&seed, "V0");
     // As written before versions existed.
     long.app
         .store
@@ -1262,4 +1223,27 @@ async fn a_change_read_before_the_move_of_a_versionless_transaction_is_decided_a
         "the moved transaction's own item is not written back"
     );
     assert!(long.app.store.get_event(&event.id).await.unwrap().is_none());
+}
+
+/// The first deploy of an upgrade: a process writing the long layout
+/// (`COMPACT_ITEMS=false`) on a table an earlier version created, a seed
+/// whose endpoint receives every event, and a click of its partner.
+async fn upgrading() -> (TestApp, Seed, Receiver, String) {
+    let long = TestApp::start_with(integration_tests::Options {
+        earlier_table: true,
+        env: vec![("COMPACT_ITEMS", "false".into())],
+        ..Default::default()
+    })
+    .await;
+    let (seed, r) = seed_with_receiver(&long).await;
+    let click = long.click(&seed, json!({})).await;
+    (long, seed, r, click)
+}
+
+/// The store key of the seed's offer's transaction `tx`.
+fn key_of(seed: &Seed, tx: &str) -> String {
+    shared::domain::Transaction::key_of(
+        Some(&integration_tests::typed(&seed.offer_id)),
+        &integration_tests::typed(tx),
+    )
 }

@@ -244,13 +244,10 @@ impl Store {
             },
         };
         let (pk, sk) = keys::delivery(id);
-        let Some(mut attrs) = self.old_or_read(old, pk, sk).await? else {
+        let Some(attrs) = self.old_or_read(old, pk, sk).await? else {
             return Ok(Claim::Missing);
         };
-        super::compact::decode(&mut attrs);
-        let item: Item<StatusOnly> = serde_dynamo::from_item(attrs).map_err(|e| {
-            Error::Internal(anyhow::Error::new(e).context("reading a stored delivery"))
-        })?;
+        let item: Item<StatusOnly> = super::item_from_attrs(attrs)?;
         Ok(match item.data.status {
             status @ (DeliveryStatus::Delivered
             | DeliveryStatus::Failed

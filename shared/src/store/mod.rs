@@ -229,11 +229,16 @@ pub enum Recorded {
     Raced,
 }
 
-fn from_attrs<T: DeserializeOwned>(mut attrs: Attrs) -> Result<T> {
+fn from_attrs<T: DeserializeOwned>(attrs: Attrs) -> Result<T> {
+    Ok(item_from_attrs::<T>(attrs)?.data)
+}
+
+/// A stored item (either layout, `compact.rs`) with its keys and the
+/// attributes beside the domain value: every typed read goes through here.
+fn item_from_attrs<T: DeserializeOwned>(mut attrs: Attrs) -> Result<Item<T>> {
     compact::decode(&mut attrs);
-    let item: Item<T> = serde_dynamo::from_item(attrs)
-        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading a stored item")))?;
-    Ok(item.data)
+    serde_dynamo::from_item(attrs)
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading a stored item")))
 }
 
 fn key(pk: String, sk: impl Into<String>) -> Attrs {
